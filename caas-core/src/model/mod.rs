@@ -1,0 +1,27 @@
+//! The chat domain's data: what is stored and what events carry. Plain data with
+//! serde; the rules about who may change it live in [`crate::policy`] and
+//! [`crate::service`].
+
+mod audit;
+mod conversation;
+mod keys;
+mod media;
+mod message;
+mod presence;
+mod receipt;
+mod tenant;
+mod user;
+
+pub use audit::AuditRecord;
+pub use conversation::{Conversation, ConversationKind, Member, Role};
+pub use keys::{DeviceKeys, KeyBundle, OneTimePrekey, SignedPrekey};
+pub use media::BlobMeta;
+pub use message::{Attachment, Ciphertext, Edit, ForwardRef, Message, NewMessage, Pin, Tombstone};
+pub use presence::{Presence, PresenceStatus};
+pub use receipt::{Receipt, ReceiptKind};
+pub use tenant::{PolicySource, Tenant, TenantCredential, TenantSettings, TenantStatus};
+pub use user::User;
+
+/// Free-form attributes of users and conversations, usable in policy conditions
+/// (strings, integers, booleans and lists of them).
+pub type Attributes = std::collections::BTreeMap<String, serde_json::Value>;

@@ -1,0 +1,78 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::TenantId;
+use crate::ratelimit::Quota;
+use crate::time::Timestamp;
+
+/// A host application's isolated space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Its id.
+    pub id: TenantId,
+    /// Display name.
+    pub name: String,
+    /// Active or suspended.
+    pub status: TenantStatus,
+    /// Limits, policies and switches.
+    pub settings: TenantSettings,
+    /// Hashes of the tenant server's secrets (never the secrets themselves).
+    #[serde(default)]
+    pub credentials: Vec<TenantCredential>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Whether a tenant may operate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    /// Normal operation.
+    Active,
+    /// Every operation inside the tenant is refused (rule `tenant-suspended`).
+    Suspended,
+}
+
+/// The hash of one tenant secret. Hashing and checking are the transport's job (with
+/// caas-crypto); the core only stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCredential {
+    /// A short public id of the secret, to tell rotations apart.
+    pub key_id: String,
+    /// The stored hash.
+    pub hash: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// After this the secret no longer works (set on rotation: the grace period).
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A policy document in the format it was written in, kept as text so load errors
+/// can name the line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "format", content = "text", rename_all = "snake_case")]
+pub enum PolicySource {
+    /// JSON text.
+    Json(String),
+    /// TOML text.
+    Toml(String),
+}
+
+/// Per-tenant configuration. Every field has a platform default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Rate-limit overrides by action name (`message.send`, `media.upload`, …).
+    pub limits: BTreeMap<String, Quota>,
+    /// The tenant's policy document; `None` means the platform's default set.
+    pub policy: Option<PolicySource>,
+    /// Largest message body or ciphertext in bytes (default 16 KiB).
+    pub max_message_bytes: Option<usize>,
+    /// Largest conversation (default 10 000 members).
+    pub max_members: Option<usize>,
+    /// Whether end users may register and log in with passwords.
+    pub password_auth: bool,
+}

@@ -1,0 +1,74 @@
+//! The ports: every trait the core needs from the outside world.
+//!
+//! Each is an async trait usable as `Arc<dyn Port>`, so a host can mix backends
+//! chosen at run time ([`Backends`]). The doc comment of each method is its
+//! contract (atomicity, ordering, idempotency); the `testkit` feature holds the
+//! same contract as executable suites that every backend runs.
+//!
+//! All methods take the tenant explicitly and a backend must never return data of a
+//! tenant other than the one asked for.
+
+mod audit;
+mod blobs;
+mod bus;
+mod conversations;
+mod events;
+mod keys;
+mod messages;
+mod presence;
+mod ratelimit;
+mod receipts;
+mod search;
+mod tenants;
+mod users;
+
+use std::sync::Arc;
+
+pub use audit::AuditStore;
+pub use blobs::{BlobCapabilities, BlobStore, UrlMethod};
+pub use bus::{BusMessage, EventBus, Subscription};
+pub use conversations::{ConversationStore, Created};
+pub use events::EventLog;
+pub use keys::{KeyDirectory, KeyVerifier};
+pub use messages::{Appended, Changed, ConversationHead, HistoryPage, MessageStore};
+pub use presence::{PresenceChange, PresenceStore};
+pub use ratelimit::RateLimitStore;
+pub use receipts::ReceiptStore;
+pub use search::{MessageHit, SearchIndex, tokenize};
+pub use tenants::TenantStore;
+pub use users::UserStore;
+
+use crate::time::Clock;
+
+/// One backend for every port: what a [`crate::service::Caas`] runs on.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// Tenants.
+    pub tenants: Arc<dyn TenantStore>,
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Conversations and members.
+    pub conversations: Arc<dyn ConversationStore>,
+    /// Messages.
+    pub messages: Arc<dyn MessageStore>,
+    /// Receipt watermarks.
+    pub receipts: Arc<dyn ReceiptStore>,
+    /// The per-tenant event log behind `sync`.
+    pub events: Arc<dyn EventLog>,
+    /// E2EE public key material.
+    pub keys: Arc<dyn KeyDirectory>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
+    /// Fan-out of events to every node.
+    pub bus: Arc<dyn EventBus>,
+    /// Media.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Full-text search.
+    pub search: Arc<dyn SearchIndex>,
+    /// Presence with expiry.
+    pub presence: Arc<dyn PresenceStore>,
+    /// Rate-limit state.
+    pub rate_limits: Arc<dyn RateLimitStore>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+}

@@ -1,0 +1,37 @@
+use std::time::Duration;
+
+/// Service-wide limits and timings; tenants may lower some of them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest message body or ciphertext in bytes, unless the tenant sets its own.
+    pub max_message_bytes: usize,
+    /// Largest conversation, unless the tenant sets its own.
+    pub max_members: usize,
+    /// Most attachments per message.
+    pub max_attachments: usize,
+    /// Most mentions per message.
+    pub max_mentions: usize,
+    /// Largest page of history, sync or search.
+    pub max_page: usize,
+    /// Largest call signal payload (serialized JSON) in bytes.
+    pub max_signal_bytes: usize,
+    /// How long tenant settings are cached.
+    pub tenant_cache_ttl: Duration,
+    /// How long a presence report lasts without a heartbeat.
+    pub presence_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024,
+            max_members: 10_000,
+            max_attachments: 10,
+            max_mentions: 50,
+            max_page: 200,
+            max_signal_bytes: 32 * 1024,
+            tenant_cache_ttl: Duration::from_secs(5),
+            presence_ttl: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The use cases. Every operation runs one pipeline:
+//! **authorize (ABAC) → rate-limit → validate → persist → publish → return**, with
+//! the principal already authenticated by the caller. A message is returned only
+//! after the store has committed it, and events are published only for changes that
+//! happened (a retried send or a repeated reaction publishes nothing).
+//!
+//! Tenant isolation is structural: every store call takes the principal's own
+//! tenant, so another tenant's data cannot even be named.
+
+mod config;
+mod conversations;
+mod ephemeral;
+mod keys;
+mod members;
+mod messages;
+mod reads;
+mod search;
+mod tenants;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+pub use config::Config;
+pub use conversations::{ConversationDetails, NewConversation};
+pub use members::MemberChange;
+pub use messages::{SendMessage, Sent};
+pub use reads::{ConversationSummary, SyncPage};
+pub use tenants::TenantChange;
+
+use crate::error::{EntityKind, Error, Result};
+use crate::events::{Event, EventPayload};
+use crate::ids::{ConversationId, TenantId, UserId};
+use crate::model::{AuditRecord, Conversation, Member, Tenant, TenantStatus};
+use crate::policy::{Action, Attrs, PolicySet, Request};
+use crate::ports::{Backends, KeyVerifier};
+use crate::principal::{Principal, PrincipalKind};
+use crate::ratelimit::{Decision as RateDecision, Limits, RateKey};
+use crate::time::Timestamp;
+
+/// What the service knows about a tenant between store reads.
+#[derive(Debug)]
+struct TenantRuntime {
+    tenant: Tenant,
+    policy: Arc<PolicySet>,
+    limits: Limits,
+    loaded_at: Timestamp,
+}
+
+/// The chat service: every use case, over a set of [`Backends`].
+///
+/// Cheap to share: wrap it in an `Arc` and call it from any task.
+#[derive(Debug)]
+pub struct Caas {
+    b: Backends,
+    cfg: Config,
+    key_verifier: Option<Arc<dyn KeyVerifier>>,
+    // Tenant settings are read on every call; caching them (for `cfg.tenant_cache_ttl`)
+    // keeps a store read and a policy compilation off the hot path. Changes made
+    // through this instance apply at once; changes made by another node apply within
+    // the TTL.
+    tenants: RwLock<HashMap<TenantId, Arc<TenantRuntime>>>,
+    index_failures: AtomicU64,
+}
+
+/// The request-scoped context of a tenant operation.
+struct Ctx<'p> {
+    p: &'p Principal,
+    tenant: TenantId,
+    rt: Arc<TenantRuntime>,
+    now: Timestamp,
+}
+
+impl Ctx<'_> {
+    /// The acting user, for operations only users can do.
+    fn user(&self) -> Result<&UserId> {
+        self.p.user.as_ref().ok_or_else(|| {
+            Error::invalid("principal", "this operation acts as a user; use a user token")
+        })
+    }
+}
+
+impl Caas {
+    /// A service over `backends` with `config`.
+    pub fn new(backends: Backends, config: Config) -> Self {
+        Self {
+            b: backends,
+            cfg: config,
+            key_verifier: None,
+            tenants: RwLock::new(HashMap::new()),
+            index_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// With the verifier of uploaded E2EE keys (required to publish keys).
+    pub fn with_key_verifier(mut self, verifier: Arc<dyn KeyVerifier>) -> Self {
+        self.key_verifier = Some(verifier);
+        self
+    }
+
+    /// The backends.
+    pub fn backends(&self) -> &Backends {
+        &self.b
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// How many search index updates failed since start. Search is updated after the
+    /// message is committed; a failure there does not fail the send, it is counted
+    /// here for metrics.
+    pub fn index_failures(&self) -> u64 {
+        self.index_failures.load(Ordering::Relaxed)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.b.clock.now()
+    }
+
+    async fn runtime(&self, id: &TenantId, now: Timestamp) -> Result<Arc<TenantRuntime>> {
+        if let Ok(cache) = self.tenants.read() {
+            if let Some(rt) = cache.get(id) {
+                if now.since(rt.loaded_at) < self.cfg.tenant_cache_ttl {
+                    return Ok(rt.clone());
+                }
+            }
+        }
+        let tenant = self
+            .b
+            .tenants
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::Tenant, id))?;
+        self.install(tenant, now)
+    }
+
+    fn install(&self, tenant: Tenant, now: Timestamp) -> Result<Arc<TenantRuntime>> {
+        let policy = match &tenant.settings.policy {
+            None => crate::policy::default_set(),
+            Some(src) => Arc::new(PolicySet::from_source(src).map_err(|e| {
+                Error::internal(format!("stored policy of tenant {} does not compile: {e}", tenant.id))
+            })?),
+        };
+        let rt = Arc::new(TenantRuntime {
+            limits: Limits::with_overrides(&tenant.settings.limits),
+            policy,
+            tenant,
+            loaded_at: now,
+        });
+        if let Ok(mut cache) = self.tenants.write() {
+            cache.insert(rt.tenant.id.clone(), rt.clone());
+        }
+        Ok(rt)
+    }
+
+    /// The context of an operation inside the principal's tenant: the tenant must
+    /// exist and be active.
+    async fn ctx<'p>(&self, p: &'p Principal) -> Result<Ctx<'p>> {
+        let tenant = match (&p.kind, &p.tenant) {
+            (PrincipalKind::Operator, _) | (_, None) => {
+                return Err(Error::forbidden("operator-manages-tenants"));
+            }
+            (_, Some(t)) => t.clone(),
+        };
+        let now = self.now();
+        let rt = self.runtime(&tenant, now).await?;
+        if rt.tenant.status == TenantStatus::Suspended {
+            return Err(Error::forbidden("tenant-suspended"));
+        }
+        Ok(Ctx { p, tenant, rt, now })
+    }
+
+    fn subject(ctx: &Ctx<'_>, member: Option<&Member>) -> Attrs {
+        let p = ctx.p;
+        let mut s = Attrs::with_capacity(8 + p.attributes.len());
+        s.set("kind", p.kind.as_str());
+        if let Some(u) = &p.user {
+            s.set("id", u.shared());
+        }
+        if !p.roles.is_empty() {
+            let roles: Vec<crate::policy::Value> =
+                p.roles.iter().map(|r| crate::policy::Value::Str(Arc::from(r.as_str()))).collect();
+            s.set("roles", crate::policy::Value::List(Arc::from(roles)));
+        }
+        s.extend_json(&p.attributes);
+        match member {
+            Some(m) => {
+                s.set("is_member", !m.banned);
+                s.set("member_role", m.role.as_str());
+                s.set("member_rank", m.role.rank());
+                s.set("muted", m.muted);
+                s.set("banned", m.banned);
+            }
+            None => {
+                s.set("is_member", false);
+            }
+        }
+        s
+    }
+
+    fn conversation_resource(conv: &Conversation) -> Attrs {
+        let mut r = Attrs::with_capacity(4 + conv.attributes.len());
+        r.set("kind", "conversation");
+        r.set("id", conv.id.shared());
+        r.set("conversation_kind", conv.kind.as_str());
+        r.set(
+            "public",
+            matches!(conv.attributes.get("public"), Some(serde_json::Value::Bool(true))),
+        );
+        r.extend_json(&conv.attributes);
+        r
+    }
+
+    fn environment(now: Timestamp) -> Attrs {
+        let secs = now.as_secs();
+        Attrs::with_capacity(2)
+            .with("now", i64::try_from(secs).unwrap_or(i64::MAX))
+            .with("hour", ((secs / 3600) % 24) as i64)
+    }
+
+    /// Authorizes against the tenant's policy; returns the allowing rule.
+    fn authorize(ctx: &Ctx<'_>, action: Action, subject: Attrs, resource: Attrs) -> Result<Arc<str>> {
+        let req = Request {
+            action,
+            subject,
+            resource,
+            environment: Self::environment(ctx.now),
+        };
+        let d = ctx.rt.policy.decide(&req);
+        if d.is_allowed() {
+            Ok(d.rule)
+        } else {
+            Err(Error::Forbidden {
+                rule: d.rule.to_string(),
+            })
+        }
+    }
+
+    /// Applies the tenant's limit for `action`, keyed by the acting user (or `tenant`).
+    async fn rate_limit(&self, ctx: &Ctx<'_>, action: &str) -> Result<()> {
+        let Some(quota) = ctx.rt.limits.get(action) else {
+            return Ok(());
+        };
+        let subject = ctx.p.user.as_ref().map_or("tenant", UserId::as_str);
+        let key = RateKey::new(&ctx.tenant, subject, action);
+        match self.b.rate_limits.check(&key, quota, ctx.now).await? {
+            RateDecision::Allow { .. } => Ok(()),
+            RateDecision::Deny { retry_after } => Err(Error::RateLimited {
+                action: action.to_owned(),
+                retry_after,
+            }),
+        }
+    }
+
+    /// The active (non-banned) members of a conversation.
+    async fn audience(&self, tenant: &TenantId, conv: &ConversationId) -> Result<Arc<[UserId]>> {
+        let members = self.b.conversations.members(tenant, conv).await?;
+        Ok(members.into_iter().filter(|m| !m.banned).map(|m| m.user).collect())
+    }
+
+    /// Publishes an event: appended to the tenant's log (unless ephemeral) and then
+    /// put on the bus, so a client that syncs after seeing it live finds it.
+    async fn emit(&self, ctx: &Ctx<'_>, audience: Arc<[UserId]>, payload: EventPayload) -> Result<()> {
+        let event = Arc::new(Event {
+            tenant: ctx.tenant.clone(),
+            correlation_id: ctx.p.correlation_id.clone(),
+            at: ctx.now,
+            audience,
+            payload,
+        });
+        self.index(&event).await;
+        if !event.payload.is_ephemeral() {
+            self.b.events.append(&event).await?;
+        }
+        self.b.bus.publish(event).await
+    }
+
+    async fn index(&self, event: &Event) {
+        let s = &self.b.search;
+        let r = match &event.payload {
+            EventPayload::MessageCreated { message } | EventPayload::MessageEdited { message } => {
+                s.index_message(message).await
+            }
+            EventPayload::MessageDeleted {
+                conversation_id,
+                message_id,
+                ..
+            } => s.remove_message(&event.tenant, conversation_id, message_id).await,
+            EventPayload::ConversationCreated { conversation }
+            | EventPayload::ConversationUpdated { conversation } => {
+                s.index_conversation(conversation).await
+            }
+            EventPayload::UserUpdated { user } => s.index_user(user).await,
+            _ => Ok(()),
+        };
+        if r.is_err() {
+            self.index_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn audit(
+        &self,
+        tenant: &TenantId,
+        p: &Principal,
+        action: Action,
+        target: String,
+        rule: &str,
+        detail: serde_json::Value,
+        at: Timestamp,
+    ) -> Result<()> {
+        let record = AuditRecord {
+            position: 0,
+            at,
+            actor: p.actor(),
+            action: action.as_str().to_owned(),
+            target,
+            rule: rule.to_owned(),
+            correlation_id: p.correlation_id.clone(),
+            detail,
+        };
+        self.b.audit.append(tenant, record).await.map(|_| ())
+    }
+}
+
+/// Checks a free-text field's length in bytes.
+fn check_text(field: &str, text: &str, min: usize, max: usize) -> Result<()> {
+    if text.len() > max {
+        return Err(Error::PayloadTooLarge {
+            field: field.to_owned(),
+            size: text.len(),
+            limit: max,
+        });
+    }
+    if text.trim().len() < min {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
