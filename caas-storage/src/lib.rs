@@ -1,1 +1,4 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod memory;

@@ -109,7 +109,7 @@ impl Claims {
                 expected: v.issuer.clone(),
             });
         }
-        if !self.aud.iter().any(|a| *a == v.audience) {
+        if !self.aud.contains(&v.audience) {
             return Err(Error::WrongAudience {
                 expected: v.audience.clone(),
             });

@@ -1,0 +1,143 @@
+//! Contract of [`ConversationStore`].
+
+use std::sync::Arc;
+
+use crate::ids::{TenantId, UserId};
+use crate::model::{Conversation, ConversationKind, Member, Role};
+use crate::ports::{ConversationStore, Created};
+use crate::testkit::{conversation, t, tenant, user};
+
+fn conv(tn: &TenantId, kind: ConversationKind, pair: Option<(&UserId, &UserId)>) -> Conversation {
+    Conversation {
+        tenant: tn.clone(),
+        id: conversation(),
+        kind,
+        name: (kind != ConversationKind::Direct).then(|| "team".to_owned()),
+        attributes: Default::default(),
+        created_by: None,
+        direct_key: pair.map(|(a, b)| Conversation::direct_key_of(a, b)),
+        created_at: t(0),
+    }
+}
+
+fn members(c: &Conversation, users: &[&str]) -> Vec<Member> {
+    users.iter().map(|u| Member::new(c.id.clone(), user(u), Role::Member, t(0))).collect()
+}
+
+/// Create stores the conversation and its members.
+pub async fn create_then_read(s: Arc<dyn ConversationStore>) {
+    let tn = tenant();
+    let c = conv(&tn, ConversationKind::Group, None);
+    let ms = members(&c, &["bob", "alice"]);
+    assert_eq!(s.create(&c, &ms).await.unwrap(), Created::New(c.clone()));
+    assert_eq!(s.get(&tn, &c.id).await.unwrap(), Some(c.clone()));
+    let got: Vec<_> = s.members(&tn, &c.id).await.unwrap().into_iter().map(|m| m.user).collect();
+    assert_eq!(got, [user("alice"), user("bob")]);
+    assert_eq!(s.member(&tn, &c.id, &user("bob")).await.unwrap(), Some(ms[0].clone()));
+    assert_eq!(s.member(&tn, &c.id, &user("carol")).await.unwrap(), None);
+    assert_eq!(s.get(&tenant(), &c.id).await.unwrap(), None, "another tenant sees nothing");
+}
+
+/// A second direct conversation for the same pair returns the first, in either
+/// order, and stores nothing, even when creates race.
+pub async fn direct_is_unique_per_pair(s: Arc<dyn ConversationStore>) {
+    let tn = tenant();
+    let (a, b) = (user("alice"), user("bob"));
+    let first = conv(&tn, ConversationKind::Direct, Some((&a, &b)));
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        let c = if i == 0 { first.clone() } else { conv(&tn, ConversationKind::Direct, Some((&b, &a))) };
+        let ms = members(&c, &["alice", "bob"]);
+        handles.push(tokio::spawn(async move { s.create(&c, &ms).await.unwrap() }));
+    }
+    let mut winners = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for h in handles {
+        let r = h.await.unwrap();
+        if r.is_new() {
+            winners.push(r.clone());
+        }
+        ids.insert(r.into_inner().id);
+    }
+    assert_eq!(winners.len(), 1, "exactly one create stores");
+    assert_eq!(ids.len(), 1, "every create returns the same conversation");
+    let listed = s.list_for_user(&tn, &a).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // Another tenant's pair is independent.
+    let other = conv(&tenant(), ConversationKind::Direct, Some((&a, &b)));
+    assert!(s.create(&other, &members(&other, &["alice", "bob"])).await.unwrap().is_new());
+}
+
+/// Members are upserted and removed; a missing conversation refuses members.
+pub async fn members_put_and_remove(s: Arc<dyn ConversationStore>) {
+    let tn = tenant();
+    let c = conv(&tn, ConversationKind::Group, None);
+    s.create(&c, &members(&c, &["alice"])).await.unwrap();
+    let mut bob = Member::new(c.id.clone(), user("bob"), Role::Moderator, t(5));
+    assert!(s.put_member(&tn, &bob).await.unwrap());
+    bob.muted = true;
+    assert!(!s.put_member(&tn, &bob).await.unwrap());
+    assert_eq!(s.member(&tn, &c.id, &user("bob")).await.unwrap(), Some(bob.clone()));
+    assert!(s.remove_member(&tn, &c.id, &user("bob")).await.unwrap());
+    assert!(!s.remove_member(&tn, &c.id, &user("bob")).await.unwrap());
+    assert_eq!(s.members(&tn, &c.id).await.unwrap().len(), 1);
+    let ghost = Member::new(conversation(), user("x"), Role::Member, t(0));
+    let err = s.put_member(&tn, &ghost).await.unwrap_err();
+    assert!(matches!(err, crate::Error::NotFound { .. }), "{err:?}");
+}
+
+/// A user's conversations, by id, with their membership.
+pub async fn list_for_user(s: Arc<dyn ConversationStore>) {
+    let tn = tenant();
+    let mut mine = Vec::new();
+    for i in 0..3 {
+        let c = conv(&tn, ConversationKind::Group, None);
+        let who: &[&str] = if i == 1 { &["bob"] } else { &["alice", "bob"] };
+        s.create(&c, &members(&c, who)).await.unwrap();
+        if i != 1 {
+            mine.push(c.id.clone());
+        }
+    }
+    mine.sort();
+    let got: Vec<_> = s.list_for_user(&tn, &user("alice")).await.unwrap().into_iter().map(|(c, m)| {
+        assert_eq!(m.user, user("alice"));
+        c.id
+    }).collect();
+    assert_eq!(got, mine);
+    assert!(s.list_for_user(&tenant(), &user("alice")).await.unwrap().is_empty());
+}
+
+/// Update replaces name and attributes; a missing one is not found.
+pub async fn update_conversation(s: Arc<dyn ConversationStore>) {
+    let tn = tenant();
+    let mut c = conv(&tn, ConversationKind::Channel, None);
+    s.create(&c, &members(&c, &["alice"])).await.unwrap();
+    c.name = Some("renamed".into());
+    c.attributes.insert("public".into(), serde_json::json!(true));
+    s.update(&c).await.unwrap();
+    assert_eq!(s.get(&tn, &c.id).await.unwrap(), Some(c));
+    let ghost = conv(&tn, ConversationKind::Group, None);
+    assert!(matches!(s.update(&ghost).await, Err(crate::Error::NotFound { .. })));
+}
+
+/// A taken conversation id is a conflict.
+pub async fn create_taken_id_conflicts(s: Arc<dyn ConversationStore>) {
+    let tn = tenant();
+    let c = conv(&tn, ConversationKind::Group, None);
+    s.create(&c, &members(&c, &["alice"])).await.unwrap();
+    let err = s.create(&c, &members(&c, &["bob"])).await.unwrap_err();
+    assert!(matches!(err, crate::Error::Conflict { .. }), "{err:?}");
+    assert!(s.member(&tn, &c.id, &user("bob")).await.unwrap().is_none(), "a failed create stores no member");
+}
+
+/// Expands the suite for a backend.
+#[macro_export]
+macro_rules! conversation_store_contract {
+    ($make:expr) => {
+        $crate::__contract_cases!($crate::ports::ConversationStore, conversations, $make, [
+            create_then_read, direct_is_unique_per_pair, members_put_and_remove, list_for_user,
+            update_conversation, create_taken_id_conflicts,
+        ]);
+    };
+}

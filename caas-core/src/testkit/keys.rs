@@ -1,0 +1,79 @@
+//! Contract of [`KeyDirectory`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::ids::DeviceId;
+use crate::model::{DeviceKeys, OneTimePrekey, SignedPrekey};
+use crate::ports::KeyDirectory;
+use crate::testkit::{tenant, user};
+
+fn keys(tag: &str, otks: std::ops::Range<u32>) -> DeviceKeys {
+    DeviceKeys {
+        identity_signing_key: format!("sig-{tag}"),
+        identity_agreement_key: format!("dh-{tag}"),
+        signed_prekey: SignedPrekey { key_id: 1, public_key: format!("spk-{tag}"), signature: "s".into() },
+        one_time_prekeys: otks.map(|i| OneTimePrekey { key_id: i, public_key: format!("otk-{tag}-{i}") }).collect(),
+    }
+}
+
+fn dev(s: &str) -> DeviceId {
+    DeviceId::parse(s).unwrap()
+}
+
+/// Publish then claim: one bundle per device, one-time keys taken from the pool.
+pub async fn publish_and_claim(s: Arc<dyn KeyDirectory>) {
+    let tn = tenant();
+    let a = user("alice");
+    assert_eq!(s.publish(&tn, &a, &dev("phone"), &keys("p", 0..2)).await.unwrap(), 2);
+    assert_eq!(s.publish(&tn, &a, &dev("laptop"), &keys("l", 0..1)).await.unwrap(), 1);
+    // Re-publishing known key ids adds nothing; new ones are added.
+    assert_eq!(s.publish(&tn, &a, &dev("phone"), &keys("p", 1..3)).await.unwrap(), 3);
+    let b = s.claim(&tn, &a).await.unwrap();
+    let devices: Vec<_> = b.iter().map(|b| b.device.as_str()).collect();
+    assert_eq!(devices, ["laptop", "phone"]);
+    assert!(b.iter().all(|b| b.one_time_prekey.is_some() && b.user == a));
+    assert_eq!(b[1].identity_signing_key, "sig-p");
+    assert_eq!(s.one_time_count(&tn, &a, &dev("phone")).await.unwrap(), 2);
+    // The laptop's pool is now empty: bundles still come, without a one-time key.
+    let b2 = s.claim(&tn, &a).await.unwrap();
+    assert!(b2[0].one_time_prekey.is_none());
+    assert!(s.claim(&tenant(), &a).await.unwrap().is_empty());
+    assert!(s.remove_device(&tn, &a, &dev("laptop")).await.unwrap());
+    assert!(!s.remove_device(&tn, &a, &dev("laptop")).await.unwrap());
+    assert_eq!(s.claim(&tn, &a).await.unwrap().len(), 1);
+}
+
+/// Concurrent claims never receive the same one-time prekey.
+pub async fn one_time_keys_are_handed_out_once(s: Arc<dyn KeyDirectory>) {
+    let tn = tenant();
+    let a = user("alice");
+    s.publish(&tn, &a, &dev("phone"), &keys("p", 0..20)).await.unwrap();
+    let mut hs = Vec::new();
+    for _ in 0..30 {
+        let (s, tn, a) = (s.clone(), tn.clone(), a.clone());
+        hs.push(tokio::spawn(async move { s.claim(&tn, &a).await.unwrap() }));
+    }
+    let mut seen = BTreeSet::new();
+    let mut empty = 0;
+    for h in hs {
+        for b in h.await.unwrap() {
+            match b.one_time_prekey {
+                Some(k) => assert!(seen.insert(k.key_id), "key {} handed out twice", k.key_id),
+                None => empty += 1,
+            }
+        }
+    }
+    assert_eq!(seen.len(), 20);
+    assert_eq!(empty, 10);
+}
+
+/// Expands the suite for a backend.
+#[macro_export]
+macro_rules! key_directory_contract {
+    ($make:expr) => {
+        $crate::__contract_cases!($crate::ports::KeyDirectory, keys, $make, [
+            publish_and_claim, one_time_keys_are_handed_out_once,
+        ]);
+    };
+}

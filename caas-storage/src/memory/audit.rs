@@ -1,0 +1,37 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use caas_core::Result;
+use caas_core::ids::TenantId;
+use caas_core::model::AuditRecord;
+use caas_core::ports::AuditStore;
+
+use super::poisoned;
+
+/// The audit log in memory.
+#[derive(Debug, Default)]
+pub struct MemoryAuditStore {
+    logs: Mutex<HashMap<TenantId, Vec<AuditRecord>>>,
+}
+
+#[async_trait]
+impl AuditStore for MemoryAuditStore {
+    async fn append(&self, tenant: &TenantId, mut record: AuditRecord) -> Result<u64> {
+        let mut logs = self.logs.lock().map_err(poisoned)?;
+        let log = logs.entry(tenant.clone()).or_default();
+        record.position = log.len() as u64 + 1;
+        let pos = record.position;
+        log.push(record);
+        Ok(pos)
+    }
+
+    async fn list(&self, tenant: &TenantId, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let logs = self.logs.lock().map_err(poisoned)?;
+        let start = usize::try_from(after).unwrap_or(usize::MAX);
+        Ok(logs
+            .get(tenant)
+            .map(|l| l.iter().skip(start).take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,69 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use caas_core::events::{Event, LoggedEvent};
+use caas_core::ids::{Cursor, TenantId, UserId};
+use caas_core::ports::EventLog;
+use caas_core::{Error, Result};
+use dashmap::DashMap;
+
+use super::poisoned;
+
+/// One tenant's log: events in cursor order (cursor = index + 1) and, per user, the
+/// cursors of the events they may see, so a read never scans others' events.
+#[derive(Debug, Default)]
+struct TenantLog {
+    events: Vec<Arc<Event>>,
+    by_user: HashMap<UserId, Vec<u64>>,
+}
+
+/// The sync log in memory.
+#[derive(Debug, Default)]
+pub struct MemoryEventLog {
+    tenants: DashMap<TenantId, Arc<Mutex<TenantLog>>>,
+}
+
+#[async_trait]
+impl EventLog for MemoryEventLog {
+    async fn append(&self, event: &Event) -> Result<Cursor> {
+        if event.payload.is_ephemeral() {
+            return Err(Error::invalid("event", format!("`{}` is ephemeral and not logged", event.payload.kind())));
+        }
+        let log = self.tenants.entry(event.tenant.clone()).or_default().clone();
+        let mut log = log.lock().map_err(poisoned)?;
+        log.events.push(Arc::new(event.clone()));
+        let cursor = log.events.len() as u64;
+        for u in event.audience.iter() {
+            log.by_user.entry(u.clone()).or_default().push(cursor);
+        }
+        Ok(Cursor(cursor))
+    }
+
+    async fn read(&self, tenant: &TenantId, user: &UserId, after: Cursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        let Some(log) = self.tenants.get(tenant).map(|l| l.clone()) else {
+            return Ok(Vec::new());
+        };
+        let log = log.lock().map_err(poisoned)?;
+        let Some(cursors) = log.by_user.get(user) else {
+            return Ok(Vec::new());
+        };
+        let start = cursors.partition_point(|c| *c <= after.0);
+        Ok(cursors[start..]
+            .iter()
+            .take(limit)
+            .filter_map(|&c| {
+                let event = log.events.get(usize::try_from(c - 1).ok()?)?.clone();
+                Some(LoggedEvent { cursor: Cursor(c), event })
+            })
+            .collect())
+    }
+
+    async fn head(&self, tenant: &TenantId) -> Result<Cursor> {
+        let Some(log) = self.tenants.get(tenant).map(|l| l.clone()) else {
+            return Ok(Cursor(0));
+        };
+        let log = log.lock().map_err(poisoned)?;
+        Ok(Cursor(log.events.len() as u64))
+    }
+}
