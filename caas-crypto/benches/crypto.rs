@@ -2,6 +2,9 @@
 //! AEAD throughput at 1 KiB and 64 KiB, and Argon2id with the default
 //! (OWASP) parameters. Numbers are recorded in BENCHMARKS.md.
 
+// `criterion_group!` generates a public function without docs.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use caas_crypto::KeyId;
@@ -13,10 +16,17 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 const NOW: i64 = 1_700_000_000;
 
 fn tokens(c: &mut Criterion) {
-    let claims = Claims::new("https://caas.example", "user-1", "caas", "tenant-1", NOW, 900)
-        .expect("claims")
-        .with_device("phone")
-        .with_scopes(["messages:read", "messages:write"]);
+    let claims = Claims::new(
+        "https://caas.example",
+        "user-1",
+        "caas",
+        "tenant-1",
+        NOW,
+        900,
+    )
+    .expect("claims")
+    .with_device("phone")
+    .with_scopes(["messages:read", "messages:write"]);
     let validation = Validation::new("https://caas.example", "caas");
     let keys = [
         ("hs256", SigningKey::hs256(kid("hs"), &[7u8; 32])),
@@ -51,26 +61,29 @@ fn aead(c: &mut Criterion) {
             let envelope = key.seal(&aad, &plaintext).expect("seal");
             let label = format!("{}KiB", size / 1024);
             group.throughput(Throughput::Bytes(size as u64));
-            group.bench_with_input(BenchmarkId::new(format!("{name}_seal"), &label), &plaintext, |b, p| {
-                b.iter(|| key.seal(&aad, black_box(p)))
-            });
-            group.bench_with_input(BenchmarkId::new(format!("{name}_open"), &label), &envelope, |b, e| {
-                b.iter(|| key.open(&aad, black_box(e)))
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}_seal"), &label),
+                &plaintext,
+                |b, p| b.iter(|| key.seal(&aad, black_box(p))),
+            );
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}_open"), &label),
+                &envelope,
+                |b, e| b.iter(|| key.open(&aad, black_box(e))),
+            );
         }
     }
     group.finish();
 }
 
 fn argon2(c: &mut Criterion) {
-    let hasher =
-        PasswordHasher::new(PasswordParams::default()).expect("params");
-    let phc = hasher
-        .hash("correct horse battery staple")
-        .expect("hash");
+    let hasher = PasswordHasher::new(PasswordParams::default()).expect("params");
+    let phc = hasher.hash("correct horse battery staple").expect("hash");
     let mut group = c.benchmark_group("argon2id_owasp");
     group.sample_size(10);
-    group.bench_function("hash", |b| b.iter(|| hasher.hash(black_box("correct horse battery staple"))));
+    group.bench_function("hash", |b| {
+        b.iter(|| hasher.hash(black_box("correct horse battery staple")))
+    });
     group.bench_function("verify", |b| {
         b.iter(|| hasher.verify(black_box("correct horse battery staple"), &phc))
     });

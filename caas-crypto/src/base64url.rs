@@ -24,7 +24,10 @@ pub(crate) fn decode_array<const N: usize>(what: &'static str, s: &str) -> Resul
     if s.len() != expected {
         return Err(Error::malformed(
             what,
-            format_args!("expected {N} bytes ({expected} base64url characters), got {} characters", s.len()),
+            format_args!(
+                "expected {N} bytes ({expected} base64url characters), got {} characters",
+                s.len()
+            ),
         ));
     }
     let bytes = decode(what, s)?;

@@ -310,21 +310,32 @@ mod tests {
     fn nonces_are_random() {
         let k = key(AeadAlgorithm::Aes256Gcm);
         let aad = AssociatedData::new("x");
-        assert_ne!(k.seal(&aad, b"same").unwrap(), k.seal(&aad, b"same").unwrap());
+        assert_ne!(
+            k.seal(&aad, b"same").unwrap(),
+            k.seal(&aad, b"same").unwrap()
+        );
     }
 
     #[test]
     fn moved_ciphertext_fails_to_open() {
         let k = key(AeadAlgorithm::ChaCha20Poly1305);
-        let env = k.seal(&AssociatedData::message("t1", "c1", "m1"), b"secret").unwrap();
+        let env = k
+            .seal(&AssociatedData::message("t1", "c1", "m1"), b"secret")
+            .unwrap();
         for elsewhere in [
             AssociatedData::message("t2", "c1", "m1"),
             AssociatedData::message("t1", "c2", "m1"),
             AssociatedData::message("t1", "c1", "m2"),
             AssociatedData::message("t1c", "1", "m1"),
-            AssociatedData::new("caas.other.v1").with(b"t1").with(b"c1").with(b"m1"),
+            AssociatedData::new("caas.other.v1")
+                .with(b"t1")
+                .with(b"c1")
+                .with(b"m1"),
         ] {
-            assert!(matches!(k.open(&elsewhere, &env), Err(Error::DecryptionFailed)));
+            assert!(matches!(
+                k.open(&elsewhere, &env),
+                Err(Error::DecryptionFailed)
+            ));
         }
     }
 
@@ -334,12 +345,20 @@ mod tests {
         let k = key(AeadAlgorithm::Aes256Gcm);
         let env = k.seal(&aad, b"data").unwrap();
         // Same key bytes under another id: the key id is in the AAD.
-        let alias = DataKey::from_bytes(KeyId::new("dk_2").unwrap(), k.algorithm(), k.expose_bytes()).unwrap();
+        let alias =
+            DataKey::from_bytes(KeyId::new("dk_2").unwrap(), k.algorithm(), k.expose_bytes())
+                .unwrap();
         let mut relabelled = env.to_bytes();
         relabelled[6] = b'2';
         let relabelled = Envelope::from_bytes(&relabelled).unwrap();
-        assert!(matches!(alias.open(&aad, &relabelled), Err(Error::DecryptionFailed)));
-        assert!(matches!(alias.open(&aad, &env), Err(Error::KeyNotFound { .. })));
+        assert!(matches!(
+            alias.open(&aad, &relabelled),
+            Err(Error::DecryptionFailed)
+        ));
+        assert!(matches!(
+            alias.open(&aad, &env),
+            Err(Error::KeyNotFound { .. })
+        ));
     }
 
     #[test]

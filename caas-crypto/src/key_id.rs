@@ -32,7 +32,10 @@ impl KeyId {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
         {
-            return Err(Error::malformed("key id", "allowed characters are [A-Za-z0-9._:-]"));
+            return Err(Error::malformed(
+                "key id",
+                "allowed characters are [A-Za-z0-9._:-]",
+            ));
         }
         Ok(KeyId(id))
     }
@@ -77,6 +80,7 @@ impl std::str::FromStr for KeyId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn validates_charset_and_length() {
@@ -103,5 +107,16 @@ mod tests {
         let b = KeyId::generate("dk_").unwrap();
         assert_ne!(a, b);
         assert!(a.as_str().starts_with("dk_"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn arbitrary_text_never_panics(s in ".{0,80}") {
+            if let Ok(id) = KeyId::new(s.clone()) {
+                prop_assert_eq!(id.as_str(), s.as_str());
+                prop_assert!(s.len() <= KeyId::MAX_LEN);
+            }
+        }
     }
 }

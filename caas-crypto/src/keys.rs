@@ -332,30 +332,44 @@ mod tests {
     fn seal_and_open_through_the_keyring() {
         let k = kek("kek-1");
         let mut ring = TenantKeyring::new("t1", &k);
-        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm).unwrap();
+        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm)
+            .unwrap();
         let aad = AssociatedData::message("t1", "c1", "m1");
         let env = ring.seal(&k, &alice(), &aad, b"hi").unwrap();
         assert_eq!(ring.open(&k, &aad, &env).unwrap(), b"hi");
-        assert!(matches!(ring.seal(&k, &bob(), &aad, b"x"), Err(Error::KeyNotFound { .. })));
+        assert!(matches!(
+            ring.seal(&k, &bob(), &aad, b"x"),
+            Err(Error::KeyNotFound { .. })
+        ));
     }
 
     #[test]
     fn kek_rotation_rewraps_without_reencrypting() {
         let (old, new) = (kek("kek-1"), kek("kek-2"));
         let mut ring = TenantKeyring::new("t1", &old);
-        ring.create_data_key(&old, alice(), AeadAlgorithm::ChaCha20Poly1305).unwrap();
-        ring.create_data_key(&old, KeyScope::Tenant, AeadAlgorithm::Aes256Gcm).unwrap();
+        ring.create_data_key(&old, alice(), AeadAlgorithm::ChaCha20Poly1305)
+            .unwrap();
+        ring.create_data_key(&old, KeyScope::Tenant, AeadAlgorithm::Aes256Gcm)
+            .unwrap();
         let aad = AssociatedData::message("t1", "c1", "m1");
-        let stored = ring.seal(&old, &alice(), &aad, b"before rotation").unwrap().to_bytes();
+        let stored = ring
+            .seal(&old, &alice(), &aad, b"before rotation")
+            .unwrap()
+            .to_bytes();
 
         assert_eq!(ring.rewrap(&old, &new).unwrap(), 2);
         assert_eq!(ring.kek_id().as_str(), "kek-2");
         // The stored ciphertext is unchanged and opens under the new KEK.
         let env = Envelope::from_bytes(&stored).unwrap();
         assert_eq!(ring.open(&new, &aad, &env).unwrap(), b"before rotation");
-        assert!(matches!(ring.open(&old, &aad, &env), Err(Error::KeyNotFound { .. })));
+        assert!(matches!(
+            ring.open(&old, &aad, &env),
+            Err(Error::KeyNotFound { .. })
+        ));
         for e in ring.entries() {
-            let KeyState::Active { wrapped } = &e.state else { panic!() };
+            let KeyState::Active { wrapped } = &e.state else {
+                panic!()
+            };
             assert!(old.unwrap("t1", wrapped).is_err());
         }
     }
@@ -364,7 +378,8 @@ mod tests {
     fn failed_rewrap_changes_nothing() {
         let (k, other) = (kek("kek-1"), kek("kek-1"));
         let mut ring = TenantKeyring::new("t1", &k);
-        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm).unwrap();
+        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm)
+            .unwrap();
         let before = ring.clone();
         // Same id, different key material: unwrapping fails.
         assert!(ring.rewrap(&other, &kek("kek-2")).is_err());
@@ -375,11 +390,14 @@ mod tests {
     fn crypto_shredding_a_user() {
         let k = kek("kek-1");
         let mut ring = TenantKeyring::new("t1", &k);
-        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm).unwrap();
-        ring.create_data_key(&k, bob(), AeadAlgorithm::Aes256Gcm).unwrap();
+        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm)
+            .unwrap();
+        ring.create_data_key(&k, bob(), AeadAlgorithm::Aes256Gcm)
+            .unwrap();
         let aad = AssociatedData::message("t1", "c1", "m1");
         let a = ring.seal(&k, &alice(), &aad, b"alice's").unwrap();
-        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm).unwrap();
+        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm)
+            .unwrap();
         let a2 = ring.seal(&k, &alice(), &aad, b"alice's newer").unwrap();
         let b = ring.seal(&k, &bob(), &aad, b"bob's").unwrap();
         assert_ne!(a.key_id(), a2.key_id());
@@ -395,7 +413,10 @@ mod tests {
 
         assert_eq!(ring.destroy_scope(&alice(), 99), 2);
         for env in [&a, &a2] {
-            assert!(matches!(ring.open(&k, &aad, env), Err(Error::KeyDestroyed { .. })));
+            assert!(matches!(
+                ring.open(&k, &aad, env),
+                Err(Error::KeyDestroyed { .. })
+            ));
         }
         assert_eq!(ring.open(&k, &aad, &b).unwrap(), b"bob's");
         // The persisted form no longer holds Alice's wrapped keys at all.
@@ -415,7 +436,10 @@ mod tests {
         let key = DataKey::generate(KeyId::new("dk_x").unwrap(), AeadAlgorithm::Aes256Gcm).unwrap();
         let wrapped = k.wrap("t1", &key).unwrap();
         assert!(k.unwrap("t1", &wrapped).is_ok());
-        assert!(matches!(k.unwrap("t2", &wrapped), Err(Error::DecryptionFailed)));
+        assert!(matches!(
+            k.unwrap("t2", &wrapped),
+            Err(Error::DecryptionFailed)
+        ));
         let relabelled = WrappedKey {
             key_id: KeyId::new("dk_y").unwrap(),
             ..wrapped.clone()
@@ -432,7 +456,8 @@ mod tests {
     fn keyring_round_trips_through_json() {
         let k = kek("kek-1");
         let mut ring = TenantKeyring::new("t1", &k);
-        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm).unwrap();
+        ring.create_data_key(&k, alice(), AeadAlgorithm::Aes256Gcm)
+            .unwrap();
         let json = serde_json::to_string(&ring).unwrap();
         let back: TenantKeyring = serde_json::from_str(&json).unwrap();
         assert_eq!(back, ring);

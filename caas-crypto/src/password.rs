@@ -150,7 +150,10 @@ impl PasswordHasher {
             || stored_params.iterations > MAX_STORED_ITERATIONS
             || stored_params.parallelism > MAX_STORED_PARALLELISM
         {
-            return Err(Error::malformed("password hash", "cost parameters out of range"));
+            return Err(Error::malformed(
+                "password hash",
+                "cost parameters out of range",
+            ));
         }
         if parsed.hash.is_none() {
             return Err(Error::malformed("password hash", "no hash value"));
@@ -207,8 +210,14 @@ mod tests {
         let h = cheap();
         let phc = h.hash("correct horse").unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
-        assert_eq!(h.verify("correct horse", &phc).unwrap(), PasswordVerdict::Valid);
-        assert!(matches!(h.verify("wrong horse", &phc), Err(Error::InvalidCredential)));
+        assert_eq!(
+            h.verify("correct horse", &phc).unwrap(),
+            PasswordVerdict::Valid
+        );
+        assert!(matches!(
+            h.verify("wrong horse", &phc),
+            Err(Error::InvalidCredential)
+        ));
         assert_ne!(phc, h.hash("correct horse").unwrap(), "salts must differ");
     }
 
@@ -227,8 +236,14 @@ mod tests {
             parallelism: 1,
         })
         .unwrap();
-        assert_eq!(h.verify("password", REFERENCE_ID).unwrap(), PasswordVerdict::Valid);
-        assert!(matches!(h.verify("passwore", REFERENCE_ID), Err(Error::InvalidCredential)));
+        assert_eq!(
+            h.verify("password", REFERENCE_ID).unwrap(),
+            PasswordVerdict::Valid
+        );
+        assert!(matches!(
+            h.verify("passwore", REFERENCE_ID),
+            Err(Error::InvalidCredential)
+        ));
         // Argon2i verifies, and is upgraded to Argon2id.
         assert!(matches!(
             h.verify("password", REFERENCE_I).unwrap(),
@@ -246,11 +261,15 @@ mod tests {
             parallelism: 1,
         })
         .unwrap();
-        let PasswordVerdict::ValidRehashed { new_hash } = stronger.verify("pw", &phc).unwrap() else {
+        let PasswordVerdict::ValidRehashed { new_hash } = stronger.verify("pw", &phc).unwrap()
+        else {
             panic!("expected a rehash");
         };
         assert!(new_hash.contains("m=128,t=2,p=1"), "{new_hash}");
-        assert_eq!(stronger.verify("pw", &new_hash).unwrap(), PasswordVerdict::Valid);
+        assert_eq!(
+            stronger.verify("pw", &new_hash).unwrap(),
+            PasswordVerdict::Valid
+        );
         // A wrong password never yields a rehash.
         assert!(stronger.verify("nope", &phc).is_err());
         // Lower current parameters do not downgrade a stronger stored hash.
@@ -261,21 +280,49 @@ mod tests {
     fn bad_inputs() {
         let h = cheap();
         let phc = h.hash("pw").unwrap();
-        assert!(matches!(h.verify("pw", "plaintext"), Err(Error::Malformed { .. })));
-        assert!(matches!(h.verify("pw", "$scrypt$ln=1,r=8,p=1$c2FsdA$aGFzaA"), Err(Error::Malformed { .. })));
+        assert!(matches!(
+            h.verify("pw", "plaintext"),
+            Err(Error::Malformed { .. })
+        ));
+        assert!(matches!(
+            h.verify("pw", "$scrypt$ln=1,r=8,p=1$c2FsdA$aGFzaA"),
+            Err(Error::Malformed { .. })
+        ));
         let huge = "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHQ$FqGkmHNGCd0BRW2kBt6fPZ2pPmyGwwChL8FGUhTOSSI";
         assert!(matches!(h.verify("pw", huge), Err(Error::Malformed { .. })));
         let no_hash = phc.rsplit_once('$').unwrap().0;
         assert!(h.verify("pw", no_hash).is_err());
-        assert!(matches!(h.verify(&"x".repeat(2000), &phc), Err(Error::TooLarge { .. })));
-        assert!(matches!(h.hash(&"x".repeat(2000)), Err(Error::TooLarge { .. })));
-        assert!(PasswordHasher::new(PasswordParams { memory_kib: 1, iterations: 1, parallelism: 1 }).is_err());
-        assert!(PasswordHasher::new(PasswordParams { memory_kib: 64, iterations: 0, parallelism: 1 }).is_err());
+        assert!(matches!(
+            h.verify(&"x".repeat(2000), &phc),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(matches!(
+            h.hash(&"x".repeat(2000)),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(
+            PasswordHasher::new(PasswordParams {
+                memory_kib: 1,
+                iterations: 1,
+                parallelism: 1
+            })
+            .is_err()
+        );
+        assert!(
+            PasswordHasher::new(PasswordParams {
+                memory_kib: 64,
+                iterations: 0,
+                parallelism: 1
+            })
+            .is_err()
+        );
     }
 
     #[test]
     fn debug_hides_hash() {
-        let v = PasswordVerdict::ValidRehashed { new_hash: "$argon2id$secret".into() };
+        let v = PasswordVerdict::ValidRehashed {
+            new_hash: "$argon2id$secret".into(),
+        };
         assert!(!format!("{v:?}").contains("secret"));
     }
 

@@ -17,7 +17,10 @@ pub(crate) fn fill(out: &mut [u8]) -> Result<()> {
 
 /// A random 128-bit identifier with a readable prefix, e.g. `rf_…`.
 pub(crate) fn id(prefix: &str) -> Result<String> {
-    Ok(format!("{prefix}{}", crate::base64url::encode(array::<16>()?)))
+    Ok(format!(
+        "{prefix}{}",
+        crate::base64url::encode(array::<16>()?)
+    ))
 }
 
 #[cfg(test)]

@@ -23,7 +23,11 @@ impl RefreshToken {
 
     /// Checks the shape of a presented token.
     pub fn parse(s: &str) -> Result<Self> {
-        Ok(RefreshToken(Opaque::parse("refresh token", Self::PREFIX, s)?))
+        Ok(RefreshToken(Opaque::parse(
+            "refresh token",
+            Self::PREFIX,
+            s,
+        )?))
     }
 
     /// The token text, to send to the client.
@@ -125,7 +129,11 @@ impl RefreshRecord {
                     family: self.family.clone(),
                 });
             }
-            RefreshStatus::Revoked => return Err(Error::Revoked { what: "refresh token" }),
+            RefreshStatus::Revoked => {
+                return Err(Error::Revoked {
+                    what: "refresh token",
+                });
+            }
         }
         if now >= self.expires_at {
             return Err(Error::Expired {
@@ -169,7 +177,11 @@ mod tests {
         /// The server's refresh endpoint.
         fn refresh(&mut self, presented: &str, now: i64) -> Result<String> {
             let token = RefreshToken::parse(presented)?;
-            let mut record = self.0.get(&token.hash()).cloned().ok_or(Error::InvalidCredential)?;
+            let mut record = self
+                .0
+                .get(&token.hash())
+                .cloned()
+                .ok_or(Error::InvalidCredential)?;
             match record.rotate(&token, now, 3_600) {
                 Ok(next) => {
                     self.put(record);
@@ -210,9 +222,15 @@ mod tests {
         store.put(first.record);
         let legit = store.refresh(&stolen, 10).unwrap();
         // The thief replays the already-rotated token.
-        assert!(matches!(store.refresh(&stolen, 20), Err(Error::RefreshTokenReused { .. })));
+        assert!(matches!(
+            store.refresh(&stolen, 20),
+            Err(Error::RefreshTokenReused { .. })
+        ));
         // The legitimate client's newest token is now dead too.
-        assert!(matches!(store.refresh(&legit, 30), Err(Error::Revoked { .. })));
+        assert!(matches!(
+            store.refresh(&legit, 30),
+            Err(Error::Revoked { .. })
+        ));
         assert!(store.0.values().all(|r| r.status == RefreshStatus::Revoked));
         // Unrelated families are untouched.
         let other = issue(0, 3_600).unwrap();

@@ -35,7 +35,10 @@ impl Opaque {
     /// against a stored hash by the caller.
     pub(crate) fn parse(what: &'static str, prefix: &str, s: &str) -> Result<Self> {
         let Some(body) = s.strip_prefix(prefix) else {
-            return Err(Error::malformed(what, format_args!("expected prefix `{prefix}`")));
+            return Err(Error::malformed(
+                what,
+                format_args!("expected prefix `{prefix}`"),
+            ));
         };
         if body.len() != BODY_LEN {
             return Err(Error::malformed(what, "wrong length"));
@@ -110,7 +113,11 @@ impl TenantSecret {
 
     /// Checks the shape of a presented secret (e.g. a bearer token).
     pub fn parse(s: &str) -> Result<Self> {
-        Ok(TenantSecret(Opaque::parse("tenant secret", Self::PREFIX, s)?))
+        Ok(TenantSecret(Opaque::parse(
+            "tenant secret",
+            Self::PREFIX,
+            s,
+        )?))
     }
 
     /// The secret text, to show once to its owner.
@@ -187,7 +194,9 @@ impl StoredSecret {
         let hash = TenantSecret::parse(presented)?.hash();
         let current = hash.0.ct_eq(&self.current.0);
         let previous = match &self.previous {
-            Some(p) => hash.0.ct_eq(&p.hash.0) & subtle::Choice::from(u8::from(now < p.valid_until)),
+            Some(p) => {
+                hash.0.ct_eq(&p.hash.0) & subtle::Choice::from(u8::from(now < p.valid_until))
+            }
             None => subtle::Choice::from(0),
         };
         if bool::from(current) {
@@ -213,8 +222,18 @@ mod tests {
         assert_eq!(text.len(), 3 + 43);
         assert_eq!(TenantSecret::parse(text).unwrap().hash(), s.hash());
         assert_ne!(TenantSecret::generate().unwrap().hash(), s.hash());
-        for bad in ["", "sk_", "rt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &text[..45], &format!("{text}A"), &text.replace("sk_", "SK_")] {
-            assert!(matches!(TenantSecret::parse(bad), Err(Error::Malformed { .. })), "{bad}");
+        for bad in [
+            "",
+            "sk_",
+            "rt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            &text[..45],
+            &format!("{text}A"),
+            &text.replace("sk_", "SK_"),
+        ] {
+            assert!(
+                matches!(TenantSecret::parse(bad), Err(Error::Malformed { .. })),
+                "{bad}"
+            );
         }
     }
 
@@ -229,7 +248,10 @@ mod tests {
     fn hash_is_sha256_of_the_text() {
         // Pinned so a stored hash stays valid across releases.
         let s = TenantSecret::parse("sk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
-        let d = digest::digest(&digest::SHA256, b"sk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        let d = digest::digest(
+            &digest::SHA256,
+            b"sk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        );
         assert_eq!(s.hash().as_bytes(), d.as_ref());
         let json = serde_json::to_string(&s.hash()).unwrap();
         let back: SecretHash = serde_json::from_str(&json).unwrap();
@@ -241,19 +263,37 @@ mod tests {
         let old = TenantSecret::generate().unwrap();
         let new = TenantSecret::generate().unwrap();
         let mut stored = StoredSecret::new(old.hash());
-        assert_eq!(stored.verify(old.expose_secret(), 0).unwrap(), SecretMatch::Current);
-        assert!(matches!(stored.verify(new.expose_secret(), 0), Err(Error::InvalidCredential)));
+        assert_eq!(
+            stored.verify(old.expose_secret(), 0).unwrap(),
+            SecretMatch::Current
+        );
+        assert!(matches!(
+            stored.verify(new.expose_secret(), 0),
+            Err(Error::InvalidCredential)
+        ));
 
         stored.rotate(new.hash(), 1_000, 3_600);
-        assert_eq!(stored.verify(new.expose_secret(), 1_000).unwrap(), SecretMatch::Current);
-        assert_eq!(stored.verify(old.expose_secret(), 4_599).unwrap(), SecretMatch::Previous);
-        assert!(matches!(stored.verify(old.expose_secret(), 4_600), Err(Error::InvalidCredential)));
+        assert_eq!(
+            stored.verify(new.expose_secret(), 1_000).unwrap(),
+            SecretMatch::Current
+        );
+        assert_eq!(
+            stored.verify(old.expose_secret(), 4_599).unwrap(),
+            SecretMatch::Previous
+        );
+        assert!(matches!(
+            stored.verify(old.expose_secret(), 4_600),
+            Err(Error::InvalidCredential)
+        ));
 
         // A second rotation drops the oldest secret immediately.
         let newest = TenantSecret::generate().unwrap();
         stored.rotate(newest.hash(), 1_100, 3_600);
         assert!(stored.verify(old.expose_secret(), 1_100).is_err());
-        assert_eq!(stored.verify(new.expose_secret(), 1_100).unwrap(), SecretMatch::Previous);
+        assert_eq!(
+            stored.verify(new.expose_secret(), 1_100).unwrap(),
+            SecretMatch::Previous
+        );
 
         let json = serde_json::to_string(&stored).unwrap();
         assert_eq!(serde_json::from_str::<StoredSecret>(&json).unwrap(), stored);

@@ -62,7 +62,10 @@ impl UrlSigner {
     /// `path` must start with `/` and contain no `?`, `#` or control characters.
     pub fn sign(&self, method: UrlMethod, path: &str, expires_at: i64) -> Result<String> {
         check_path(path)?;
-        let sig = hmac::sign(&self.key, Self::message(method, path, expires_at).as_bytes());
+        let sig = hmac::sign(
+            &self.key,
+            Self::message(method, path, expires_at).as_bytes(),
+        );
         Ok(format!(
             "{path}?expires={expires_at}&signature={}",
             base64url::encode(sig.as_ref())
@@ -105,7 +108,11 @@ impl UrlSigner {
             return Err(Error::malformed(WHAT, "expires must be canonical"));
         }
         let signature = base64url::decode_array::<32>("URL signature", signature)?;
-        hmac::verify(&self.key, Self::message(method, path, expires).as_bytes(), &signature)
+        hmac::verify(
+            &self.key,
+            Self::message(method, path, expires).as_bytes(),
+            &signature,
+        )
         .map_err(|_| Error::BadSignature)?;
         // Expiry after the MAC: an unauthenticated caller learns nothing about
         // which links exist.
@@ -164,7 +171,10 @@ mod tests {
         assert!(url.starts_with("/v1/blobs/t1/b_123?expires=1000&signature="));
         let (path, query) = split(&url);
         assert!(s.verify(UrlMethod::Get, path, query, 999).is_ok());
-        assert!(matches!(s.verify(UrlMethod::Get, path, query, 1_000), Err(Error::Expired { .. })));
+        assert!(matches!(
+            s.verify(UrlMethod::Get, path, query, 1_000),
+            Err(Error::Expired { .. })
+        ));
     }
 
     #[test]
@@ -172,10 +182,19 @@ mod tests {
         let s = signer();
         let url = s.sign(UrlMethod::Get, "/blobs/a", 1_000).unwrap();
         let (path, query) = split(&url);
-        assert!(matches!(s.verify(UrlMethod::Put, path, query, 0), Err(Error::BadSignature)));
-        assert!(matches!(s.verify(UrlMethod::Get, "/blobs/b", query, 0), Err(Error::BadSignature)));
+        assert!(matches!(
+            s.verify(UrlMethod::Put, path, query, 0),
+            Err(Error::BadSignature)
+        ));
+        assert!(matches!(
+            s.verify(UrlMethod::Get, "/blobs/b", query, 0),
+            Err(Error::BadSignature)
+        ));
         let extended = query.replace("expires=1000", "expires=9000");
-        assert!(matches!(s.verify(UrlMethod::Get, path, &extended, 0), Err(Error::BadSignature)));
+        assert!(matches!(
+            s.verify(UrlMethod::Get, path, &extended, 0),
+            Err(Error::BadSignature)
+        ));
         let other = UrlSigner::new(&[6u8; 32]).unwrap();
         assert!(other.verify(UrlMethod::Get, path, query, 0).is_err());
     }
@@ -195,7 +214,13 @@ mod tests {
             String::new(),
             "signature".into(),
         ] {
-            assert!(matches!(s.verify(UrlMethod::Put, path, &bad, 0), Err(Error::Malformed { .. })), "{bad}");
+            assert!(
+                matches!(
+                    s.verify(UrlMethod::Put, path, &bad, 0),
+                    Err(Error::Malformed { .. })
+                ),
+                "{bad}"
+            );
         }
         assert!(s.sign(UrlMethod::Get, "relative", 1).is_err());
         assert!(s.sign(UrlMethod::Get, "/a?b", 1).is_err());

@@ -134,7 +134,12 @@ impl Totp {
         // RFC 4226 §5.3 dynamic truncation; the MAC is at least 20 bytes, so
         // offset + 3 <= 15 + 3 is always in range.
         let offset = usize::from(mac[mac.len() - 1] & 0x0f);
-        let bin = u32::from_be_bytes([mac[offset] & 0x7f, mac[offset + 1], mac[offset + 2], mac[offset + 3]]);
+        let bin = u32::from_be_bytes([
+            mac[offset] & 0x7f,
+            mac[offset + 1],
+            mac[offset + 2],
+            mac[offset + 3],
+        ]);
         let code = bin % 10u32.pow(self.digits);
         format!("{code:0width$}", width = self.digits as usize)
     }
@@ -147,7 +152,10 @@ impl Totp {
     /// skew window are all compared, in constant time.
     pub fn verify(&self, code: &str, now: i64, last_used_step: Option<u64>) -> Result<u64> {
         if code.len() != self.digits as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::malformed("one-time code", "wrong length or not digits"));
+            return Err(Error::malformed(
+                "one-time code",
+                "wrong length or not digits",
+            ));
         }
         let current = self.step_at(now);
         let mut matched: Option<u64> = None;
@@ -159,7 +167,9 @@ impl Totp {
         }
         let step = matched.ok_or(Error::InvalidCredential)?;
         if last_used_step.is_some_and(|last| step <= last) {
-            return Err(Error::Replayed { what: "one-time code" });
+            return Err(Error::Replayed {
+                what: "one-time code",
+            });
         }
         Ok(step)
     }
@@ -295,8 +305,14 @@ mod tests {
         let step = t.verify(&code, now + 30, None).unwrap();
         assert_eq!(step, t.step_at(now));
         assert!(t.verify(&code, now - 30, None).is_ok());
-        assert!(matches!(t.verify(&code, now + 90, None), Err(Error::InvalidCredential)));
-        assert!(matches!(t.verify(&code, now, Some(step)), Err(Error::Replayed { .. })));
+        assert!(matches!(
+            t.verify(&code, now + 90, None),
+            Err(Error::InvalidCredential)
+        ));
+        assert!(matches!(
+            t.verify(&code, now, Some(step)),
+            Err(Error::Replayed { .. })
+        ));
         let next = t.code_at(now + 30);
         assert!(t.verify(&next, now + 30, Some(step)).is_ok());
         let strict = t.clone().with_skew(0).unwrap();
@@ -307,7 +323,10 @@ mod tests {
     fn malformed_codes() {
         let t = Totp::generate().unwrap();
         for bad in ["", "12345", "1234567", "12a456", "١٢٣٤٥٦", " 23456"] {
-            assert!(matches!(t.verify(bad, 0, None), Err(Error::Malformed { .. })), "{bad}");
+            assert!(
+                matches!(t.verify(bad, 0, None), Err(Error::Malformed { .. })),
+                "{bad}"
+            );
         }
     }
 
@@ -318,11 +337,17 @@ mod tests {
         assert_eq!(base32_decode("MZXW6YTBOI======").unwrap(), b"foobar");
         assert_eq!(base32_decode("mzxw 6ytb oi").unwrap(), b"foobar");
         assert!(base32_decode("MZXW6YTBO1").is_err());
-        assert!(base32_decode("MZXW6YTBOJ").is_err(), "non-zero trailing bits");
+        assert!(
+            base32_decode("MZXW6YTBOJ").is_err(),
+            "non-zero trailing bits"
+        );
         let t = Totp::generate().unwrap();
         let again = Totp::from_base32(&t.expose_secret_base32(), TotpAlgorithm::Sha1).unwrap();
         assert_eq!(again.code_at(12345), t.code_at(12345));
-        assert!(Totp::from_base32("MZXW6YTB", TotpAlgorithm::Sha1).is_err(), "too short");
+        assert!(
+            Totp::from_base32("MZXW6YTB", TotpAlgorithm::Sha1).is_err(),
+            "too short"
+        );
     }
 
     #[test]

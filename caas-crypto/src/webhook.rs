@@ -50,7 +50,10 @@ impl WebhookSigner {
 
     /// The header value for `body` sent at `timestamp` (unix seconds).
     pub fn sign(&self, timestamp: i64, body: &[u8]) -> String {
-        format!("t={timestamp},v1={}", hex(self.mac(timestamp, body).as_ref()))
+        format!(
+            "t={timestamp},v1={}",
+            hex(self.mac(timestamp, body).as_ref())
+        )
     }
 
     /// Verifies a received header against `body` at `now`, allowing
@@ -120,7 +123,9 @@ fn parse_header(header: &str) -> Result<ParsedHeader<'_>> {
                 }
                 // Digits only: the MAC covers the text, so "+5" or "05" must
                 // not be accepted as another spelling of 5.
-                if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit())
+                if value.is_empty()
+                    || value.len() > 19
+                    || !value.bytes().all(|b| b.is_ascii_digit())
                 {
                     return Err(Error::malformed(WHAT, "t must be unix seconds"));
                 }
@@ -136,14 +141,18 @@ fn parse_header(header: &str) -> Result<ParsedHeader<'_>> {
                 if signatures.len() == MAX_SIGNATURES {
                     return Err(Error::malformed(WHAT, "too many signatures"));
                 }
-                signatures.push(unhex(value).ok_or_else(|| Error::malformed(WHAT, "v1 must be 64 hex digits"))?);
+                signatures.push(
+                    unhex(value)
+                        .ok_or_else(|| Error::malformed(WHAT, "v1 must be 64 hex digits"))?,
+                );
             }
             // Unknown schemes are skipped so a sender can add a new scheme
             // before receivers understand it.
             _ => {}
         }
     }
-    let (timestamp, timestamp_text) = timestamp.ok_or_else(|| Error::malformed(WHAT, "missing t"))?;
+    let (timestamp, timestamp_text) =
+        timestamp.ok_or_else(|| Error::malformed(WHAT, "missing t"))?;
     if signatures.is_empty() {
         return Err(Error::malformed(WHAT, "missing v1"));
     }
@@ -207,12 +216,24 @@ mod tests {
         let header = s.sign(1_000, body);
         assert_eq!(s.verify(&header, body, 1_000, 300).unwrap(), 1_000);
         assert!(s.verify(&header, body, 1_300, 300).is_ok());
-        assert!(matches!(s.verify(&header, body, 1_301, 300), Err(Error::StaleTimestamp { .. })));
-        assert!(matches!(s.verify(&header, body, 699, 300), Err(Error::StaleTimestamp { .. })));
-        assert!(matches!(s.verify(&header, b"{}", 1_000, 300), Err(Error::BadSignature)));
+        assert!(matches!(
+            s.verify(&header, body, 1_301, 300),
+            Err(Error::StaleTimestamp { .. })
+        ));
+        assert!(matches!(
+            s.verify(&header, body, 699, 300),
+            Err(Error::StaleTimestamp { .. })
+        ));
+        assert!(matches!(
+            s.verify(&header, b"{}", 1_000, 300),
+            Err(Error::BadSignature)
+        ));
         // Moving the timestamp forward to dodge the window breaks the MAC.
         let moved = header.replace("t=1000", "t=1200");
-        assert!(matches!(s.verify(&moved, body, 1_200, 300), Err(Error::BadSignature)));
+        assert!(matches!(
+            s.verify(&moved, body, 1_200, 300),
+            Err(Error::BadSignature)
+        ));
         let other = WebhookSigner::new(&[3u8; 32]).unwrap();
         assert!(other.verify(&header, body, 1_000, 300).is_err());
     }
@@ -222,7 +243,11 @@ mod tests {
         let (old, new) = (signer(), WebhookSigner::new(&[3u8; 32]).unwrap());
         let body = b"x";
         let new_sig = new.sign(5, body);
-        let both = format!("{},{}", old.sign(5, body), new_sig.split_once(',').unwrap().1);
+        let both = format!(
+            "{},{}",
+            old.sign(5, body),
+            new_sig.split_once(',').unwrap().1
+        );
         assert!(old.verify(&both, body, 5, 10).is_ok());
         assert!(new.verify(&both, body, 5, 10).is_ok());
     }
@@ -243,11 +268,17 @@ mod tests {
             format!("t=99999999999999999999,{v1}"),
             "t=5,v1=abc".into(),
             "garbage".into(),
-            format!("t=5,{}", vec![v1.as_str(); 9].join(",")),
+            format!("t=5,{}", [v1.as_str(); 9].join(",")),
         ] {
-            assert!(matches!(s.verify(&bad, b"", 5, 10), Err(Error::Malformed { .. })), "{bad}");
+            assert!(
+                matches!(s.verify(&bad, b"", 5, 10), Err(Error::Malformed { .. })),
+                "{bad}"
+            );
         }
-        assert!(matches!(s.verify(&"x".repeat(2000), b"", 5, 10), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            s.verify(&"x".repeat(2000), b"", 5, 10),
+            Err(Error::TooLarge { .. })
+        ));
         assert!(WebhookSigner::new(&[0u8; 31]).is_err());
     }
 

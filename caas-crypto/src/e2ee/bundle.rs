@@ -87,7 +87,10 @@ impl SignedPreKey {
 
     /// Checks the signature by `identity` and that the key is usable.
     pub fn verify(&self, identity: &IdentityKey) -> Result<()> {
-        identity.verify_signature(&Self::signed_message(self.id, &self.public), &self.signature)?;
+        identity.verify_signature(
+            &Self::signed_message(self.id, &self.public),
+            &self.signature,
+        )?;
         super::check_x25519_public(&self.public)
     }
 }
@@ -224,7 +227,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(what: &'static str, json: &[u8]) -
 
 fn check_id(what: &'static str, id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-        return Err(Error::malformed(what, "must be 1..=128 bytes without control characters"));
+        return Err(Error::malformed(
+            what,
+            "must be 1..=128 bytes without control characters",
+        ));
     }
     Ok(())
 }

@@ -41,9 +41,10 @@ impl LocalDevice {
         one_time_prekeys: usize,
     ) -> Result<Self> {
         let seed = Zeroizing::new(crate::random::array::<32>()?);
-        let signing = Ed25519KeyPair::from_seed_unchecked(&*seed).map_err(|_| Error::InvalidKey {
-            reason: "Ed25519 seed rejected",
-        })?;
+        let signing =
+            Ed25519KeyPair::from_seed_unchecked(&*seed).map_err(|_| Error::InvalidKey {
+                reason: "Ed25519 seed rejected",
+            })?;
         let (agreement, agreement_public) = super::generate_x25519()?;
         let mut signing_public = [0u8; 32];
         signing_public.copy_from_slice(signing.public_key().as_ref());

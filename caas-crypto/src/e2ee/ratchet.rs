@@ -357,9 +357,10 @@ fn kdf_ck(chain: &[u8; 32]) -> (Secret32, Secret32) {
 fn message_cipher(mk: &[u8; 32]) -> Result<(LessSafeKey, [u8; 12])> {
     let mut okm = Zeroizing::new([0u8; 44]);
     super::hkdf_sha256(&[0u8; 32], mk, MESSAGE_KEY_INFO, &mut okm[..])?;
-    let key = UnboundKey::new(&aead::CHACHA20_POLY1305, &okm[..32]).map_err(|_| Error::InvalidKey {
-        reason: "message key rejected",
-    })?;
+    let key =
+        UnboundKey::new(&aead::CHACHA20_POLY1305, &okm[..32]).map_err(|_| Error::InvalidKey {
+            reason: "message key rejected",
+        })?;
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&okm[32..]);
     Ok((LessSafeKey::new(key), nonce))

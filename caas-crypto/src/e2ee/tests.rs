@@ -51,12 +51,21 @@ fn two_devices_converse_through_the_directory() {
 
     let bundle = PreKeyBundle::from_json(&dir.claim("bob", "laptop")).unwrap();
     assert!(bundle.one_time_prekey.is_some());
-    assert_eq!(dir.devices[&("bob".into(), "laptop".into())].one_time_prekeys.len(), 4);
+    assert_eq!(
+        dir.devices[&("bob".into(), "laptop".into())]
+            .one_time_prekeys
+            .len(),
+        4
+    );
 
     let (mut a, initial) = x3dh::initiate(&alice, &bundle, b"hi bob").unwrap();
     let (mut b, first) = x3dh::respond(&mut bob, &relay_initial(&initial)).unwrap();
     assert_eq!(first, b"hi bob");
-    assert_eq!(bob.one_time_prekeys_left(), 4, "used one-time prekey destroyed");
+    assert_eq!(
+        bob.one_time_prekeys_left(),
+        4,
+        "used one-time prekey destroyed"
+    );
 
     // Alice sends two more before Bob answers; they arrive swapped.
     let a1 = a.encrypt(b"a1").unwrap();
@@ -66,9 +75,15 @@ fn two_devices_converse_through_the_directory() {
     // Replies and several ratchet steps.
     for i in 0..4 {
         let from_b = b.encrypt(format!("b{i}").as_bytes()).unwrap();
-        assert_eq!(a.decrypt(&relay(&from_b)).unwrap(), format!("b{i}").as_bytes());
+        assert_eq!(
+            a.decrypt(&relay(&from_b)).unwrap(),
+            format!("b{i}").as_bytes()
+        );
         let from_a = a.encrypt(format!("a{i}").as_bytes()).unwrap();
-        assert_eq!(b.decrypt(&relay(&from_a)).unwrap(), format!("a{i}").as_bytes());
+        assert_eq!(
+            b.decrypt(&relay(&from_a)).unwrap(),
+            format!("a{i}").as_bytes()
+        );
     }
     // The server's copy of an initial message is useless to it.
     assert!(matches!(
@@ -87,7 +102,10 @@ fn works_without_one_time_prekeys_and_rejects_replayed_initiation() {
     let (_, initial) = x3dh::initiate(&alice, &bundle, b"hello").unwrap();
     let (_, first) = x3dh::respond(&mut bob, &initial).unwrap();
     assert_eq!(first, b"hello");
-    assert!(matches!(x3dh::respond(&mut bob, &initial), Err(Error::Replayed { .. })));
+    assert!(matches!(
+        x3dh::respond(&mut bob, &initial),
+        Err(Error::Replayed { .. })
+    ));
 }
 
 #[test]
@@ -101,12 +119,18 @@ fn used_or_unknown_prekeys_are_rejected() {
     let (_, second) = x3dh::initiate(&alice, &bundle, b"2").unwrap();
     x3dh::respond(&mut bob, &first).unwrap();
     // The server handed the same one-time prekey out twice: the second use fails.
-    assert!(matches!(x3dh::respond(&mut bob, &second), Err(Error::KeyNotFound { .. })));
+    assert!(matches!(
+        x3dh::respond(&mut bob, &second),
+        Err(Error::KeyNotFound { .. })
+    ));
 
     let mut wrong_spk = second.clone();
     wrong_spk.signed_prekey_id = 999;
     wrong_spk.one_time_prekey_id = None;
-    assert!(matches!(x3dh::respond(&mut bob, &wrong_spk), Err(Error::KeyNotFound { .. })));
+    assert!(matches!(
+        x3dh::respond(&mut bob, &wrong_spk),
+        Err(Error::KeyNotFound { .. })
+    ));
 }
 
 #[test]
@@ -119,7 +143,10 @@ fn signed_prekey_rotation_keeps_one_previous() {
     assert_eq!(x3dh::respond(&mut bob, &in_flight).unwrap().1, b"raced");
     bob.rotate_signed_prekey().unwrap();
     let (_, too_old) = x3dh::initiate(&alice, &old_bundle, b"late").unwrap();
-    assert!(matches!(x3dh::respond(&mut bob, &too_old), Err(Error::KeyNotFound { .. })));
+    assert!(matches!(
+        x3dh::respond(&mut bob, &too_old),
+        Err(Error::KeyNotFound { .. })
+    ));
 }
 
 #[test]
@@ -137,8 +164,15 @@ fn forged_bundles_are_rejected_by_the_initiator() {
     swapped_agreement.identity.agreement = mallory.identity().agreement;
     // ... or a low-order point as one-time prekey.
     let mut low_order = genuine.clone();
-    low_order.one_time_prekey = Some(OneTimePreKey { id: 1, public: [0u8; 32] });
-    for (bundle, why) in [(swapped_spk, "spk"), (swapped_agreement, "agreement"), (low_order, "low order")] {
+    low_order.one_time_prekey = Some(OneTimePreKey {
+        id: 1,
+        public: [0u8; 32],
+    });
+    for (bundle, why) in [
+        (swapped_spk, "spk"),
+        (swapped_agreement, "agreement"),
+        (low_order, "low order"),
+    ] {
         assert!(x3dh::initiate(&alice, &bundle, b"x").is_err(), "{why}");
     }
     // A wholesale substitution (mallory's own, valid bundle) is exactly what
@@ -191,9 +225,15 @@ fn upload_validation() {
         Err(Error::TooLarge { .. })
     ));
     let json = serde_json::to_string(&good).unwrap();
-    assert!(json.contains(&crate::base64url::encode(good.identity.signing)), "keys are base64url");
+    assert!(
+        json.contains(&crate::base64url::encode(good.identity.signing)),
+        "keys are base64url"
+    );
     let short_key = json.replace(&crate::base64url::encode(good.identity.signing), "AAAA");
-    assert!(matches!(DeviceKeys::from_json(short_key.as_bytes()), Err(Error::Malformed { .. })));
+    assert!(matches!(
+        DeviceKeys::from_json(short_key.as_bytes()),
+        Err(Error::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -207,7 +247,10 @@ fn safety_numbers_match_on_both_sides() {
     assert!(at_alice.digits().bytes().all(|b| b.is_ascii_digit()));
     assert_eq!(at_alice.to_string().split(' ').count(), 12);
     // Bound to user ids too.
-    assert_ne!(at_alice, SafetyNumber::new("alice", alice.identity(), "carol", bob.identity()));
+    assert_ne!(
+        at_alice,
+        SafetyNumber::new("alice", alice.identity(), "carol", bob.identity())
+    );
 
     let fp = alice.identity().fingerprint();
     assert_eq!(fp.len(), 8 * 4 + 7);

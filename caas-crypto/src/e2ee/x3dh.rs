@@ -88,21 +88,22 @@ pub fn respond(local: &mut LocalDevice, initial: &PreKeyMessage) -> Result<(Sess
             what: "initial message",
         });
     }
-    let (_, spk_secret) =
-        local
-            .signed_prekey(initial.signed_prekey_id)
-            .ok_or_else(|| Error::KeyNotFound {
-                key_id: format!("signed prekey {}", initial.signed_prekey_id),
-            })?;
+    let (_, spk_secret) = local
+        .signed_prekey(initial.signed_prekey_id)
+        .ok_or_else(|| Error::KeyNotFound {
+            key_id: format!("signed prekey {}", initial.signed_prekey_id),
+        })?;
     let mut ikm = Zeroizing::new(Vec::with_capacity(32 * 5));
     ikm.extend_from_slice(&[0xff; 32]);
     ikm.extend_from_slice(&x25519(spk_secret, &initial.identity.agreement)?[..]);
     ikm.extend_from_slice(&x25519(local.agreement_secret(), &initial.ephemeral)?[..]);
     ikm.extend_from_slice(&x25519(spk_secret, &initial.ephemeral)?[..]);
     if let Some(id) = initial.one_time_prekey_id {
-        let otk = local.one_time_secret(id).ok_or_else(|| Error::KeyNotFound {
-            key_id: format!("one-time prekey {id}"),
-        })?;
+        let otk = local
+            .one_time_secret(id)
+            .ok_or_else(|| Error::KeyNotFound {
+                key_id: format!("one-time prekey {id}"),
+            })?;
         ikm.extend_from_slice(&x25519(otk, &initial.ephemeral)?[..]);
     }
     let sk = derive(&ikm)?;

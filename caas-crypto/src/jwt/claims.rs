@@ -178,9 +178,15 @@ mod tests {
         assert!(c.validate(&v, 1_609).is_ok());
         assert!(matches!(c.validate(&v, 1_610), Err(Error::Expired { .. })));
         assert!(c.validate(&v, 990).is_ok());
-        assert!(matches!(c.validate(&v, 989), Err(Error::NotYetValid { .. })));
+        assert!(matches!(
+            c.validate(&v, 989),
+            Err(Error::NotYetValid { .. })
+        ));
         let strict = Validation::new("caas", "tenant-api").with_leeway(0);
-        assert!(matches!(c.validate(&strict, 1_600), Err(Error::Expired { .. })));
+        assert!(matches!(
+            c.validate(&strict, 1_600),
+            Err(Error::Expired { .. })
+        ));
         assert!(matches!(
             c.validate(&Validation::new("other", "tenant-api"), 1_000),
             Err(Error::WrongIssuer { .. })

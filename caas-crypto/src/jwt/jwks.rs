@@ -104,7 +104,10 @@ impl VerificationKey {
             .x
             .as_deref()
             .ok_or_else(|| Error::malformed("JWK", "missing x"))?;
-        Ok(VerificationKey::ed25519(kid, base64url::decode_array("JWK x", x)?))
+        Ok(VerificationKey::ed25519(
+            kid,
+            base64url::decode_array("JWK x", x)?,
+        ))
     }
 }
 
@@ -132,7 +135,10 @@ mod tests {
         let ed = SigningKey::generate_ed25519(KeyId::new("ed").unwrap()).unwrap();
         let jwk = ed.verification_key().to_jwk().unwrap();
         let back = VerificationKey::from_jwk(&jwk).unwrap();
-        assert_eq!(back.ed25519_public(), ed.verification_key().ed25519_public());
+        assert_eq!(
+            back.ed25519_public(),
+            ed.verification_key().ed25519_public()
+        );
         let json = Jwks { keys: vec![jwk] }.to_json().unwrap();
         assert!(json.contains(r#""use":"sig""#), "{json}");
         assert!(!json.contains("\"d\""));
@@ -153,14 +159,38 @@ mod tests {
         };
         assert!(VerificationKey::from_jwk(&base).is_ok());
         let cases = [
-            Jwk { kty: "oct".into(), ..base.clone() },
-            Jwk { crv: Some("X25519".into()), ..base.clone() },
-            Jwk { key_use: Some("enc".into()), ..base.clone() },
-            Jwk { alg: Some("HS256".into()), ..base.clone() },
-            Jwk { kid: None, ..base.clone() },
-            Jwk { kid: Some("bad kid".into()), ..base.clone() },
-            Jwk { x: None, ..base.clone() },
-            Jwk { x: Some(base64url::encode([1u8; 31])), ..base.clone() },
+            Jwk {
+                kty: "oct".into(),
+                ..base.clone()
+            },
+            Jwk {
+                crv: Some("X25519".into()),
+                ..base.clone()
+            },
+            Jwk {
+                key_use: Some("enc".into()),
+                ..base.clone()
+            },
+            Jwk {
+                alg: Some("HS256".into()),
+                ..base.clone()
+            },
+            Jwk {
+                kid: None,
+                ..base.clone()
+            },
+            Jwk {
+                kid: Some("bad kid".into()),
+                ..base.clone()
+            },
+            Jwk {
+                x: None,
+                ..base.clone()
+            },
+            Jwk {
+                x: Some(base64url::encode([1u8; 31])),
+                ..base.clone()
+            },
         ];
         for jwk in cases {
             assert!(VerificationKey::from_jwk(&jwk).is_err(), "{jwk:?}");

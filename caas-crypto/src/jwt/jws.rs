@@ -49,13 +49,19 @@ impl<'a> Unverified<'a> {
         let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(Error::malformed("token", "expected three dot-separated parts"));
+            return Err(Error::malformed(
+                "token",
+                "expected three dot-separated parts",
+            ));
         };
         let header_json = base64url::decode("token header", header_b64)?;
         let header: RawHeader = serde_json::from_slice(&header_json)
             .map_err(|e| Error::malformed("token header", e))?;
         if header.crit.is_some() {
-            return Err(Error::malformed("token header", "unsupported critical header"));
+            return Err(Error::malformed(
+                "token header",
+                "unsupported critical header",
+            ));
         }
         let alg = Algorithm::parse(&header.alg)?;
         let signature = base64url::decode("token signature", sig_b64)?;
@@ -156,7 +162,10 @@ mod tests {
         assert_eq!(sign_with_header(&signer, header, &payload), token);
         // One changed signature character fails.
         let bad = token.replacen("dBjf", "dBjg", 1);
-        assert!(matches!(verify(&bad, &key, DEFAULT_MAX_TOKEN_LEN), Err(Error::BadSignature)));
+        assert!(matches!(
+            verify(&bad, &key, DEFAULT_MAX_TOKEN_LEN),
+            Err(Error::BadSignature)
+        ));
     }
 
     /// RFC 8037 Appendix A.1 (key) and A.4 (Ed25519 signing): Ed25519 is
@@ -172,11 +181,14 @@ mod tests {
         let public = signer.verification_key();
         assert_eq!(base64url::encode(public.ed25519_public().unwrap()), x);
         assert_eq!(
-            sign_with_header(&signer, b"{\"alg\":\"EdDSA\"}", b"Example of Ed25519 signing"),
+            sign_with_header(
+                &signer,
+                b"{\"alg\":\"EdDSA\"}",
+                b"Example of Ed25519 signing"
+            ),
             token
         );
-        let from_x =
-            VerificationKey::ed25519(kid("rfc"), base64url::decode_array("x", x).unwrap());
+        let from_x = VerificationKey::ed25519(kid("rfc"), base64url::decode_array("x", x).unwrap());
         assert_eq!(
             verify(token, &from_x, DEFAULT_MAX_TOKEN_LEN).unwrap(),
             b"Example of Ed25519 signing"
@@ -200,11 +212,17 @@ mod tests {
         ];
         for (token, why) in cases {
             assert!(
-                matches!(verify(&token, &vk, DEFAULT_MAX_TOKEN_LEN), Err(Error::Malformed { .. })),
+                matches!(
+                    verify(&token, &vk, DEFAULT_MAX_TOKEN_LEN),
+                    Err(Error::Malformed { .. })
+                ),
                 "{why}"
             );
         }
-        assert!(matches!(verify(&good, &vk, 10), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            verify(&good, &vk, 10),
+            Err(Error::TooLarge { .. })
+        ));
     }
 
     fn forge(header: &str, key: &SigningKey) -> String {
@@ -216,17 +234,39 @@ mod tests {
         let key = SigningKey::hs256(kid("k"), &[1u8; 32]).unwrap();
         let vk = key.verification_key();
         let max = DEFAULT_MAX_TOKEN_LEN;
-        let none = format!("{}.{}.", base64url::encode(br#"{"alg":"none"}"#), base64url::encode(b"{}"));
-        assert!(matches!(verify(&none, &vk, max), Err(Error::UnsupportedAlgorithm { .. })));
+        let none = format!(
+            "{}.{}.",
+            base64url::encode(br#"{"alg":"none"}"#),
+            base64url::encode(b"{}")
+        );
+        assert!(matches!(
+            verify(&none, &vk, max),
+            Err(Error::UnsupportedAlgorithm { .. })
+        ));
         let crit = forge(r#"{"alg":"HS256","crit":["b64"],"b64":false}"#, &key);
-        assert!(matches!(verify(&crit, &vk, max), Err(Error::Malformed { .. })));
+        assert!(matches!(
+            verify(&crit, &vk, max),
+            Err(Error::Malformed { .. })
+        ));
         let dup = forge(r#"{"alg":"HS256","alg":"HS256"}"#, &key);
-        assert!(matches!(verify(&dup, &vk, max), Err(Error::Malformed { .. })));
+        assert!(matches!(
+            verify(&dup, &vk, max),
+            Err(Error::Malformed { .. })
+        ));
         let not_json = forge("alg=HS256", &key);
-        assert!(matches!(verify(&not_json, &vk, max), Err(Error::Malformed { .. })));
+        assert!(matches!(
+            verify(&not_json, &vk, max),
+            Err(Error::Malformed { .. })
+        ));
         let other_kid = forge(r#"{"alg":"HS256","kid":"other"}"#, &key);
-        assert!(matches!(verify(&other_kid, &vk, max), Err(Error::UnknownKey { .. })));
-        let ok = forge(r#"{"alg":"HS256","kid":"k","typ":"JWT","x5u":"ignored"}"#, &key);
+        assert!(matches!(
+            verify(&other_kid, &vk, max),
+            Err(Error::UnknownKey { .. })
+        ));
+        let ok = forge(
+            r#"{"alg":"HS256","kid":"k","typ":"JWT","x5u":"ignored"}"#,
+            &key,
+        );
         assert!(verify(&ok, &vk, max).is_ok());
     }
 }

@@ -106,7 +106,11 @@ impl KeySet {
     /// The public (Ed25519) keys as a JWKS document; HS256 keys are left out.
     pub fn jwks(&self) -> Jwks {
         Jwks {
-            keys: self.keys.iter().filter_map(VerificationKey::to_jwk).collect(),
+            keys: self
+                .keys
+                .iter()
+                .filter_map(VerificationKey::to_jwk)
+                .collect(),
         }
     }
 

@@ -246,9 +246,14 @@ mod tests {
     fn algorithm_names_are_exact() {
         assert_eq!(Algorithm::parse("HS256").unwrap(), Algorithm::Hs256);
         assert_eq!(Algorithm::parse("EdDSA").unwrap(), Algorithm::EdDsa);
-        for bad in ["none", "None", "NONE", "hs256", "HS384", "RS256", "ES256", "Ed25519", ""] {
+        for bad in [
+            "none", "None", "NONE", "hs256", "HS384", "RS256", "ES256", "Ed25519", "",
+        ] {
             assert!(
-                matches!(Algorithm::parse(bad), Err(Error::UnsupportedAlgorithm { .. })),
+                matches!(
+                    Algorithm::parse(bad),
+                    Err(Error::UnsupportedAlgorithm { .. })
+                ),
                 "{bad}"
             );
         }

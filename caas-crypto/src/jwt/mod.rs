@@ -5,8 +5,8 @@
 //! serialization only): every extra algorithm or header is attack surface.
 
 mod claims;
-pub mod jws;
 mod jwks;
+pub mod jws;
 mod key_set;
 mod keys;
 

@@ -10,10 +10,17 @@ fn kid(s: &str) -> KeyId {
 }
 
 fn claims() -> Claims {
-    Claims::new("https://caas.example", "user-1", "caas", "tenant-1", NOW, 900)
-        .unwrap()
-        .with_device("dev-1")
-        .with_scopes(["messages:read", "messages:write"])
+    Claims::new(
+        "https://caas.example",
+        "user-1",
+        "caas",
+        "tenant-1",
+        NOW,
+        900,
+    )
+    .unwrap()
+    .with_device("dev-1")
+    .with_scopes(["messages:read", "messages:write"])
 }
 
 fn validation() -> Validation {
@@ -57,7 +64,11 @@ fn several_keys_live_during_rotation() {
     let new_token = new.sign_claims(&claims()).unwrap();
     assert!(k.set.verify(&old_token, &validation(), NOW).is_ok());
     assert!(k.set.verify(&new_token, &validation(), NOW).is_ok());
-    assert_eq!(k.set.jwks().keys.len(), 2, "HS256 key must not be published");
+    assert_eq!(
+        k.set.jwks().keys.len(),
+        2,
+        "HS256 key must not be published"
+    );
 
     k.set.remove("platform.v1").unwrap();
     assert!(matches!(
@@ -90,14 +101,21 @@ fn hs_eddsa_confusion_is_rejected() {
     let forged = forger.sign_claims(&claims()).unwrap();
     assert!(matches!(
         k.set.verify(&forged, &validation(), NOW),
-        Err(Error::AlgorithmMismatch { expected: "EdDSA", found: "HS256", .. })
+        Err(Error::AlgorithmMismatch {
+            expected: "EdDSA",
+            found: "HS256",
+            ..
+        })
     ));
     // And the reverse: an EdDSA token naming the HS256 kid.
     let ed_on_hs_kid = SigningKey::generate_ed25519(kid("tenant-1.v1")).unwrap();
     let forged = ed_on_hs_kid.sign_claims(&claims()).unwrap();
     assert!(matches!(
         k.set.verify(&forged, &validation(), NOW),
-        Err(Error::AlgorithmMismatch { expected: "HS256", .. })
+        Err(Error::AlgorithmMismatch {
+            expected: "HS256",
+            ..
+        })
     ));
 }
 
@@ -146,15 +164,24 @@ fn claim_checks() {
         Err(Error::NotYetValid { .. })
     ));
     assert!(matches!(
-        k.set.verify(&token, &Validation::new("https://caas.example", "other"), NOW),
+        k.set.verify(
+            &token,
+            &Validation::new("https://caas.example", "other"),
+            NOW
+        ),
         Err(Error::WrongAudience { .. })
     ));
     assert!(matches!(
-        k.set.verify(&token, &Validation::new("https://evil.example", "caas"), NOW),
+        k.set.verify(
+            &token,
+            &Validation::new("https://evil.example", "caas"),
+            NOW
+        ),
         Err(Error::WrongIssuer { .. })
     ));
     assert!(matches!(
-        k.set.verify(&token, &validation().with_max_token_len(100), NOW),
+        k.set
+            .verify(&token, &validation().with_max_token_len(100), NOW),
         Err(Error::TooLarge { .. })
     ));
 }
@@ -166,7 +193,10 @@ fn signed_but_malformed_claims_are_rejected() {
         let token = jws::sign(&k.hs, payload).unwrap();
         assert!(matches!(
             k.set.verify(&token, &validation(), NOW),
-            Err(Error::Malformed { what: "token claims", .. })
+            Err(Error::Malformed {
+                what: "token claims",
+                ..
+            })
         ));
     }
 }
@@ -184,7 +214,11 @@ fn jwks_publishes_only_public_keys_and_verifies() {
     // Other key types are skipped, not fatal.
     let mixed = r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"r"},
         {"kty":"OKP","crv":"X25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"x"}]}"#;
-    assert!(KeySet::from_jwks(&Jwks::from_json(mixed.as_bytes()).unwrap()).unwrap().is_empty());
+    assert!(
+        KeySet::from_jwks(&Jwks::from_json(mixed.as_bytes()).unwrap())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn arb_claims() -> impl Strategy<Value = Claims> {

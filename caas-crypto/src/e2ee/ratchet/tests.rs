@@ -25,7 +25,10 @@ fn recv(to: &mut Session, msg: &RatchetMessage) -> String {
 #[test]
 fn in_order_both_directions_across_ratchet_steps() {
     let (mut a, mut b) = pair();
-    assert!(b.encrypt(b"too early").is_err(), "responder has no sending chain yet");
+    assert!(
+        b.encrypt(b"too early").is_err(),
+        "responder has no sending chain yet"
+    );
     for round in 0..5 {
         for i in 0..3 {
             let m = send(&mut a, &format!("a{round}.{i}"));
@@ -126,7 +129,10 @@ fn skipped_keys_are_bounded() {
     assert_eq!(recv(&mut b, &m0), "m0");
     let mut far = send(&mut a, "far");
     far.header.n = MAX_SKIP + 2;
-    assert!(matches!(b.decrypt(&far), Err(Error::TooManySkippedMessages { .. })));
+    assert!(matches!(
+        b.decrypt(&far),
+        Err(Error::TooManySkippedMessages { .. })
+    ));
     assert_eq!(b.skipped_keys(), 0, "a rejected message stores nothing");
 
     // Skip exactly MAX_SKIP three times across three chains: the store is
@@ -184,7 +190,10 @@ fn later_compromise_does_not_open_earlier_messages() {
     // 2. No key in the stolen state, nor any key derivable forward from its
     //    chains, opens it.
     let mut candidates: Vec<[u8; 32]> = stolen.skipped.iter().map(|k| *k.mk).collect();
-    for chain in [&stolen.recv_chain, &stolen.send_chain].into_iter().flatten() {
+    for chain in [&stolen.recv_chain, &stolen.send_chain]
+        .into_iter()
+        .flatten()
+    {
         let mut ck = chain.clone();
         for _ in 0..50 {
             let (next, mk) = kdf_ck(&ck);

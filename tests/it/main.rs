@@ -1,0 +1,5 @@
+//! End-to-end tests of the caas-core service on the memory backends (one binary).
+
+mod pipeline;
+mod props;
+mod world;

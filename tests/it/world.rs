@@ -1,0 +1,82 @@
+//! A tenant with users, on memory backends and a manual clock.
+
+use std::sync::Arc;
+
+use caas::core::ids::{ClientMsgId, ConversationId, TenantId, UserId};
+use caas::core::model::{ConversationKind, TenantSettings};
+use caas::core::service::{NewConversation, SendMessage, Sent};
+use caas::core::time::{ManualClock, Timestamp};
+use caas::{Caas, Config, Principal};
+
+pub(crate) struct World {
+    pub(crate) caas: Arc<Caas>,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) tenant: TenantId,
+}
+
+pub(crate) fn uid(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+pub(crate) fn key(s: &str) -> ClientMsgId {
+    ClientMsgId::parse(s).unwrap()
+}
+
+impl World {
+    pub(crate) async fn new(users: &[&str]) -> Self {
+        Self::with_settings(users, TenantSettings::default()).await
+    }
+
+    pub(crate) async fn with_settings(users: &[&str], settings: TenantSettings) -> Self {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
+        let caas = Arc::new(Caas::new(caas::storage::memory::backends_with_clock(clock.clone()), Config::default()));
+        let tenant = caas.create_tenant(&Principal::operator(), "test", settings).await.unwrap();
+        let w = World { caas, clock, tenant: tenant.id };
+        for u in users {
+            w.caas.upsert_user(&w.server(), &uid(u), u, Default::default()).await.unwrap();
+        }
+        w
+    }
+
+    pub(crate) async fn add_tenant(&self, users: &[&str]) -> TenantId {
+        let t = self.caas.create_tenant(&Principal::operator(), "other", TenantSettings::default()).await.unwrap();
+        for u in users {
+            self.caas.upsert_user(&Principal::tenant_server(t.id.clone()), &uid(u), u, Default::default()).await.unwrap();
+        }
+        t.id
+    }
+
+    pub(crate) fn server(&self) -> Principal {
+        Principal::tenant_server(self.tenant.clone())
+    }
+
+    pub(crate) fn user(&self, u: &str) -> Principal {
+        Principal::user(self.tenant.clone(), uid(u))
+    }
+
+    pub(crate) async fn group(&self, owner: &str, members: &[&str]) -> ConversationId {
+        self.conversation(owner, ConversationKind::Group, members).await
+    }
+
+    pub(crate) async fn conversation(&self, owner: &str, kind: ConversationKind, members: &[&str]) -> ConversationId {
+        let new = NewConversation {
+            kind,
+            members: members.iter().map(|m| uid(m)).collect(),
+            name: (kind != ConversationKind::Direct).then(|| "room".to_owned()),
+            attributes: Default::default(),
+        };
+        self.caas.create_conversation(&self.user(owner), new).await.unwrap().into_inner().id
+    }
+
+    pub(crate) async fn send(&self, who: &str, conv: &ConversationId, k: &str, body: &str) -> caas::Result<Sent> {
+        self.caas.send_message(&self.user(who), conv, SendMessage::text(key(k), body)).await
+    }
+}
+
+#[track_caller]
+pub(crate) fn forbidden<T: std::fmt::Debug>(r: caas::Result<T>, rule: &str) {
+    match r {
+        Err(caas::Error::Forbidden { rule: got }) => assert_eq!(got, rule),
+        other => panic!("expected forbidden by {rule}, got {other:?}"),
+    }
+}
