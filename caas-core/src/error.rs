@@ -216,7 +216,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::RateLimited { .. } | Error::Unavailable { temporary: true, .. }
+            Error::RateLimited { .. }
+                | Error::Unavailable {
+                    temporary: true,
+                    ..
+                }
         )
     }
 }
@@ -228,15 +232,42 @@ mod tests {
     #[test]
     fn every_kind_has_its_api_code_and_status() {
         let cases: Vec<(Error, &str, u16)> = vec![
-            (Error::Unauthenticated { reason: "x".into() }, "unauthenticated", 401),
+            (
+                Error::Unauthenticated { reason: "x".into() },
+                "unauthenticated",
+                401,
+            ),
             (Error::forbidden("r"), "forbidden", 403),
             (Error::not_found(EntityKind::User, "u"), "not_found", 404),
             (Error::invalid("f", "r"), "invalid_argument", 400),
             (Error::conflict("c"), "conflict", 409),
-            (Error::PayloadTooLarge { field: "body".into(), size: 2, limit: 1 }, "payload_too_large", 413),
-            (Error::RateLimited { action: "a".into(), retry_after: Duration::from_secs(1) }, "rate_limited", 429),
-            (Error::QuotaExceeded { quota: "q".into() }, "quota_exceeded", 429),
-            (Error::unavailable("x", "c", true, Error::internal("y")), "unavailable", 503),
+            (
+                Error::PayloadTooLarge {
+                    field: "body".into(),
+                    size: 2,
+                    limit: 1,
+                },
+                "payload_too_large",
+                413,
+            ),
+            (
+                Error::RateLimited {
+                    action: "a".into(),
+                    retry_after: Duration::from_secs(1),
+                },
+                "rate_limited",
+                429,
+            ),
+            (
+                Error::QuotaExceeded { quota: "q".into() },
+                "quota_exceeded",
+                429,
+            ),
+            (
+                Error::unavailable("x", "c", true, Error::internal("y")),
+                "unavailable",
+                503,
+            ),
             (Error::internal("i"), "internal", 500),
         ];
         for (e, code, status) in cases {

@@ -8,8 +8,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConversationId, CorrelationId, Cursor, DeviceId, MessageId, Seq, TenantId, UserId};
-use crate::model::{Conversation, Member, Message, PresenceStatus, ReceiptKind, TenantStatus, User};
+use crate::ids::{
+    ConversationId, CorrelationId, Cursor, DeviceId, MessageId, Seq, TenantId, UserId,
+};
+use crate::model::{
+    Conversation, Member, Message, PresenceStatus, ReceiptKind, TenantStatus, User,
+};
 use crate::time::Timestamp;
 
 /// One domain event.
@@ -227,7 +231,9 @@ impl EventPayload {
     pub fn is_ephemeral(&self) -> bool {
         matches!(
             self,
-            EventPayload::Typing { .. } | EventPayload::Presence { .. } | EventPayload::CallSignal { .. }
+            EventPayload::Typing { .. }
+                | EventPayload::Presence { .. }
+                | EventPayload::CallSignal { .. }
         )
     }
 
@@ -239,16 +245,36 @@ impl EventPayload {
             }
             EventPayload::ConversationCreated { conversation }
             | EventPayload::ConversationUpdated { conversation } => Some(&conversation.id),
-            EventPayload::MessageDeleted { conversation_id, .. }
-            | EventPayload::MessagePinned { conversation_id, .. }
-            | EventPayload::ReactionAdded { conversation_id, .. }
-            | EventPayload::ReactionRemoved { conversation_id, .. }
-            | EventPayload::ReceiptUpdated { conversation_id, .. }
-            | EventPayload::MemberJoined { conversation_id, .. }
-            | EventPayload::MemberLeft { conversation_id, .. }
-            | EventPayload::MemberUpdated { conversation_id, .. }
-            | EventPayload::Typing { conversation_id, .. }
-            | EventPayload::CallSignal { conversation_id, .. } => Some(conversation_id),
+            EventPayload::MessageDeleted {
+                conversation_id, ..
+            }
+            | EventPayload::MessagePinned {
+                conversation_id, ..
+            }
+            | EventPayload::ReactionAdded {
+                conversation_id, ..
+            }
+            | EventPayload::ReactionRemoved {
+                conversation_id, ..
+            }
+            | EventPayload::ReceiptUpdated {
+                conversation_id, ..
+            }
+            | EventPayload::MemberJoined {
+                conversation_id, ..
+            }
+            | EventPayload::MemberLeft {
+                conversation_id, ..
+            }
+            | EventPayload::MemberUpdated {
+                conversation_id, ..
+            }
+            | EventPayload::Typing {
+                conversation_id, ..
+            }
+            | EventPayload::CallSignal {
+                conversation_id, ..
+            } => Some(conversation_id),
             EventPayload::Presence { .. }
             | EventPayload::UserUpdated { .. }
             | EventPayload::TenantUpdated { .. } => None,

@@ -78,9 +78,8 @@ macro_rules! string_id {
                 &self.0
             }
 
-            /// The shared string, for policy attributes (no copy).
-            #[allow(dead_code)]
-            pub(crate) fn shared(&self) -> Arc<str> {
+            /// The shared string (no copy), for policy attributes and keys.
+            pub fn shared(&self) -> Arc<str> {
                 self.0.clone()
             }
         }
@@ -199,7 +198,9 @@ impl fmt::Debug for Seq {
 }
 
 /// A position in a tenant's event log; `GET /v1/sync?since=` takes one.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Cursor(pub u64);
 
@@ -214,7 +215,10 @@ mod tests {
         assert!(UserId::parse(&"a".repeat(MAX_ID_LEN + 1)).is_err());
         assert!(UserId::parse("alice bob").is_err());
         assert!(UserId::parse("ali\u{e9}").is_err());
-        assert_eq!(UserId::parse("alice@x.io").map(|u| u.to_string()).ok(), Some("alice@x.io".into()));
+        assert_eq!(
+            UserId::parse("alice@x.io").map(|u| u.to_string()).ok(),
+            Some("alice@x.io".into())
+        );
     }
 
     #[test]
@@ -224,7 +228,10 @@ mod tests {
         assert!(a.as_str().starts_with("m_"));
         assert_eq!(a.as_str().len(), 2 + 26);
         assert!(a < b);
-        assert_ne!(MessageId::generate(Timestamp::from_millis(5)), MessageId::generate(Timestamp::from_millis(5)));
+        assert_ne!(
+            MessageId::generate(Timestamp::from_millis(5)),
+            MessageId::generate(Timestamp::from_millis(5))
+        );
         assert!(MessageId::parse(a.as_str()).is_ok());
     }
 

@@ -6,6 +6,7 @@
 //! memory, in SQLite or in a Redis script with no change of meaning.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -119,23 +120,34 @@ pub fn check(quota: &Quota, tat: Option<u64>, now: Timestamp) -> Decision {
 }
 
 /// What one rate-limit key names: a tenant, a subject inside it and an action.
+/// The strings are shared with the ids they come from, so building a key on the hot
+/// path does not allocate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RateKey {
     /// The tenant (or `-` for the edge, before a tenant is known).
-    pub tenant: String,
+    pub tenant: Arc<str>,
     /// The subject: a user id, `tenant`, or an IP address at the edge.
-    pub subject: String,
+    pub subject: Arc<str>,
     /// The action name.
-    pub action: String,
+    pub action: &'static str,
 }
 
 impl RateKey {
     /// A key for `subject` doing `action` in `tenant`.
-    pub fn new(tenant: &TenantId, subject: &str, action: &str) -> Self {
+    pub fn new(tenant: &TenantId, subject: impl Into<Arc<str>>, action: &'static str) -> Self {
         Self {
-            tenant: tenant.as_str().to_owned(),
-            subject: subject.to_owned(),
-            action: action.to_owned(),
+            tenant: tenant.shared(),
+            subject: subject.into(),
+            action,
+        }
+    }
+
+    /// The edge key of a client address, before any tenant is known.
+    pub fn edge(address: &str) -> Self {
+        Self {
+            tenant: Arc::from("-"),
+            subject: Arc::from(address),
+            action: EDGE_ACTION,
         }
     }
 }
@@ -278,9 +290,33 @@ mod tests {
 
     #[test]
     fn validate_rejects_zeroes() {
-        assert!(Quota { limit: 0, period_secs: 1, burst: None }.validate().is_err());
-        assert!(Quota { limit: 1, period_secs: 0, burst: None }.validate().is_err());
-        assert!(Quota { limit: 1, period_secs: 1, burst: Some(0) }.validate().is_err());
+        assert!(
+            Quota {
+                limit: 0,
+                period_secs: 1,
+                burst: None
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Quota {
+                limit: 1,
+                period_secs: 0,
+                burst: None
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Quota {
+                limit: 1,
+                period_secs: 1,
+                burst: Some(0)
+            }
+            .validate()
+            .is_err()
+        );
         assert!(Quota::per_minute(1).validate().is_ok());
     }
 

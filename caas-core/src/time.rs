@@ -49,7 +49,10 @@ impl Timestamp {
 
     /// This time plus `d`, saturating.
     pub fn add(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// How long after `earlier` this is (zero if it is not after).

@@ -387,6 +387,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_single_bit_change_is_rejected() {
+        for alg in ALGS {
+            let k = key(alg);
+            let aad = AssociatedData::message("t", "c", "m");
+            let bytes = k.seal(&aad, b"sixteen byte msg").unwrap().to_bytes();
+            for i in 0..bytes.len() {
+                for bit in 0..8 {
+                    let mut tampered = bytes.clone();
+                    tampered[i] ^= 1 << bit;
+                    let opened = Envelope::from_bytes(&tampered).and_then(|env| k.open(&aad, &env));
+                    assert!(
+                        opened.is_err(),
+                        "{alg:?}: flip of byte {i} bit {bit} accepted"
+                    );
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
         #[test]

@@ -6,7 +6,8 @@ use std::time::Duration;
 use caas::core::events::EventPayload;
 use caas::core::ids::{CorrelationId, Cursor, DeviceId, Seq};
 use caas::core::model::{
-    Ciphertext, ConversationKind, DeviceKeys, PolicySource, PresenceStatus, ReceiptKind, Role, SignedPrekey, TenantSettings, TenantStatus,
+    Ciphertext, ConversationKind, DeviceKeys, PolicySource, PresenceStatus, ReceiptKind, Role,
+    SignedPrekey, TenantSettings, TenantStatus,
 };
 use caas::core::ports::{HistoryPage, KeyVerifier};
 use caas::core::ratelimit::Quota;
@@ -30,38 +31,57 @@ async fn a_retried_send_returns_the_original_and_publishes_nothing() {
     let again = w.send("alice", &c, "k1", "hello (retry)").await.unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message, first.message);
-    let created = sync_kinds(&w, "bob").await.into_iter().filter(|k| *k == "message.created").count();
+    let created = sync_kinds(&w, "bob")
+        .await
+        .into_iter()
+        .filter(|k| *k == "message.created")
+        .count();
     assert_eq!(created, 1);
     // The same key from another sender is another message.
-    assert_eq!(w.send("bob", &c, "k1", "mine").await.unwrap().message.seq, Seq(2));
+    assert_eq!(
+        w.send("bob", &c, "k1", "mine").await.unwrap().message.seq,
+        Seq(2)
+    );
 }
 
 #[tokio::test]
 async fn direct_conversations_are_unique_per_pair() {
     let w = World::new(&["alice", "bob", "carol"]).await;
-    let a = w.conversation("alice", ConversationKind::Direct, &["bob"]).await;
-    let b = w.conversation("bob", ConversationKind::Direct, &["alice"]).await;
-    let c = w.conversation("alice", ConversationKind::Direct, &["carol"]).await;
+    let a = w
+        .conversation("alice", ConversationKind::Direct, &["bob"])
+        .await;
+    let b = w
+        .conversation("bob", ConversationKind::Direct, &["alice"])
+        .await;
+    let c = w
+        .conversation("alice", ConversationKind::Direct, &["carol"])
+        .await;
     assert_eq!(a, b);
     assert_ne!(a, c);
     let bad = w
         .caas
-        .create_conversation(&w.user("alice"), caas::core::service::NewConversation {
-            kind: ConversationKind::Direct,
-            members: vec![uid("bob"), uid("carol")],
-            name: None,
-            attributes: Default::default(),
-        })
+        .create_conversation(
+            &w.user("alice"),
+            caas::core::service::NewConversation {
+                kind: ConversationKind::Direct,
+                members: vec![uid("bob"), uid("carol")],
+                name: None,
+                attributes: Default::default(),
+            },
+        )
         .await;
     assert!(matches!(bad, Err(Error::InvalidArgument { .. })), "{bad:?}");
     let ghost = w
         .caas
-        .create_conversation(&w.user("alice"), caas::core::service::NewConversation {
-            kind: ConversationKind::Group,
-            members: vec![uid("nobody")],
-            name: None,
-            attributes: Default::default(),
-        })
+        .create_conversation(
+            &w.user("alice"),
+            caas::core::service::NewConversation {
+                kind: ConversationKind::Group,
+                members: vec![uid("nobody")],
+                name: None,
+                attributes: Default::default(),
+            },
+        )
         .await;
     assert!(matches!(ghost, Err(Error::NotFound { .. })), "{ghost:?}");
 }
@@ -71,114 +91,336 @@ async fn outsiders_and_other_tenants_see_nothing() {
     let w = World::new(&["alice", "bob", "eve"]).await;
     let c = w.group("alice", &["bob"]).await;
     w.send("alice", &c, "k1", "secret").await.unwrap();
-    forbidden(w.caas.history(&w.user("eve"), &c, HistoryPage::Latest, 10).await, "default-deny");
+    forbidden(
+        w.caas
+            .history(&w.user("eve"), &c, HistoryPage::Latest, 10)
+            .await,
+        "default-deny",
+    );
     forbidden(w.send("eve", &c, "k", "hi").await, "default-deny");
-    forbidden(w.caas.get_conversation(&w.user("eve"), &c).await, "default-deny");
+    forbidden(
+        w.caas.get_conversation(&w.user("eve"), &c).await,
+        "default-deny",
+    );
     let other = w.add_tenant(&["alice"]).await;
     let foreign = Principal::user(other.clone(), uid("alice"));
     let r = w.caas.history(&foreign, &c, HistoryPage::Latest, 10).await;
-    assert!(matches!(r, Err(Error::NotFound { .. })), "another tenant cannot even name it: {r:?}");
-    let r = w.caas.get_tenant(&Principal::tenant_server(other), &w.tenant).await;
+    assert!(
+        matches!(r, Err(Error::NotFound { .. })),
+        "another tenant cannot even name it: {r:?}"
+    );
+    let r = w
+        .caas
+        .get_tenant(&Principal::tenant_server(other), &w.tenant)
+        .await;
     assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
-    assert!(w.caas.sync(&w.user("eve"), Cursor(0), 100).await.unwrap().events.iter().all(|e| e.event.audience.contains(&uid("eve"))));
+    assert!(
+        w.caas
+            .sync(&w.user("eve"), Cursor(0), 100)
+            .await
+            .unwrap()
+            .events
+            .iter()
+            .all(|e| e.event.audience.contains(&uid("eve")))
+    );
 }
 
 #[tokio::test]
 async fn moderation_mute_ban_and_roles() {
     let w = World::new(&["owner", "admin", "bob", "carol"]).await;
     let c = w.group("owner", &["admin", "bob", "carol"]).await;
-    let promote = MemberChange { role: Some(Role::Admin), ..Default::default() };
-    w.caas.update_member(&w.user("owner"), &c, &uid("admin"), promote.clone()).await.unwrap();
-    forbidden(w.caas.update_member(&w.user("admin"), &c, &uid("bob"), promote).await, "default-deny");
-    let mute = MemberChange { muted: Some(true), ..Default::default() };
-    forbidden(w.caas.update_member(&w.user("bob"), &c, &uid("carol"), mute.clone()).await, "default-deny");
-    w.caas.update_member(&w.user("admin"), &c, &uid("bob"), mute).await.unwrap();
-    forbidden(w.send("bob", &c, "k", "let me talk").await, "muted-cannot-post");
-    forbidden(w.caas.typing(&w.user("bob"), &c, true).await, "muted-cannot-post");
+    let promote = MemberChange {
+        role: Some(Role::Admin),
+        ..Default::default()
+    };
+    w.caas
+        .update_member(&w.user("owner"), &c, &uid("admin"), promote.clone())
+        .await
+        .unwrap();
+    forbidden(
+        w.caas
+            .update_member(&w.user("admin"), &c, &uid("bob"), promote)
+            .await,
+        "default-deny",
+    );
+    let mute = MemberChange {
+        muted: Some(true),
+        ..Default::default()
+    };
+    forbidden(
+        w.caas
+            .update_member(&w.user("bob"), &c, &uid("carol"), mute.clone())
+            .await,
+        "default-deny",
+    );
+    w.caas
+        .update_member(&w.user("admin"), &c, &uid("bob"), mute)
+        .await
+        .unwrap();
+    forbidden(
+        w.send("bob", &c, "k", "let me talk").await,
+        "muted-cannot-post",
+    );
+    forbidden(
+        w.caas.typing(&w.user("bob"), &c, true).await,
+        "muted-cannot-post",
+    );
     // Muted members still read.
-    w.caas.history(&w.user("bob"), &c, HistoryPage::Latest, 10).await.unwrap();
-    w.caas.update_member(&w.user("admin"), &c, &uid("bob"), MemberChange { muted: Some(false), ..Default::default() }).await.unwrap();
+    w.caas
+        .history(&w.user("bob"), &c, HistoryPage::Latest, 10)
+        .await
+        .unwrap();
+    w.caas
+        .update_member(
+            &w.user("admin"),
+            &c,
+            &uid("bob"),
+            MemberChange {
+                muted: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     w.send("bob", &c, "k", "thanks").await.unwrap();
     // Ban: nothing more is visible, and re-adding needs an unban.
-    w.caas.update_member(&w.user("admin"), &c, &uid("carol"), MemberChange { banned: Some(true), ..Default::default() }).await.unwrap();
-    forbidden(w.caas.history(&w.user("carol"), &c, HistoryPage::Latest, 10).await, "banned-see-nothing");
-    let r = w.caas.add_member(&w.user("admin"), &c, &uid("carol"), None).await;
+    w.caas
+        .update_member(
+            &w.user("admin"),
+            &c,
+            &uid("carol"),
+            MemberChange {
+                banned: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    forbidden(
+        w.caas
+            .history(&w.user("carol"), &c, HistoryPage::Latest, 10)
+            .await,
+        "banned-see-nothing",
+    );
+    let r = w
+        .caas
+        .add_member(&w.user("admin"), &c, &uid("carol"), None)
+        .await;
     assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
-    assert!(w.caas.list_conversations(&w.user("carol")).await.unwrap().is_empty());
+    assert!(
+        w.caas
+            .list_conversations(&w.user("carol"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Admins cannot remove the owner; members can leave.
-    forbidden(w.caas.remove_member(&w.user("admin"), &c, &uid("owner")).await, "default-deny");
-    w.caas.remove_member(&w.user("bob"), &c, &uid("bob")).await.unwrap();
-    forbidden(w.caas.history(&w.user("bob"), &c, HistoryPage::Latest, 1).await, "default-deny");
+    forbidden(
+        w.caas
+            .remove_member(&w.user("admin"), &c, &uid("owner"))
+            .await,
+        "default-deny",
+    );
+    w.caas
+        .remove_member(&w.user("bob"), &c, &uid("bob"))
+        .await
+        .unwrap();
+    forbidden(
+        w.caas
+            .history(&w.user("bob"), &c, HistoryPage::Latest, 1)
+            .await,
+        "default-deny",
+    );
     // Every moderation step is audited with its rule.
-    let audit = w.caas.backends().audit.list(&w.tenant, 0, 100).await.unwrap();
-    let actions: Vec<_> = audit.iter().map(|r| (r.action.as_str(), r.rule.as_str())).collect();
-    assert!(actions.contains(&("member.ban", "admins-ban-lower")), "{actions:?}");
-    assert!(actions.contains(&("member.mute", "moderators-mute-lower")), "{actions:?}");
-    assert!(actions.contains(&("member.remove", "members-leave")), "{actions:?}");
+    let audit = w
+        .caas
+        .backends()
+        .audit
+        .list(&w.tenant, 0, 100)
+        .await
+        .unwrap();
+    let actions: Vec<_> = audit
+        .iter()
+        .map(|r| (r.action.as_str(), r.rule.as_str()))
+        .collect();
+    assert!(
+        actions.contains(&("member.ban", "admins-ban-lower")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("member.mute", "moderators-mute-lower")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("member.remove", "members-leave")),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test]
 async fn edit_delete_react_pin_forward() {
     let w = World::new(&["alice", "bob", "mod", "carol"]).await;
     let c = w.group("alice", &["bob", "mod", "carol"]).await;
-    w.caas.update_member(&w.user("alice"), &c, &uid("mod"), MemberChange { role: Some(Role::Moderator), ..Default::default() }).await.unwrap();
+    w.caas
+        .update_member(
+            &w.user("alice"),
+            &c,
+            &uid("mod"),
+            MemberChange {
+                role: Some(Role::Moderator),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let m = w.send("bob", &c, "k1", "helo").await.unwrap().message;
-    forbidden(w.caas.edit_message(&w.user("alice"), &c, &m.id, "hijack").await, "default-deny");
-    let e = w.caas.edit_message(&w.user("bob"), &c, &m.id, "hello").await.unwrap();
-    assert_eq!((e.body.as_deref(), e.edits[0].body.as_str()), (Some("hello"), "helo"));
-    w.caas.react(&w.user("alice"), &c, &m.id, "👍", true).await.unwrap();
-    w.caas.react(&w.user("alice"), &c, &m.id, "👍", true).await.unwrap();
-    let bad = w.caas.react(&w.user("alice"), &c, &m.id, "two words", true).await;
+    forbidden(
+        w.caas
+            .edit_message(&w.user("alice"), &c, &m.id, "hijack")
+            .await,
+        "default-deny",
+    );
+    let e = w
+        .caas
+        .edit_message(&w.user("bob"), &c, &m.id, "hello")
+        .await
+        .unwrap();
+    assert_eq!(
+        (e.body.as_deref(), e.edits[0].body.as_str()),
+        (Some("hello"), "helo")
+    );
+    w.caas
+        .react(&w.user("alice"), &c, &m.id, "👍", true)
+        .await
+        .unwrap();
+    w.caas
+        .react(&w.user("alice"), &c, &m.id, "👍", true)
+        .await
+        .unwrap();
+    let bad = w
+        .caas
+        .react(&w.user("alice"), &c, &m.id, "two words", true)
+        .await;
     assert!(matches!(bad, Err(Error::InvalidArgument { .. })), "{bad:?}");
-    forbidden(w.caas.pin(&w.user("bob"), &c, &m.id, true).await, "default-deny");
+    forbidden(
+        w.caas.pin(&w.user("bob"), &c, &m.id, true).await,
+        "default-deny",
+    );
     w.caas.pin(&w.user("mod"), &c, &m.id, true).await.unwrap();
     assert_eq!(w.caas.pinned(&w.user("bob"), &c).await.unwrap().len(), 1);
     // Forward into a conversation where alice is a member.
-    let d = w.conversation("alice", ConversationKind::Direct, &["mod"]).await;
-    let f = w.caas.forward_message(&w.user("alice"), &c, &m.id, &d, key("fw1")).await.unwrap().message;
+    let d = w
+        .conversation("alice", ConversationKind::Direct, &["mod"])
+        .await;
+    let f = w
+        .caas
+        .forward_message(&w.user("alice"), &c, &m.id, &d, key("fw1"))
+        .await
+        .unwrap()
+        .message;
     assert_eq!(f.body.as_deref(), Some("hello"));
-    assert_eq!(f.forwarded_from.as_ref().map(|r| &r.message_id), Some(&m.id));
-    forbidden(w.caas.forward_message(&w.user("bob"), &c, &m.id, &d, key("fw2")).await, "default-deny");
+    assert_eq!(
+        f.forwarded_from.as_ref().map(|r| &r.message_id),
+        Some(&m.id)
+    );
+    forbidden(
+        w.caas
+            .forward_message(&w.user("bob"), &c, &m.id, &d, key("fw2"))
+            .await,
+        "default-deny",
+    );
     // A moderator deletes; the tombstone is immutable.
-    forbidden(w.caas.delete_message(&w.user("carol"), &c, &m.id).await, "default-deny");
-    let t = w.caas.delete_message(&w.user("mod"), &c, &m.id).await.unwrap();
+    forbidden(
+        w.caas.delete_message(&w.user("carol"), &c, &m.id).await,
+        "default-deny",
+    );
+    let t = w
+        .caas
+        .delete_message(&w.user("mod"), &c, &m.id)
+        .await
+        .unwrap();
     assert!(t.is_deleted() && t.body.is_none() && t.reactions.is_empty());
     let r = w.caas.edit_message(&w.user("bob"), &c, &m.id, "undo").await;
     assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
     assert!(w.caas.pinned(&w.user("bob"), &c).await.unwrap().is_empty());
     let kinds = sync_kinds(&w, "bob").await;
-    for k in ["message.created", "message.edited", "reaction.added", "message.pinned", "message.deleted"] {
+    for k in [
+        "message.created",
+        "message.edited",
+        "reaction.added",
+        "message.pinned",
+        "message.deleted",
+    ] {
         assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
     }
-    assert_eq!(kinds.iter().filter(|k| **k == "reaction.added").count(), 1, "a repeated reaction publishes nothing");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "reaction.added").count(),
+        1,
+        "a repeated reaction publishes nothing"
+    );
 }
 
 #[tokio::test]
 async fn channels_are_broadcast_and_public_ones_joinable() {
     let w = World::new(&["owner", "reader", "walker"]).await;
-    let c = w.conversation("owner", ConversationKind::Channel, &["reader"]).await;
+    let c = w
+        .conversation("owner", ConversationKind::Channel, &["reader"])
+        .await;
     w.send("owner", &c, "k1", "news").await.unwrap();
     forbidden(w.send("reader", &c, "k2", "reply").await, "default-deny");
-    forbidden(w.caas.add_member(&w.user("walker"), &c, &uid("walker"), None).await, "default-deny");
+    forbidden(
+        w.caas
+            .add_member(&w.user("walker"), &c, &uid("walker"), None)
+            .await,
+        "default-deny",
+    );
     let mut attrs = BTreeMap::new();
     attrs.insert("public".to_owned(), serde_json::json!(true));
-    w.caas.update_conversation(&w.user("owner"), &c, None, Some(attrs)).await.unwrap();
-    w.caas.add_member(&w.user("walker"), &c, &uid("walker"), None).await.unwrap();
-    forbidden(w.caas.add_member(&w.user("walker"), &c, &uid("walker"), Some(Role::Admin)).await, "default-deny");
-    assert_eq!(w.caas.history(&w.user("walker"), &c, HistoryPage::Latest, 10).await.unwrap().len(), 1);
+    w.caas
+        .update_conversation(&w.user("owner"), &c, None, Some(attrs))
+        .await
+        .unwrap();
+    w.caas
+        .add_member(&w.user("walker"), &c, &uid("walker"), None)
+        .await
+        .unwrap();
+    forbidden(
+        w.caas
+            .add_member(&w.user("walker"), &c, &uid("walker"), Some(Role::Admin))
+            .await,
+        "default-deny",
+    );
+    assert_eq!(
+        w.caas
+            .history(&w.user("walker"), &c, HistoryPage::Latest, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn rate_limits_burst_then_say_when_to_retry() {
     let mut settings = TenantSettings::default();
-    settings.limits.insert("message.send".into(), Quota { limit: 3, period_secs: 60, burst: None });
+    settings.limits.insert(
+        "message.send".into(),
+        Quota {
+            limit: 3,
+            period_secs: 60,
+            burst: None,
+        },
+    );
     let w = World::with_settings(&["alice", "bob"], settings).await;
     let c = w.group("alice", &["bob"]).await;
     for i in 0..3 {
         w.send("alice", &c, &format!("k{i}"), "x").await.unwrap();
     }
     match w.send("alice", &c, "k3", "x").await {
-        Err(Error::RateLimited { action, retry_after }) => {
+        Err(Error::RateLimited {
+            action,
+            retry_after,
+        }) => {
             assert_eq!(action, "message.send");
             assert_eq!(retry_after, Duration::from_secs(20));
         }
@@ -187,9 +429,15 @@ async fn rate_limits_burst_then_say_when_to_retry() {
     // Another user has their own budget; the limited one waits exactly retry_after.
     w.send("bob", &c, "b0", "x").await.unwrap();
     w.clock.advance(Duration::from_secs(19));
-    assert!(matches!(w.send("alice", &c, "k3", "x").await, Err(Error::RateLimited { .. })));
+    assert!(matches!(
+        w.send("alice", &c, "k3", "x").await,
+        Err(Error::RateLimited { .. })
+    ));
     w.clock.advance(Duration::from_secs(1));
-    assert_eq!(w.send("alice", &c, "k3", "x").await.unwrap().message.seq, Seq(5));
+    assert_eq!(
+        w.send("alice", &c, "k3", "x").await.unwrap().message.seq,
+        Seq(5)
+    );
 }
 
 #[tokio::test]
@@ -203,17 +451,48 @@ async fn receipts_unread_counts_and_the_conversation_list() {
     }
     w.send("alice", &busy, "a0", "mine").await.unwrap();
     let list = w.caas.list_conversations(&w.user("alice")).await.unwrap();
-    assert_eq!(list.iter().map(|s| &s.conversation.id).collect::<Vec<_>>(), [&busy, &quiet], "newest activity first");
-    assert_eq!((list[0].last_seq, list[0].unread_count), (Seq(4), 3), "own messages are not unread");
-    w.caas.mark(&w.user("alice"), &busy, ReceiptKind::Read, Seq(2)).await.unwrap();
-    let r = w.caas.mark(&w.user("alice"), &busy, ReceiptKind::Delivered, Seq(1)).await.unwrap();
-    assert_eq!((r.delivered, r.read), (Seq(2), Seq(2)), "watermarks never move back");
+    assert_eq!(
+        list.iter().map(|s| &s.conversation.id).collect::<Vec<_>>(),
+        [&busy, &quiet],
+        "newest activity first"
+    );
+    assert_eq!(
+        (list[0].last_seq, list[0].unread_count),
+        (Seq(4), 3),
+        "own messages are not unread"
+    );
+    w.caas
+        .mark(&w.user("alice"), &busy, ReceiptKind::Read, Seq(2))
+        .await
+        .unwrap();
+    let r = w
+        .caas
+        .mark(&w.user("alice"), &busy, ReceiptKind::Delivered, Seq(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.delivered, r.read),
+        (Seq(2), Seq(2)),
+        "watermarks never move back"
+    );
     let list = w.caas.list_conversations(&w.user("alice")).await.unwrap();
     assert_eq!(list[0].unread_count, 1);
-    let beyond = w.caas.mark(&w.user("alice"), &busy, ReceiptKind::Read, Seq(99)).await;
-    assert!(matches!(beyond, Err(Error::InvalidArgument { .. })), "{beyond:?}");
+    let beyond = w
+        .caas
+        .mark(&w.user("alice"), &busy, ReceiptKind::Read, Seq(99))
+        .await;
+    assert!(
+        matches!(beyond, Err(Error::InvalidArgument { .. })),
+        "{beyond:?}"
+    );
     let receipts = w.caas.receipts(&w.user("carol"), &busy).await.unwrap();
-    assert_eq!(receipts.iter().find(|r| r.user == uid("alice")).map(|r| r.read), Some(Seq(2)));
+    assert_eq!(
+        receipts
+            .iter()
+            .find(|r| r.user == uid("alice"))
+            .map(|r| r.read),
+        Some(Seq(2))
+    );
 }
 
 #[tokio::test]
@@ -236,10 +515,20 @@ async fn sync_pages_through_every_visible_event_in_order() {
             break;
         }
     }
-    assert_eq!(seen.len(), 1 + 2 + 10, "bob's user.updated, two conversation.created and ten messages");
+    assert_eq!(
+        seen.len(),
+        1 + 2 + 10,
+        "bob's user.updated, two conversation.created and ten messages"
+    );
     assert!(seen.windows(2).all(|p| p[0] < p[1]));
     let alice = w.caas.sync(&w.user("alice"), Cursor(0), 200).await.unwrap();
-    assert!(alice.events.iter().all(|e| e.event.payload.conversation_id() != Some(&bc)), "alice never sees bc");
+    assert!(
+        alice
+            .events
+            .iter()
+            .all(|e| e.event.payload.conversation_id() != Some(&bc)),
+        "alice never sees bc"
+    );
 }
 
 #[tokio::test]
@@ -248,17 +537,41 @@ async fn ephemeral_events_reach_the_bus_but_not_sync() {
     let c = w.group("alice", &["bob"]).await;
     let mut sub = w.caas.backends().bus.subscribe().await.unwrap();
     w.caas.typing(&w.user("alice"), &c, true).await.unwrap();
-    w.caas.call_signal(&w.user("alice"), &c, Some(uid("bob")), serde_json::json!({"sdp": "offer"})).await.unwrap();
+    w.caas
+        .call_signal(
+            &w.user("alice"),
+            &c,
+            Some(uid("bob")),
+            serde_json::json!({"sdp": "offer"}),
+        )
+        .await
+        .unwrap();
     let mut kinds = Vec::new();
     while kinds.len() < 2 {
         if let Some(caas::core::ports::BusMessage::Event(e)) = sub.next().await {
-            assert!(!e.audience.contains(&uid("alice")), "the sender is not told about itself");
+            assert!(
+                !e.audience.contains(&uid("alice")),
+                "the sender is not told about itself"
+            );
             kinds.push(e.payload.kind());
         }
     }
     assert_eq!(kinds, ["typing", "call.signal"]);
-    assert!(!sync_kinds(&w, "bob").await.iter().any(|k| *k == "typing" || *k == "call.signal"));
-    let r = w.caas.call_signal(&w.user("alice"), &c, Some(uid("mallory")), serde_json::json!({})).await;
+    assert!(
+        !sync_kinds(&w, "bob")
+            .await
+            .iter()
+            .any(|k| *k == "typing" || *k == "call.signal")
+    );
+    let r = w
+        .caas
+        .call_signal(
+            &w.user("alice"),
+            &c,
+            Some(uid("mallory")),
+            serde_json::json!({}),
+        )
+        .await;
     assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
     let big = serde_json::json!({ "sdp": "x".repeat(40_000) });
     let r = w.caas.call_signal(&w.user("alice"), &c, None, big).await;
@@ -269,16 +582,38 @@ async fn ephemeral_events_reach_the_bus_but_not_sync() {
 async fn presence_aggregates_devices_and_expires_with_the_clock() {
     let w = World::new(&["alice", "bob"]).await;
     w.group("alice", &["bob"]).await;
-    let phone = w.user("alice").with_device(DeviceId::parse("phone").unwrap());
-    let laptop = w.user("alice").with_device(DeviceId::parse("laptop").unwrap());
-    w.caas.set_presence(&phone, PresenceStatus::Away).await.unwrap();
-    let p = w.caas.set_presence(&laptop, PresenceStatus::Online).await.unwrap();
+    let phone = w
+        .user("alice")
+        .with_device(DeviceId::parse("phone").unwrap());
+    let laptop = w
+        .user("alice")
+        .with_device(DeviceId::parse("laptop").unwrap());
+    w.caas
+        .set_presence(&phone, PresenceStatus::Away)
+        .await
+        .unwrap();
+    let p = w
+        .caas
+        .set_presence(&laptop, PresenceStatus::Online)
+        .await
+        .unwrap();
     assert_eq!(p.status, PresenceStatus::Online);
-    w.caas.set_presence(&laptop, PresenceStatus::Offline).await.unwrap();
-    let seen = w.caas.presence(&w.user("bob"), &[uid("alice")]).await.unwrap();
+    w.caas
+        .set_presence(&laptop, PresenceStatus::Offline)
+        .await
+        .unwrap();
+    let seen = w
+        .caas
+        .presence(&w.user("bob"), &[uid("alice")])
+        .await
+        .unwrap();
     assert_eq!(seen[0].status, PresenceStatus::Away);
     w.clock.advance(Duration::from_secs(61));
-    let seen = w.caas.presence(&w.user("bob"), &[uid("alice")]).await.unwrap();
+    let seen = w
+        .caas
+        .presence(&w.user("bob"), &[uid("alice")])
+        .await
+        .unwrap();
     assert_eq!(seen[0].status, PresenceStatus::Offline);
     assert!(seen[0].last_seen.is_some());
 }
@@ -287,12 +622,28 @@ async fn presence_aggregates_devices_and_expires_with_the_clock() {
 async fn suspended_tenants_are_refused_until_resumed() {
     let w = World::new(&["alice", "bob"]).await;
     let c = w.group("alice", &["bob"]).await;
-    forbidden(w.caas.set_tenant_status(&w.server(), &w.tenant, TenantStatus::Suspended).await, "tenant-server-not-operator");
-    w.caas.set_tenant_status(&Principal::operator(), &w.tenant, TenantStatus::Suspended).await.unwrap();
+    forbidden(
+        w.caas
+            .set_tenant_status(&w.server(), &w.tenant, TenantStatus::Suspended)
+            .await,
+        "tenant-server-not-operator",
+    );
+    w.caas
+        .set_tenant_status(&Principal::operator(), &w.tenant, TenantStatus::Suspended)
+        .await
+        .unwrap();
     forbidden(w.send("alice", &c, "k", "x").await, "tenant-suspended");
-    w.caas.set_tenant_status(&Principal::operator(), &w.tenant, TenantStatus::Active).await.unwrap();
+    w.caas
+        .set_tenant_status(&Principal::operator(), &w.tenant, TenantStatus::Active)
+        .await
+        .unwrap();
     w.send("alice", &c, "k", "x").await.unwrap();
-    forbidden(w.caas.create_tenant(&w.user("alice"), "mine", TenantSettings::default()).await, "default-deny");
+    forbidden(
+        w.caas
+            .create_tenant(&w.user("alice"), "mine", TenantSettings::default())
+            .await,
+        "default-deny",
+    );
 }
 
 #[tokio::test]
@@ -302,18 +653,36 @@ async fn tenant_policies_load_with_errors_located_and_apply_at_once() {
     let op = Principal::operator();
     let bad = PolicySource::Json(r#"{"version":1,"extends":"default","rules":[{"id":"x","effect":"deny","actions":["message.sned"]}]}"#.into());
     match w.caas.set_tenant_policy(&op, &w.tenant, Some(bad)).await {
-        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "settings.policy.rules[0].actions[0]"),
+        Err(Error::InvalidArgument { field, .. }) => {
+            assert_eq!(field, "settings.policy.rules[0].actions[0]")
+        }
         other => panic!("expected a located load error, got {other:?}"),
     }
     let toml = PolicySource::Toml(
         "version = 1\nextends = \"default\"\n[[rules]]\nid = \"vip-only\"\neffect = \"deny\"\nactions = [\"message.send\"]\nwhen = { not = { attr = \"subject.attr.vip\", eq = true } }\n".into(),
     );
-    w.caas.set_tenant_policy(&op, &w.tenant, Some(toml)).await.unwrap();
+    w.caas
+        .set_tenant_policy(&op, &w.tenant, Some(toml))
+        .await
+        .unwrap();
     forbidden(w.send("alice", &c, "k", "x").await, "vip-only");
     let mut vip = w.user("alice");
     vip.attributes.insert("vip".into(), serde_json::json!(true));
-    w.caas.send_message(&vip, &c, SendMessage::text(key("k"), "x")).await.unwrap();
-    let r = w.caas.update_tenant(&op, &w.tenant, TenantChange { name: Some(String::new()), settings: None }).await;
+    w.caas
+        .send_message(&vip, &c, SendMessage::text(key("k"), "x"))
+        .await
+        .unwrap();
+    let r = w
+        .caas
+        .update_tenant(
+            &op,
+            &w.tenant,
+            TenantChange {
+                name: Some(String::new()),
+                settings: None,
+            },
+        )
+        .await;
     assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
 }
 
@@ -330,7 +699,10 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     invalid(send(SendMessage::text(key("a"), "   ")).await, "body");
     invalid(send(SendMessage::text(key("a"), "bell\u{7}")).await, "body");
     let mut both = SendMessage::text(key("a"), "x");
-    both.ciphertext = Some(Ciphertext { algorithm: "x3dh".into(), data: "AAAA".into() });
+    both.ciphertext = Some(Ciphertext {
+        algorithm: "x3dh".into(),
+        data: "AAAA".into(),
+    });
     invalid(send(both).await, "body");
     let mut m = SendMessage::text(key("a"), "x");
     m.mentions = vec![uid("eve")];
@@ -344,16 +716,31 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     }
     let r = w.caas.history(&p, &c, HistoryPage::Latest, 0).await;
     assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
-    assert!(w.caas.history(&p, &c, HistoryPage::Latest, 10).await.unwrap().is_empty(), "nothing was stored");
+    assert!(
+        w.caas
+            .history(&p, &c, HistoryPage::Latest, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was stored"
+    );
     // The encrypted form is accepted and stored opaque.
     let mut enc = SendMessage::text(key("e"), "x");
     enc.body = None;
-    enc.ciphertext = Some(Ciphertext { algorithm: "x3dh-dr-v1".into(), data: "AAEC".into() });
+    enc.ciphertext = Some(Ciphertext {
+        algorithm: "x3dh-dr-v1".into(),
+        data: "AAEC".into(),
+    });
     let m = send(enc).await.unwrap().message;
     assert_eq!(m.seq, Seq(1));
     assert!(m.body.is_none());
     // Users cannot be created by users.
-    forbidden(w.caas.upsert_user(&p, &uid("x"), "x", Default::default()).await, "default-deny");
+    forbidden(
+        w.caas
+            .upsert_user(&p, &uid("x"), "x", Default::default())
+            .await,
+        "default-deny",
+    );
 }
 
 #[tokio::test]
@@ -362,11 +749,20 @@ async fn events_carry_the_correlation_id_of_their_request() {
     let c = w.group("alice", &["bob"]).await;
     let corr = CorrelationId::parse("req-42").unwrap();
     let p = w.user("alice").with_correlation_id(corr.clone());
-    w.caas.send_message(&p, &c, SendMessage::text(key("k"), "x")).await.unwrap();
+    w.caas
+        .send_message(&p, &c, SendMessage::text(key("k"), "x"))
+        .await
+        .unwrap();
     let page = w.caas.sync(&w.user("bob"), Cursor(0), 100).await.unwrap();
-    let created = page.events.iter().find(|e| e.event.payload.kind() == "message.created").unwrap();
+    let created = page
+        .events
+        .iter()
+        .find(|e| e.event.payload.kind() == "message.created")
+        .unwrap();
     assert_eq!(created.event.correlation_id, corr);
-    assert!(matches!(&created.event.payload, EventPayload::MessageCreated { message } if message.body.as_deref() == Some("x")));
+    assert!(
+        matches!(&created.event.payload, EventPayload::MessageCreated { message } if message.body.as_deref() == Some("x"))
+    );
 }
 
 #[tokio::test]
@@ -374,21 +770,48 @@ async fn search_covers_only_the_callers_conversations() {
     let w = World::new(&["alice", "bob", "carol"]).await;
     let ab = w.group("alice", &["bob"]).await;
     let bc = w.group("bob", &["carol"]).await;
-    w.send("alice", &ab, "k1", "quarterly report draft").await.unwrap();
-    w.send("carol", &bc, "k2", "report for bob only").await.unwrap();
-    let hits = w.caas.search_messages(&w.user("alice"), "report", 10).await.unwrap();
+    w.send("alice", &ab, "k1", "quarterly report draft")
+        .await
+        .unwrap();
+    w.send("carol", &bc, "k2", "report for bob only")
+        .await
+        .unwrap();
+    let hits = w
+        .caas
+        .search_messages(&w.user("alice"), "report", 10)
+        .await
+        .unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].conversation, ab);
-    assert_eq!(w.caas.search_messages(&w.user("bob"), "report", 10).await.unwrap().len(), 2);
-    assert_eq!(w.caas.search_users(&w.user("alice"), "car", 10).await.unwrap(), vec![uid("carol")]);
+    assert_eq!(
+        w.caas
+            .search_messages(&w.user("bob"), "report", 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        w.caas
+            .search_users(&w.user("alice"), "car", 10)
+            .await
+            .unwrap(),
+        vec![uid("carol")]
+    );
     let r = w.caas.search_messages(&w.user("alice"), " ", 10).await;
     assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
     // 30 searches a minute by default; the blank query above counted too (the limit
     // applies before validation, so malformed floods are limited as well).
     for _ in 0..27 {
-        w.caas.search_messages(&w.user("alice"), "report", 10).await.unwrap();
+        w.caas
+            .search_messages(&w.user("alice"), "report", 10)
+            .await
+            .unwrap();
     }
-    assert!(matches!(w.caas.search_messages(&w.user("alice"), "report", 10).await, Err(Error::RateLimited { .. })));
+    assert!(matches!(
+        w.caas.search_messages(&w.user("alice"), "report", 10).await,
+        Err(Error::RateLimited { .. })
+    ));
 }
 
 #[derive(Debug)]
@@ -396,7 +819,11 @@ struct AcceptSigned;
 
 impl KeyVerifier for AcceptSigned {
     fn verify(&self, keys: &DeviceKeys) -> caas::Result<()> {
-        if keys.signed_prekey.signature == "valid" { Ok(()) } else { Err(Error::invalid("signed_prekey.signature", "bad signature")) }
+        if keys.signed_prekey.signature == "valid" {
+            Ok(())
+        } else {
+            Err(Error::invalid("signed_prekey.signature", "bad signature"))
+        }
     }
 }
 
@@ -406,20 +833,56 @@ async fn keys_need_a_verifier_and_one_time_keys_go_once() {
     let keys = |sig: &str| DeviceKeys {
         identity_signing_key: "ik".into(),
         identity_agreement_key: "dh".into(),
-        signed_prekey: SignedPrekey { key_id: 1, public_key: "spk".into(), signature: sig.into() },
-        one_time_prekeys: vec![caas::core::model::OneTimePrekey { key_id: 7, public_key: "otk".into() }],
+        signed_prekey: SignedPrekey {
+            key_id: 1,
+            public_key: "spk".into(),
+            signature: sig.into(),
+        },
+        one_time_prekeys: vec![caas::core::model::OneTimePrekey {
+            key_id: 7,
+            public_key: "otk".into(),
+        }],
     };
     let dev = DeviceId::parse("phone").unwrap();
-    let r = w.caas.publish_keys(&w.user("bob"), &dev, &keys("valid")).await;
-    assert!(matches!(r, Err(Error::Unavailable { temporary: false, .. })), "without a verifier nothing is stored: {r:?}");
-    let caas = caas::Caas::new(w.caas.backends().clone(), caas::Config::default()).with_key_verifier(std::sync::Arc::new(AcceptSigned));
-    let r = caas.publish_keys(&w.user("bob"), &dev, &keys("forged")).await;
+    let r = w
+        .caas
+        .publish_keys(&w.user("bob"), &dev, &keys("valid"))
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::Unavailable {
+                temporary: false,
+                ..
+            })
+        ),
+        "without a verifier nothing is stored: {r:?}"
+    );
+    let caas = caas::Caas::new(w.caas.backends().clone(), caas::Config::default())
+        .with_key_verifier(std::sync::Arc::new(AcceptSigned));
+    let r = caas
+        .publish_keys(&w.user("bob"), &dev, &keys("forged"))
+        .await;
     assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
-    assert_eq!(caas.publish_keys(&w.user("bob"), &dev, &keys("valid")).await.unwrap(), 1);
-    let first = caas.claim_keys(&w.user("alice"), &uid("bob")).await.unwrap();
+    assert_eq!(
+        caas.publish_keys(&w.user("bob"), &dev, &keys("valid"))
+            .await
+            .unwrap(),
+        1
+    );
+    let first = caas
+        .claim_keys(&w.user("alice"), &uid("bob"))
+        .await
+        .unwrap();
     assert_eq!(first[0].one_time_prekey.as_ref().map(|k| k.key_id), Some(7));
-    let second = caas.claim_keys(&w.user("alice"), &uid("bob")).await.unwrap();
+    let second = caas
+        .claim_keys(&w.user("alice"), &uid("bob"))
+        .await
+        .unwrap();
     assert!(second[0].one_time_prekey.is_none());
     let r = caas.publish_keys(&w.server(), &dev, &keys("valid")).await;
-    assert!(matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "principal"), "keys belong to a user's device: {r:?}");
+    assert!(
+        matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "principal"),
+        "keys belong to a user's device: {r:?}"
+    );
 }

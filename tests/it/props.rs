@@ -26,14 +26,51 @@ const USERS: usize = 4;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { t: usize, owner: usize, members: Vec<usize> },
-    Send { t: usize, u: usize, c: usize, k: usize },
-    Add { t: usize, by: usize, c: usize, u: usize },
-    Remove { t: usize, by: usize, c: usize, u: usize },
-    Mute { t: usize, by: usize, c: usize, u: usize, on: bool },
-    Read { t: usize, u: usize, c: usize, frac: u8 },
-    Foreign { t: usize, u: usize, c: usize },
-    Check { t: usize, u: usize },
+    Create {
+        t: usize,
+        owner: usize,
+        members: Vec<usize>,
+    },
+    Send {
+        t: usize,
+        u: usize,
+        c: usize,
+        k: usize,
+    },
+    Add {
+        t: usize,
+        by: usize,
+        c: usize,
+        u: usize,
+    },
+    Remove {
+        t: usize,
+        by: usize,
+        c: usize,
+        u: usize,
+    },
+    Mute {
+        t: usize,
+        by: usize,
+        c: usize,
+        u: usize,
+        on: bool,
+    },
+    Read {
+        t: usize,
+        u: usize,
+        c: usize,
+        frac: u8,
+    },
+    Foreign {
+        t: usize,
+        u: usize,
+        c: usize,
+    },
+    Check {
+        t: usize,
+        u: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -76,7 +113,10 @@ fn name(u: usize) -> String {
 fn denied_by_a_real_rule<T: std::fmt::Debug>(r: caas::Result<T>, why: &str) {
     match r {
         Err(Error::Forbidden { rule }) => {
-            assert!(rule == DEFAULT_DENY || default_set().rule(&rule).is_some(), "unknown rule {rule}");
+            assert!(
+                rule == DEFAULT_DENY || default_set().rule(&rule).is_some(),
+                "unknown rule {rule}"
+            );
         }
         other => panic!("{why}: expected a denial, got {other:?}"),
     }
@@ -85,19 +125,39 @@ fn denied_by_a_real_rule<T: std::fmt::Debug>(r: caas::Result<T>, why: &str) {
 impl Sim {
     async fn new() -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
-        let caas = Caas::new(caas::storage::memory::backends_with_clock(clock.clone()), Config::default());
+        let caas = Caas::new(
+            caas::storage::memory::backends_with_clock(clock.clone()),
+            Config::default(),
+        );
         let mut settings = TenantSettings::default();
         // Limits are tested elsewhere; here they would only add noise.
-        settings.limits.insert("message.send".into(), Quota::per_second(1_000_000));
+        settings
+            .limits
+            .insert("message.send".into(), Quota::per_second(1_000_000));
         let mut tenants = Vec::new();
         for i in 0..2 {
-            let t = caas.create_tenant(&Principal::operator(), &format!("t{i}"), settings.clone()).await.unwrap();
+            let t = caas
+                .create_tenant(&Principal::operator(), &format!("t{i}"), settings.clone())
+                .await
+                .unwrap();
             for u in 0..USERS {
-                caas.upsert_user(&Principal::tenant_server(t.id.clone()), &uid(&name(u)), "n", Default::default()).await.unwrap();
+                caas.upsert_user(
+                    &Principal::tenant_server(t.id.clone()),
+                    &uid(&name(u)),
+                    "n",
+                    Default::default(),
+                )
+                .await
+                .unwrap();
             }
             tenants.push(t.id);
         }
-        Self { caas, clock, tenants, convs: vec![Vec::new(), Vec::new()] }
+        Self {
+            caas,
+            clock,
+            tenants,
+            convs: vec![Vec::new(), Vec::new()],
+        }
     }
 
     fn p(&self, t: usize, u: usize) -> Principal {
@@ -119,8 +179,17 @@ impl Sim {
                     name: None,
                     attributes: Default::default(),
                 };
-                let conv = self.caas.create_conversation(&self.p(t, owner), new).await.unwrap().into_inner();
-                let mut m = Conv { id: Some(conv.id), owner, ..Default::default() };
+                let conv = self
+                    .caas
+                    .create_conversation(&self.p(t, owner), new)
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut m = Conv {
+                    id: Some(conv.id),
+                    owner,
+                    ..Default::default()
+                };
                 m.members.insert(owner, false);
                 for u in members {
                     m.members.insert(u, false);
@@ -130,7 +199,14 @@ impl Sim {
             Op::Send { t, u, c, k } => {
                 let Some(ci) = self.conv(t, c) else { return };
                 let id = self.convs[t][ci].id.clone().unwrap();
-                let r = self.caas.send_message(&self.p(t, u), &id, SendMessage::text(key(&format!("k{k}")), format!("from {u}"))).await;
+                let r = self
+                    .caas
+                    .send_message(
+                        &self.p(t, u),
+                        &id,
+                        SendMessage::text(key(&format!("k{k}")), format!("from {u}")),
+                    )
+                    .await;
                 let m = &mut self.convs[t][ci];
                 match m.members.get(&u) {
                     None => denied_by_a_real_rule(r, "non-member send"),
@@ -145,7 +221,11 @@ impl Sim {
                             None => {
                                 assert!(!sent.duplicate);
                                 m.msgs.push((u, k));
-                                assert_eq!(sent.message.seq, Seq(m.msgs.len() as u64), "seq is the next gap-free one");
+                                assert_eq!(
+                                    sent.message.seq,
+                                    Seq(m.msgs.len() as u64),
+                                    "seq is the next gap-free one"
+                                );
                             }
                         }
                     }
@@ -154,7 +234,10 @@ impl Sim {
             Op::Add { t, by, c, u } => {
                 let Some(ci) = self.conv(t, c) else { return };
                 let id = self.convs[t][ci].id.clone().unwrap();
-                let r = self.caas.add_member(&self.p(t, by), &id, &uid(&name(u)), None).await;
+                let r = self
+                    .caas
+                    .add_member(&self.p(t, by), &id, &uid(&name(u)), None)
+                    .await;
                 let m = &mut self.convs[t][ci];
                 if m.members.contains_key(&by) && by == m.owner {
                     r.unwrap();
@@ -166,10 +249,16 @@ impl Sim {
             Op::Remove { t, by, c, u } => {
                 let Some(ci) = self.conv(t, c) else { return };
                 let id = self.convs[t][ci].id.clone().unwrap();
-                let r = self.caas.remove_member(&self.p(t, by), &id, &uid(&name(u))).await;
+                let r = self
+                    .caas
+                    .remove_member(&self.p(t, by), &id, &uid(&name(u)))
+                    .await;
                 let m = &mut self.convs[t][ci];
                 let leave = by == u && m.members.contains_key(&by);
-                let kick = by == m.owner && m.members.contains_key(&by) && u != m.owner && m.members.contains_key(&u);
+                let kick = by == m.owner
+                    && m.members.contains_key(&by)
+                    && u != m.owner
+                    && m.members.contains_key(&u);
                 if leave || kick {
                     r.unwrap();
                     m.members.remove(&u);
@@ -180,8 +269,14 @@ impl Sim {
             Op::Mute { t, by, c, u, on } => {
                 let Some(ci) = self.conv(t, c) else { return };
                 let id = self.convs[t][ci].id.clone().unwrap();
-                let change = MemberChange { muted: Some(on), ..Default::default() };
-                let r = self.caas.update_member(&self.p(t, by), &id, &uid(&name(u)), change).await;
+                let change = MemberChange {
+                    muted: Some(on),
+                    ..Default::default()
+                };
+                let r = self
+                    .caas
+                    .update_member(&self.p(t, by), &id, &uid(&name(u)), change)
+                    .await;
                 let m = &mut self.convs[t][ci];
                 if !m.members.contains_key(&u) {
                     assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
@@ -197,7 +292,10 @@ impl Sim {
                 let id = self.convs[t][ci].id.clone().unwrap();
                 let last = self.convs[t][ci].msgs.len() as u64;
                 let seq = last * u64::from(frac) / 255;
-                let r = self.caas.mark(&self.p(t, u), &id, ReceiptKind::Read, Seq(seq)).await;
+                let r = self
+                    .caas
+                    .mark(&self.p(t, u), &id, ReceiptKind::Read, Seq(seq))
+                    .await;
                 let m = &mut self.convs[t][ci];
                 if m.members.contains_key(&u) {
                     let got = r.unwrap();
@@ -210,13 +308,24 @@ impl Sim {
             }
             Op::Foreign { t, u, c } => {
                 let other = 1 - t;
-                let Some(ci) = self.conv(other, c) else { return };
+                let Some(ci) = self.conv(other, c) else {
+                    return;
+                };
                 let id = self.convs[other][ci].id.clone().unwrap();
                 let p = self.p(t, u);
                 let h = self.caas.history(&p, &id, HistoryPage::Latest, 10).await;
-                assert!(matches!(h, Err(Error::NotFound { .. })), "cross-tenant history: {h:?}");
-                let s = self.caas.send_message(&p, &id, SendMessage::text(key("x"), "x")).await;
-                assert!(matches!(s, Err(Error::NotFound { .. })), "cross-tenant send: {s:?}");
+                assert!(
+                    matches!(h, Err(Error::NotFound { .. })),
+                    "cross-tenant history: {h:?}"
+                );
+                let s = self
+                    .caas
+                    .send_message(&p, &id, SendMessage::text(key("x"), "x"))
+                    .await;
+                assert!(
+                    matches!(s, Err(Error::NotFound { .. })),
+                    "cross-tenant send: {s:?}"
+                );
             }
             Op::Check { t, u } => self.check(t, u).await,
         }
@@ -225,26 +334,57 @@ impl Sim {
     async fn check(&self, t: usize, u: usize) {
         let p = self.p(t, u);
         let list = self.caas.list_conversations(&p).await.unwrap();
-        let want: BTreeSet<_> = self.convs[t].iter().filter(|m| m.members.contains_key(&u)).map(|m| m.id.clone().unwrap()).collect();
+        let want: BTreeSet<_> = self.convs[t]
+            .iter()
+            .filter(|m| m.members.contains_key(&u))
+            .map(|m| m.id.clone().unwrap())
+            .collect();
         let got: BTreeSet<_> = list.iter().map(|s| s.conversation.id.clone()).collect();
-        assert_eq!(got, want, "the conversation list is exactly the memberships");
+        assert_eq!(
+            got, want,
+            "the conversation list is exactly the memberships"
+        );
         for s in &list {
-            let m = self.convs[t].iter().find(|m| m.id.as_ref() == Some(&s.conversation.id)).unwrap();
+            let m = self.convs[t]
+                .iter()
+                .find(|m| m.id.as_ref() == Some(&s.conversation.id))
+                .unwrap();
             let read = m.reads.get(&u).copied().unwrap_or(0);
-            let unread = m.msgs.iter().skip(read as usize).filter(|(sender, _)| *sender != u).count() as u64;
+            let unread = m
+                .msgs
+                .iter()
+                .skip(read as usize)
+                .filter(|(sender, _)| *sender != u)
+                .count() as u64;
             assert_eq!(s.last_seq, Seq(m.msgs.len() as u64));
-            assert_eq!(s.unread_count, unread, "unread = last seq - watermark, own excluded");
-            let hist = self.caas.history(&p, &s.conversation.id, HistoryPage::After(Seq(0)), 200).await.unwrap();
+            assert_eq!(
+                s.unread_count, unread,
+                "unread = last seq - watermark, own excluded"
+            );
+            let hist = self
+                .caas
+                .history(&p, &s.conversation.id, HistoryPage::After(Seq(0)), 200)
+                .await
+                .unwrap();
             assert_eq!(hist.len(), m.msgs.len());
             for (i, (msg, (sender, k))) in hist.iter().zip(&m.msgs).enumerate() {
                 assert_eq!(msg.seq, Seq(i as u64 + 1), "gap-free");
-                assert_eq!((msg.sender.as_str(), msg.client_msg_id.as_str()), (name(*sender).as_str(), format!("k{k}").as_str()));
+                assert_eq!(
+                    (msg.sender.as_str(), msg.client_msg_id.as_str()),
+                    (name(*sender).as_str(), format!("k{k}").as_str())
+                );
             }
         }
         let page = self.caas.sync(&p, Cursor(0), 200).await.unwrap();
         for e in &page.events {
-            assert_eq!(e.event.tenant, self.tenants[t], "sync never crosses tenants");
-            assert!(e.event.audience.contains(&uid(&name(u))), "sync returns only what the user may see");
+            assert_eq!(
+                e.event.tenant, self.tenants[t],
+                "sync never crosses tenants"
+            );
+            assert!(
+                e.event.audience.contains(&uid(&name(u))),
+                "sync returns only what the user may see"
+            );
         }
     }
 }

@@ -29,19 +29,44 @@ impl World {
 
     pub(crate) async fn with_settings(users: &[&str], settings: TenantSettings) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
-        let caas = Arc::new(Caas::new(caas::storage::memory::backends_with_clock(clock.clone()), Config::default()));
-        let tenant = caas.create_tenant(&Principal::operator(), "test", settings).await.unwrap();
-        let w = World { caas, clock, tenant: tenant.id };
+        let caas = Arc::new(Caas::new(
+            caas::storage::memory::backends_with_clock(clock.clone()),
+            Config::default(),
+        ));
+        let tenant = caas
+            .create_tenant(&Principal::operator(), "test", settings)
+            .await
+            .unwrap();
+        let w = World {
+            caas,
+            clock,
+            tenant: tenant.id,
+        };
         for u in users {
-            w.caas.upsert_user(&w.server(), &uid(u), u, Default::default()).await.unwrap();
+            w.caas
+                .upsert_user(&w.server(), &uid(u), u, Default::default())
+                .await
+                .unwrap();
         }
         w
     }
 
     pub(crate) async fn add_tenant(&self, users: &[&str]) -> TenantId {
-        let t = self.caas.create_tenant(&Principal::operator(), "other", TenantSettings::default()).await.unwrap();
+        let t = self
+            .caas
+            .create_tenant(&Principal::operator(), "other", TenantSettings::default())
+            .await
+            .unwrap();
         for u in users {
-            self.caas.upsert_user(&Principal::tenant_server(t.id.clone()), &uid(u), u, Default::default()).await.unwrap();
+            self.caas
+                .upsert_user(
+                    &Principal::tenant_server(t.id.clone()),
+                    &uid(u),
+                    u,
+                    Default::default(),
+                )
+                .await
+                .unwrap();
         }
         t.id
     }
@@ -55,21 +80,40 @@ impl World {
     }
 
     pub(crate) async fn group(&self, owner: &str, members: &[&str]) -> ConversationId {
-        self.conversation(owner, ConversationKind::Group, members).await
+        self.conversation(owner, ConversationKind::Group, members)
+            .await
     }
 
-    pub(crate) async fn conversation(&self, owner: &str, kind: ConversationKind, members: &[&str]) -> ConversationId {
+    pub(crate) async fn conversation(
+        &self,
+        owner: &str,
+        kind: ConversationKind,
+        members: &[&str],
+    ) -> ConversationId {
         let new = NewConversation {
             kind,
             members: members.iter().map(|m| uid(m)).collect(),
             name: (kind != ConversationKind::Direct).then(|| "room".to_owned()),
             attributes: Default::default(),
         };
-        self.caas.create_conversation(&self.user(owner), new).await.unwrap().into_inner().id
+        self.caas
+            .create_conversation(&self.user(owner), new)
+            .await
+            .unwrap()
+            .into_inner()
+            .id
     }
 
-    pub(crate) async fn send(&self, who: &str, conv: &ConversationId, k: &str, body: &str) -> caas::Result<Sent> {
-        self.caas.send_message(&self.user(who), conv, SendMessage::text(key(k), body)).await
+    pub(crate) async fn send(
+        &self,
+        who: &str,
+        conv: &ConversationId,
+        k: &str,
+        body: &str,
+    ) -> caas::Result<Sent> {
+        self.caas
+            .send_message(&self.user(who), conv, SendMessage::text(key(k), body))
+            .await
     }
 }
 

@@ -270,7 +270,12 @@ mod tests {
         let b = UserId::parse("b").unwrap();
         m.apply_reaction(&b, "x", true);
         m.apply_delete(b.clone(), Timestamp::from_secs(4));
-        assert!(m.body.is_none() && m.edits.is_empty() && m.reactions.is_empty() && m.mentions.is_empty());
+        assert!(
+            m.body.is_none()
+                && m.edits.is_empty()
+                && m.reactions.is_empty()
+                && m.mentions.is_empty()
+        );
         assert_eq!(m.seq, Seq(1));
         assert_eq!(m.deleted.as_ref().map(|t| &t.deleted_by), Some(&b));
     }

@@ -135,7 +135,10 @@ fn compile(raw: RawDocument) -> Result<PolicySet, Error> {
             }
         };
         if r.actions.is_empty() {
-            return Err(Error::invalid(format!("{path}.actions"), "must name at least one action"));
+            return Err(Error::invalid(
+                format!("{path}.actions"),
+                "must name at least one action",
+            ));
         }
         let mut actions = Vec::new();
         for (j, name) in r.actions.iter().enumerate() {
@@ -166,10 +169,15 @@ fn compile(raw: RawDocument) -> Result<PolicySet, Error> {
 }
 
 fn compile_cond(c: &RawCond, path: &str) -> Result<Cond, Error> {
-    let forms = [c.all.is_some(), c.any.is_some(), c.not.is_some(), c.attr.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let forms = [
+        c.all.is_some(),
+        c.any.is_some(),
+        c.not.is_some(),
+        c.attr.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if forms != 1 {
         return Err(Error::invalid(
             path,
@@ -193,7 +201,10 @@ fn compile_cond(c: &RawCond, path: &str) -> Result<Cond, Error> {
             .map(Cond::Any);
     }
     if let Some(inner) = &c.not {
-        return Ok(Cond::Not(Box::new(compile_cond(inner, &format!("{path}.not"))?)));
+        return Ok(Cond::Not(Box::new(compile_cond(
+            inner,
+            &format!("{path}.not"),
+        )?)));
     }
     let attr_name = c.attr.as_deref().unwrap_or_default();
     let attr = attr_ref(attr_name, &format!("{path}.attr"))?;
@@ -263,13 +274,19 @@ fn compile_cond(c: &RawCond, path: &str) -> Result<Cond, Error> {
             path,
             "`attr` needs one operator: eq, ne, in, not_in, contains, gt, gte, lt, lte, exists, eq_attr, ne_attr, gt_attr, gte_attr",
         )),
-        _ => Err(Error::invalid(path, "only one operator per condition; use `all` to combine")),
+        _ => Err(Error::invalid(
+            path,
+            "only one operator per condition; use `all` to combine",
+        )),
     }
 }
 
 fn attr_ref(name: &str, path: &str) -> Result<AttrRef, Error> {
     let (scope, key) = name.split_once('.').ok_or_else(|| {
-        Error::invalid(path, format!("`{name}` must be `subject.…`, `resource.…` or `environment.…`"))
+        Error::invalid(
+            path,
+            format!("`{name}` must be `subject.…`, `resource.…` or `environment.…`"),
+        )
     })?;
     let scope = match scope {
         "subject" => Scope::Subject,

@@ -96,7 +96,11 @@ impl Attrs {
     }
 
     /// Sets `key` (replacing an earlier value).
-    pub fn set(&mut self, key: impl Into<std::borrow::Cow<'static, str>>, value: impl Into<Value>) -> &mut Self {
+    pub fn set(
+        &mut self,
+        key: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl Into<Value>,
+    ) -> &mut Self {
         let key = key.into();
         let value = value.into();
         match self.items.iter_mut().find(|(k, _)| *k == key) {
@@ -107,7 +111,11 @@ impl Attrs {
     }
 
     /// Builder form of [`Attrs::set`].
-    pub fn with(mut self, key: impl Into<std::borrow::Cow<'static, str>>, value: impl Into<Value>) -> Self {
+    pub fn with(
+        mut self,
+        key: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl Into<Value>,
+    ) -> Self {
         self.set(key, value);
         self
     }

@@ -32,7 +32,14 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Stores the bytes under `id` atomically (a reader sees all or nothing),
     /// replacing any earlier content, and returns the metadata with the checksum.
     /// [`crate::Error::PayloadTooLarge`] over the store's size limit.
-    async fn put(&self, tenant: &TenantId, id: &BlobId, content_type: &str, bytes: Vec<u8>, at: Timestamp) -> Result<BlobMeta>;
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        id: &BlobId,
+        content_type: &str,
+        bytes: Vec<u8>,
+        at: Timestamp,
+    ) -> Result<BlobMeta>;
 
     /// The metadata and bytes, or `None`. Content that no longer matches its
     /// checksum is an [`crate::Error::Internal`], never returned.
@@ -47,5 +54,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// A URL that lets its holder GET or PUT this blob until `expires_at`, for
     /// backends with [`BlobCapabilities::presigned_urls`]; others answer
     /// [`crate::Error::Unavailable`] (not temporary).
-    async fn presign(&self, tenant: &TenantId, id: &BlobId, method: UrlMethod, expires_at: Timestamp) -> Result<String>;
+    async fn presign(
+        &self,
+        tenant: &TenantId,
+        id: &BlobId,
+        method: UrlMethod,
+        expires_at: Timestamp,
+    ) -> Result<String>;
 }

@@ -35,7 +35,11 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug {
     /// For a direct conversation (`direct_key` set) the key is unique per tenant: if
     /// one exists, it is returned as [`Created::Existing`] and nothing is stored,
     /// even when two creates race. A taken id is [`crate::Error::Conflict`].
-    async fn create(&self, conversation: &Conversation, members: &[Member]) -> Result<Created<Conversation>>;
+    async fn create(
+        &self,
+        conversation: &Conversation,
+        members: &[Member],
+    ) -> Result<Created<Conversation>>;
 
     /// The conversation, or `None`.
     async fn get(&self, tenant: &TenantId, id: &ConversationId) -> Result<Option<Conversation>>;
@@ -45,19 +49,37 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug {
     async fn update(&self, conversation: &Conversation) -> Result<()>;
 
     /// One membership record (banned members included), or `None`.
-    async fn member(&self, tenant: &TenantId, conversation: &ConversationId, user: &UserId) -> Result<Option<Member>>;
+    async fn member(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<Option<Member>>;
 
     /// Every membership record (banned included), in ascending user id order.
-    async fn members(&self, tenant: &TenantId, conversation: &ConversationId) -> Result<Vec<Member>>;
+    async fn members(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+    ) -> Result<Vec<Member>>;
 
     /// Inserts or replaces a membership record; returns whether it was new.
     /// [`crate::Error::NotFound`] if the conversation does not exist.
     async fn put_member(&self, tenant: &TenantId, member: &Member) -> Result<bool>;
 
     /// Removes a membership record; returns whether there was one.
-    async fn remove_member(&self, tenant: &TenantId, conversation: &ConversationId, user: &UserId) -> Result<bool>;
+    async fn remove_member(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool>;
 
     /// Every conversation `user` has a membership record in (banned included), with
     /// that record, in ascending conversation id order.
-    async fn list_for_user(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<(Conversation, Member)>>;
+    async fn list_for_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Vec<(Conversation, Member)>>;
 }

@@ -10,11 +10,17 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// Appends a durable event and returns its cursor: strictly greater than every
     /// earlier cursor of the tenant (the first is 1). Ephemeral events are refused
     /// with [`crate::Error::InvalidArgument`].
-    async fn append(&self, event: &Event) -> Result<Cursor>;
+    async fn append(&self, event: std::sync::Arc<Event>) -> Result<Cursor>;
 
     /// Up to `limit` events of the tenant whose audience includes `user`, with
     /// cursors above `after`, in ascending cursor order.
-    async fn read(&self, tenant: &TenantId, user: &UserId, after: Cursor, limit: usize) -> Result<Vec<LoggedEvent>>;
+    async fn read(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>>;
 
     /// The cursor of the tenant's newest event (0 when empty).
     async fn head(&self, tenant: &TenantId) -> Result<Cursor>;

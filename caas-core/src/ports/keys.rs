@@ -19,7 +19,13 @@ pub trait KeyDirectory: Send + Sync + std::fmt::Debug {
     /// Sets the device's identity keys and signed prekey, and adds its one-time
     /// prekeys to the pool (key ids already in the pool are ignored). Returns the
     /// pool's size afterwards.
-    async fn publish(&self, tenant: &TenantId, user: &UserId, device: &DeviceId, keys: &DeviceKeys) -> Result<usize>;
+    async fn publish(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+        keys: &DeviceKeys,
+    ) -> Result<usize>;
 
     /// One bundle per device of `user`, in ascending device id order, each with one
     /// one-time prekey taken from the pool. A one-time prekey is handed out at most
@@ -27,8 +33,18 @@ pub trait KeyDirectory: Send + Sync + std::fmt::Debug {
     async fn claim(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<KeyBundle>>;
 
     /// How many one-time prekeys the device has left.
-    async fn one_time_count(&self, tenant: &TenantId, user: &UserId, device: &DeviceId) -> Result<usize>;
+    async fn one_time_count(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<usize>;
 
     /// Forgets a device; returns whether it existed.
-    async fn remove_device(&self, tenant: &TenantId, user: &UserId, device: &DeviceId) -> Result<bool>;
+    async fn remove_device(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<bool>;
 }

@@ -61,38 +61,91 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// original is returned as [`Appended::Existing`] and nothing changes. Concurrent
     /// appends never share a seq and never store a duplicate. The message is durable
     /// (as far as the backend promises durability) when this returns.
-    async fn append(&self, message: &NewMessage) -> Result<Appended>;
+    async fn append(&self, message: NewMessage) -> Result<Appended>;
 
     /// The message, or `None`.
-    async fn get(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId) -> Result<Option<Message>>;
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> Result<Option<Message>>;
 
     /// Replaces the body, keeping the previous one in the edit history.
     /// [`crate::Error::NotFound`] if absent; [`crate::Error::Conflict`] if deleted
     /// or if it has no plain body (encrypted messages are replaced, not edited).
-    async fn edit(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId, body: &str, at: Timestamp) -> Result<Message>;
+    async fn edit(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        body: &str,
+        at: Timestamp,
+    ) -> Result<Message>;
 
     /// Tombstones the message (content removed, seq kept). Deleting a deleted
     /// message changes nothing. [`crate::Error::NotFound`] if absent.
-    async fn delete(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId, by: &UserId, at: Timestamp) -> Result<Changed<Message>>;
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        by: &UserId,
+        at: Timestamp,
+    ) -> Result<Changed<Message>>;
 
     /// Adds (or removes) `user`'s `emoji` reaction; a repeat is a no-op.
     /// [`crate::Error::Conflict`] on a deleted message.
-    async fn react(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId, user: &UserId, emoji: &str, add: bool) -> Result<Changed<Message>>;
+    async fn react(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        user: &UserId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Changed<Message>>;
 
     /// Pins (`Some(by, at)`) or unpins (`None`); a repeat is a no-op.
     /// [`crate::Error::Conflict`] on a deleted message.
-    async fn pin(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId, pin: Option<(&UserId, Timestamp)>) -> Result<Changed<Message>>;
+    async fn pin(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        pin: Option<(&UserId, Timestamp)>,
+    ) -> Result<Changed<Message>>;
 
     /// Up to `limit` messages of the page, in ascending seq order.
-    async fn history(&self, tenant: &TenantId, conversation: &ConversationId, page: HistoryPage, limit: usize) -> Result<Vec<Message>>;
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        page: HistoryPage,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
 
     /// The pinned messages, in ascending seq order.
-    async fn pinned(&self, tenant: &TenantId, conversation: &ConversationId) -> Result<Vec<Message>>;
+    async fn pinned(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+    ) -> Result<Vec<Message>>;
 
     /// The heads of `conversations`, in the same order (zero for unknown ones).
-    async fn heads(&self, tenant: &TenantId, conversations: &[ConversationId]) -> Result<Vec<ConversationHead>>;
+    async fn heads(
+        &self,
+        tenant: &TenantId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<ConversationHead>>;
 
     /// How many messages with seq above `after` were sent by someone other than
     /// `user` (tombstones included: they still hold their seq).
-    async fn count_from_others(&self, tenant: &TenantId, conversation: &ConversationId, user: &UserId, after: Seq) -> Result<u64>;
+    async fn count_from_others(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        user: &UserId,
+        after: Seq,
+    ) -> Result<u64>;
 }

@@ -29,12 +29,31 @@ pub trait PresenceStore: Send + Sync + std::fmt::Debug {
     /// Sets a device's status until `now + ttl` (a heartbeat renews it). The user's
     /// status is the best of their unexpired devices; `last_seen` is the latest
     /// report of any device.
-    async fn set(&self, tenant: &TenantId, user: &UserId, device: &DeviceId, status: PresenceStatus, now: Timestamp, ttl: Duration) -> Result<PresenceChange>;
+    async fn set(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+        status: PresenceStatus,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<PresenceChange>;
 
     /// Marks a device offline now.
-    async fn clear(&self, tenant: &TenantId, user: &UserId, device: &DeviceId, now: Timestamp) -> Result<PresenceChange>;
+    async fn clear(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+        now: Timestamp,
+    ) -> Result<PresenceChange>;
 
     /// The aggregated presence of each of `users` at `now`, in the same order
     /// (offline with no `last_seen` for users never seen).
-    async fn get(&self, tenant: &TenantId, users: &[UserId], now: Timestamp) -> Result<Vec<Presence>>;
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+        now: Timestamp,
+    ) -> Result<Vec<Presence>>;
 }

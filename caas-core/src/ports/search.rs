@@ -25,7 +25,12 @@ pub trait SearchIndex: Send + Sync + std::fmt::Debug {
     async fn index_message(&self, message: &Message) -> Result<()>;
 
     /// Removes a message.
-    async fn remove_message(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId) -> Result<()>;
+    async fn remove_message(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> Result<()>;
 
     /// Indexes a conversation's name.
     async fn index_conversation(&self, conversation: &Conversation) -> Result<()>;
@@ -36,13 +41,30 @@ pub trait SearchIndex: Send + Sync + std::fmt::Debug {
     /// Up to `limit` matching messages, only from `within`, newest (highest seq,
     /// then conversation id) first. The filter is applied inside the search, so a
     /// message outside `within` is never returned.
-    async fn search_messages(&self, tenant: &TenantId, query: &str, within: &[ConversationId], limit: usize) -> Result<Vec<MessageHit>>;
+    async fn search_messages(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        within: &[ConversationId],
+        limit: usize,
+    ) -> Result<Vec<MessageHit>>;
 
     /// Up to `limit` conversations from `within` whose name matches, by id.
-    async fn search_conversations(&self, tenant: &TenantId, query: &str, within: &[ConversationId], limit: usize) -> Result<Vec<ConversationId>>;
+    async fn search_conversations(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        within: &[ConversationId],
+        limit: usize,
+    ) -> Result<Vec<ConversationId>>;
 
     /// Up to `limit` users of the tenant whose name or id matches, by id.
-    async fn search_users(&self, tenant: &TenantId, query: &str, limit: usize) -> Result<Vec<UserId>>;
+    async fn search_users(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<UserId>>;
 }
 
 /// Splits text into lowercase words, the way every backend must for matching.

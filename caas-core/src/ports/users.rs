@@ -18,5 +18,10 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
     async fn get_many(&self, tenant: &TenantId, ids: &[UserId]) -> Result<Vec<User>>;
 
     /// Up to `limit` users with ids greater than `after`, in ascending id order.
-    async fn list(&self, tenant: &TenantId, after: Option<&UserId>, limit: usize) -> Result<Vec<User>>;
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<User>>;
 }

@@ -38,7 +38,11 @@ pub struct ConversationDetails {
 
 impl Caas {
     /// Loads a conversation and the acting user's membership of it.
-    pub(super) async fn load_conversation(&self, ctx: &Ctx<'_>, id: &ConversationId) -> Result<(Conversation, Option<Member>)> {
+    pub(super) async fn load_conversation(
+        &self,
+        ctx: &Ctx<'_>,
+        id: &ConversationId,
+    ) -> Result<(Conversation, Option<Member>)> {
         let conv = self
             .b
             .conversations
@@ -53,19 +57,40 @@ impl Caas {
     }
 
     /// Loads a conversation and authorizes `action` on it.
-    pub(super) async fn conversation_action(&self, ctx: &Ctx<'_>, id: &ConversationId, action: Action) -> Result<(Conversation, Option<Member>, std::sync::Arc<str>)> {
+    pub(super) async fn conversation_action(
+        &self,
+        ctx: &Ctx<'_>,
+        id: &ConversationId,
+        action: Action,
+    ) -> Result<(Conversation, Option<Member>, std::sync::Arc<str>)> {
         let (conv, member) = self.load_conversation(ctx, id).await?;
-        let rule = Self::authorize(ctx, action, Self::subject(ctx, member.as_ref()), Self::conversation_resource(&conv))?;
+        let rule = Self::authorize(
+            ctx,
+            action,
+            Self::subject(ctx, member.as_ref()),
+            Self::conversation_resource(&conv),
+        )?;
         Ok((conv, member, rule))
     }
 
     /// Creates a conversation. Creating a direct conversation between two users who
     /// already have one returns that one ([`Created::Existing`]) and publishes
     /// nothing.
-    pub async fn create_conversation(&self, p: &Principal, new: NewConversation) -> Result<Created<Conversation>> {
+    pub async fn create_conversation(
+        &self,
+        p: &Principal,
+        new: NewConversation,
+    ) -> Result<Created<Conversation>> {
         let ctx = self.ctx(p).await?;
-        let resource = Attrs::default().with("kind", "conversation").with("conversation_kind", new.kind.as_str());
-        Self::authorize(&ctx, Action::ConversationCreate, Self::subject(&ctx, None), resource)?;
+        let resource = Attrs::default()
+            .with("kind", "conversation")
+            .with("conversation_kind", new.kind.as_str());
+        Self::authorize(
+            &ctx,
+            Action::ConversationCreate,
+            Self::subject(&ctx, None),
+            resource,
+        )?;
 
         let creator = ctx.p.user.clone();
         let mut ordered: Vec<UserId> = Vec::with_capacity(new.members.len() + 1);
@@ -89,11 +114,16 @@ impl Caas {
         let direct_key = match new.kind {
             ConversationKind::Direct => {
                 if ordered.len() != 2 {
-                    return Err(Error::invalid("members", "a direct conversation has exactly two different users"));
+                    return Err(Error::invalid(
+                        "members",
+                        "a direct conversation has exactly two different users",
+                    ));
                 }
                 Some(Conversation::direct_key_of(&ordered[0], &ordered[1]))
             }
-            _ if ordered.is_empty() => return Err(Error::invalid("members", "at least one member")),
+            _ if ordered.is_empty() => {
+                return Err(Error::invalid("members", "at least one member"));
+            }
             _ => None,
         };
         let found = self.b.users.get_many(&ctx.tenant, &ordered).await?;
@@ -115,30 +145,58 @@ impl Caas {
             .iter()
             .enumerate()
             .map(|(i, u)| {
-                let role = if i == 0 && new.kind != ConversationKind::Direct { Role::Owner } else { Role::Member };
+                let role = if i == 0 && new.kind != ConversationKind::Direct {
+                    Role::Owner
+                } else {
+                    Role::Member
+                };
                 Member::new(conv.id.clone(), u.clone(), role, ctx.now)
             })
             .collect();
         let created = self.b.conversations.create(&conv, &members).await?;
         if let Created::New(c) = &created {
             let audience = ordered.into_iter().collect();
-            self.emit(&ctx, audience, EventPayload::ConversationCreated { conversation: c.clone() }).await?;
+            self.emit(
+                &ctx,
+                audience,
+                EventPayload::ConversationCreated {
+                    conversation: c.clone(),
+                },
+            )
+            .await?;
         }
         Ok(created)
     }
 
     /// A conversation's details and members (members only).
-    pub async fn get_conversation(&self, p: &Principal, id: &ConversationId) -> Result<ConversationDetails> {
+    pub async fn get_conversation(
+        &self,
+        p: &Principal,
+        id: &ConversationId,
+    ) -> Result<ConversationDetails> {
         let ctx = self.ctx(p).await?;
-        let (conversation, _, _) = self.conversation_action(&ctx, id, Action::ConversationRead).await?;
+        let (conversation, _, _) = self
+            .conversation_action(&ctx, id, Action::ConversationRead)
+            .await?;
         let members = self.b.conversations.members(&ctx.tenant, id).await?;
-        Ok(ConversationDetails { conversation, members })
+        Ok(ConversationDetails {
+            conversation,
+            members,
+        })
     }
 
     /// Renames a conversation or replaces its attributes (admins and the owner).
-    pub async fn update_conversation(&self, p: &Principal, id: &ConversationId, name: Option<String>, attributes: Option<Attributes>) -> Result<Conversation> {
+    pub async fn update_conversation(
+        &self,
+        p: &Principal,
+        id: &ConversationId,
+        name: Option<String>,
+        attributes: Option<Attributes>,
+    ) -> Result<Conversation> {
         let ctx = self.ctx(p).await?;
-        let (mut conv, _, _) = self.conversation_action(&ctx, id, Action::ConversationUpdate).await?;
+        let (mut conv, _, _) = self
+            .conversation_action(&ctx, id, Action::ConversationUpdate)
+            .await?;
         if let Some(name) = name {
             if conv.kind == ConversationKind::Direct {
                 return Err(Error::invalid("name", "direct conversations have no name"));
@@ -152,7 +210,14 @@ impl Caas {
         }
         self.b.conversations.update(&conv).await?;
         let audience = self.audience(&ctx.tenant, id).await?;
-        self.emit(&ctx, audience, EventPayload::ConversationUpdated { conversation: conv.clone() }).await?;
+        self.emit(
+            &ctx,
+            audience,
+            EventPayload::ConversationUpdated {
+                conversation: conv.clone(),
+            },
+        )
+        .await?;
         Ok(conv)
     }
 }

@@ -18,20 +18,48 @@ impl Caas {
         let ctx = self.ctx(p).await?;
         let user = ctx.user()?.clone();
         self.conversation_action(&ctx, conv, Action::Typing).await?;
-        self.rate_limit(&ctx, Action::Typing.as_str()).await?;
-        let audience: Arc<[UserId]> = self.audience(&ctx.tenant, conv).await?.iter().filter(|u| **u != user).cloned().collect();
-        self.emit(&ctx, audience, EventPayload::Typing { conversation_id: conv.clone(), user_id: user, typing }).await
+        self.rate_limit(&ctx, Action::Typing).await?;
+        let audience: Arc<[UserId]> = self
+            .audience(&ctx.tenant, conv)
+            .await?
+            .iter()
+            .filter(|u| **u != user)
+            .cloned()
+            .collect();
+        self.emit(
+            &ctx,
+            audience,
+            EventPayload::Typing {
+                conversation_id: conv.clone(),
+                user_id: user,
+                typing,
+            },
+        )
+        .await
     }
 
     /// Relays a WebRTC signal to one member (`to`) or to every other member.
-    pub async fn call_signal(&self, p: &Principal, conv: &ConversationId, to: Option<UserId>, signal: serde_json::Value) -> Result<()> {
+    pub async fn call_signal(
+        &self,
+        p: &Principal,
+        conv: &ConversationId,
+        to: Option<UserId>,
+        signal: serde_json::Value,
+    ) -> Result<()> {
         let ctx = self.ctx(p).await?;
         let user = ctx.user()?.clone();
-        self.conversation_action(&ctx, conv, Action::CallSignal).await?;
-        self.rate_limit(&ctx, Action::CallSignal.as_str()).await?;
-        let size = serde_json::to_vec(&signal).map(|v| v.len()).unwrap_or(usize::MAX);
+        self.conversation_action(&ctx, conv, Action::CallSignal)
+            .await?;
+        self.rate_limit(&ctx, Action::CallSignal).await?;
+        let size = serde_json::to_vec(&signal)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > self.cfg.max_signal_bytes {
-            return Err(Error::PayloadTooLarge { field: "signal".into(), size, limit: self.cfg.max_signal_bytes });
+            return Err(Error::PayloadTooLarge {
+                field: "signal".into(),
+                size,
+                limit: self.cfg.max_signal_bytes,
+            });
         }
         let members = self.audience(&ctx.tenant, conv).await?;
         let audience: Arc<[UserId]> = match &to {
@@ -40,7 +68,13 @@ impl Caas {
             Some(t) => return Err(Error::invalid("to", format!("`{t}` is not a member"))),
             None => members.iter().filter(|u| **u != user).cloned().collect(),
         };
-        let payload = EventPayload::CallSignal { conversation_id: conv.clone(), from: user, from_device: ctx.p.device.clone(), to, signal };
+        let payload = EventPayload::CallSignal {
+            conversation_id: conv.clone(),
+            from: user,
+            from_device: ctx.p.device.clone(),
+            to,
+            signal,
+        };
         self.emit(&ctx, audience, payload).await
     }
 
@@ -50,16 +84,43 @@ impl Caas {
     pub async fn set_presence(&self, p: &Principal, status: PresenceStatus) -> Result<Presence> {
         let ctx = self.ctx(p).await?;
         let user = ctx.user()?.clone();
-        Self::authorize(&ctx, Action::PresenceUpdate, Self::subject(&ctx, None), Attrs::default().with("owner", user.shared()))?;
-        let device = ctx.p.device.clone().map_or_else(|| DeviceId::parse("default"), Ok)?;
+        Self::authorize(
+            &ctx,
+            Action::PresenceUpdate,
+            Self::subject(&ctx, None),
+            Attrs::default().with("owner", user.shared()),
+        )?;
+        let device = ctx
+            .p
+            .device
+            .clone()
+            .map_or_else(|| DeviceId::parse("default"), Ok)?;
         let change = if status == PresenceStatus::Offline {
-            self.b.presence.clear(&ctx.tenant, &user, &device, ctx.now).await?
+            self.b
+                .presence
+                .clear(&ctx.tenant, &user, &device, ctx.now)
+                .await?
         } else {
-            self.b.presence.set(&ctx.tenant, &user, &device, status, ctx.now, self.cfg.presence_ttl).await?
+            self.b
+                .presence
+                .set(
+                    &ctx.tenant,
+                    &user,
+                    &device,
+                    status,
+                    ctx.now,
+                    self.cfg.presence_ttl,
+                )
+                .await?
         };
         if change.changed() {
             let mut contacts = BTreeSet::new();
-            for (conv, m) in self.b.conversations.list_for_user(&ctx.tenant, &user).await? {
+            for (conv, m) in self
+                .b
+                .conversations
+                .list_for_user(&ctx.tenant, &user)
+                .await?
+            {
                 if m.banned {
                     continue;
                 }
@@ -70,7 +131,11 @@ impl Caas {
                 }
             }
             let audience: Arc<[UserId]> = contacts.into_iter().collect();
-            let payload = EventPayload::Presence { user_id: user, status: change.after.status, last_seen: change.after.last_seen };
+            let payload = EventPayload::Presence {
+                user_id: user,
+                status: change.after.status,
+                last_seen: change.after.last_seen,
+            };
             self.emit(&ctx, audience, payload).await?;
         }
         Ok(change.after)
@@ -79,9 +144,17 @@ impl Caas {
     /// The aggregated presence of users of the caller's tenant.
     pub async fn presence(&self, p: &Principal, users: &[UserId]) -> Result<Vec<Presence>> {
         let ctx = self.ctx(p).await?;
-        Self::authorize(&ctx, Action::PresenceRead, Self::subject(&ctx, None), Attrs::default().with("kind", "presence"))?;
+        Self::authorize(
+            &ctx,
+            Action::PresenceRead,
+            Self::subject(&ctx, None),
+            Attrs::default().with("kind", "presence"),
+        )?;
         if users.len() > self.cfg.max_page {
-            return Err(Error::invalid("users", format!("at most {}", self.cfg.max_page)));
+            return Err(Error::invalid(
+                "users",
+                format!("at most {}", self.cfg.max_page),
+            ));
         }
         self.b.presence.get(&ctx.tenant, users, ctx.now).await
     }

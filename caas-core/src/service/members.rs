@@ -22,7 +22,12 @@ pub struct MemberChange {
     pub banned: Option<bool>,
 }
 
-fn target_resource(conv: &Conversation, target: &UserId, current: Option<&Member>, new_role: Option<Role>) -> Attrs {
+fn target_resource(
+    conv: &Conversation,
+    target: &UserId,
+    current: Option<&Member>,
+    new_role: Option<Role>,
+) -> Attrs {
     let mut r = Caas::conversation_resource(conv);
     r.set("target_user", target.shared());
     if let Some(m) = current {
@@ -44,7 +49,13 @@ impl Caas {
     /// Adds `user` with `role` (default member), or lets a user join a public
     /// channel. Adding a current member changes nothing and returns their record; a
     /// banned user must be unbanned first ([`Error::Conflict`]).
-    pub async fn add_member(&self, p: &Principal, id: &ConversationId, user: &UserId, role: Option<Role>) -> Result<Member> {
+    pub async fn add_member(
+        &self,
+        p: &Principal,
+        id: &ConversationId,
+        user: &UserId,
+        role: Option<Role>,
+    ) -> Result<Member> {
         let ctx = self.ctx(p).await?;
         let (conv, actor) = self.load_conversation(&ctx, id).await?;
         let role = role.unwrap_or(Role::Member);
@@ -56,13 +67,23 @@ impl Caas {
             target_resource(&conv, user, existing.as_ref(), Some(role)),
         )?;
         if conv.kind == ConversationKind::Direct {
-            return Err(Error::invalid("conversation_id", "direct conversations have exactly two members"));
+            return Err(Error::invalid(
+                "conversation_id",
+                "direct conversations have exactly two members",
+            ));
         }
         if role == Role::Owner {
-            return Err(Error::invalid("role", "a conversation has one owner, set at creation"));
+            return Err(Error::invalid(
+                "role",
+                "a conversation has one owner, set at creation",
+            ));
         }
         match existing {
-            Some(m) if m.banned => return Err(Error::conflict("the user is banned from this conversation; unban first")),
+            Some(m) if m.banned => {
+                return Err(Error::conflict(
+                    "the user is banned from this conversation; unban first",
+                ));
+            }
             Some(m) => return Ok(m),
             None => {}
         }
@@ -72,18 +93,45 @@ impl Caas {
         let members = self.b.conversations.members(&ctx.tenant, id).await?;
         let max = ctx.max_members(&self.cfg);
         if members.len() >= max {
-            return Err(Error::QuotaExceeded { quota: format!("max_members ({max})") });
+            return Err(Error::QuotaExceeded {
+                quota: format!("max_members ({max})"),
+            });
         }
         let member = Member::new(id.clone(), user.clone(), role, ctx.now);
-        self.b.conversations.put_member(&ctx.tenant, &member).await?;
-        self.audit(&ctx.tenant, p, Action::MemberAdd, format!("conversation:{id}/member:{user}"), &rule, serde_json::json!({"role": role}), ctx.now).await?;
+        self.b
+            .conversations
+            .put_member(&ctx.tenant, &member)
+            .await?;
+        self.audit(
+            &ctx.tenant,
+            p,
+            Action::MemberAdd,
+            format!("conversation:{id}/member:{user}"),
+            &rule,
+            serde_json::json!({"role": role}),
+            ctx.now,
+        )
+        .await?;
         let audience = self.audience(&ctx.tenant, id).await?;
-        self.emit(&ctx, audience, EventPayload::MemberJoined { conversation_id: id.clone(), member: member.clone() }).await?;
+        self.emit(
+            &ctx,
+            audience,
+            EventPayload::MemberJoined {
+                conversation_id: id.clone(),
+                member: member.clone(),
+            },
+        )
+        .await?;
         Ok(member)
     }
 
     /// Removes a member, or leaves. The removed user gets the `member.left` event too.
-    pub async fn remove_member(&self, p: &Principal, id: &ConversationId, user: &UserId) -> Result<()> {
+    pub async fn remove_member(
+        &self,
+        p: &Principal,
+        id: &ConversationId,
+        user: &UserId,
+    ) -> Result<()> {
         let ctx = self.ctx(p).await?;
         let (conv, actor) = self.load_conversation(&ctx, id).await?;
         let target = self.b.conversations.member(&ctx.tenant, id, user).await?;
@@ -94,20 +142,50 @@ impl Caas {
             target_resource(&conv, user, target.as_ref(), None),
         )?;
         if conv.kind == ConversationKind::Direct {
-            return Err(Error::invalid("conversation_id", "direct conversations have exactly two members"));
+            return Err(Error::invalid(
+                "conversation_id",
+                "direct conversations have exactly two members",
+            ));
         }
         let Some(target) = target else {
             return Err(Error::not_found(EntityKind::Member, user));
         };
         let audience = self.audience(&ctx.tenant, id).await?;
-        self.b.conversations.remove_member(&ctx.tenant, id, user).await?;
-        self.audit(&ctx.tenant, p, Action::MemberRemove, format!("conversation:{id}/member:{user}"), &rule, serde_json::json!({"role": target.role}), ctx.now).await?;
+        self.b
+            .conversations
+            .remove_member(&ctx.tenant, id, user)
+            .await?;
+        self.audit(
+            &ctx.tenant,
+            p,
+            Action::MemberRemove,
+            format!("conversation:{id}/member:{user}"),
+            &rule,
+            serde_json::json!({"role": target.role}),
+            ctx.now,
+        )
+        .await?;
         let by = ctx.p.user.clone().unwrap_or_else(|| user.clone());
-        self.emit(&ctx, audience, EventPayload::MemberLeft { conversation_id: id.clone(), user_id: user.clone(), by }).await
+        self.emit(
+            &ctx,
+            audience,
+            EventPayload::MemberLeft {
+                conversation_id: id.clone(),
+                user_id: user.clone(),
+                by,
+            },
+        )
+        .await
     }
 
     /// Changes a member's role, mute or ban. Returns the record after the change.
-    pub async fn update_member(&self, p: &Principal, id: &ConversationId, user: &UserId, change: MemberChange) -> Result<Member> {
+    pub async fn update_member(
+        &self,
+        p: &Principal,
+        id: &ConversationId,
+        user: &UserId,
+        change: MemberChange,
+    ) -> Result<Member> {
         let ctx = self.ctx(p).await?;
         let (conv, actor) = self.load_conversation(&ctx, id).await?;
         let current = self
@@ -119,16 +197,31 @@ impl Caas {
         let subject = Self::member_subject(&ctx, actor.as_ref());
         let mut rules: Vec<Arc<str>> = Vec::new();
         if let Some(role) = change.role {
-            rules.push(Self::authorize(&ctx, Action::MemberUpdate, subject.clone(), target_resource(&conv, user, Some(&current), Some(role)))?);
+            rules.push(Self::authorize(
+                &ctx,
+                Action::MemberUpdate,
+                subject.clone(),
+                target_resource(&conv, user, Some(&current), Some(role)),
+            )?);
             if role == Role::Owner || current.role == Role::Owner {
                 return Err(Error::invalid("role", "ownership is not transferable"));
             }
         }
         if change.muted.is_some() {
-            rules.push(Self::authorize(&ctx, Action::MemberMute, subject.clone(), target_resource(&conv, user, Some(&current), None))?);
+            rules.push(Self::authorize(
+                &ctx,
+                Action::MemberMute,
+                subject.clone(),
+                target_resource(&conv, user, Some(&current), None),
+            )?);
         }
         if change.banned.is_some() {
-            rules.push(Self::authorize(&ctx, Action::MemberBan, subject, target_resource(&conv, user, Some(&current), None))?);
+            rules.push(Self::authorize(
+                &ctx,
+                Action::MemberBan,
+                subject,
+                target_resource(&conv, user, Some(&current), None),
+            )?);
         }
         if rules.is_empty() {
             return Err(Error::invalid("change", "nothing to change"));
@@ -151,9 +244,16 @@ impl Caas {
         if !audience.contains(user) {
             audience.push(user.clone());
         }
-        self.b.conversations.put_member(&ctx.tenant, &member).await?;
+        self.b
+            .conversations
+            .put_member(&ctx.tenant, &member)
+            .await?;
         let detail = serde_json::json!({"role": change.role, "muted": change.muted, "banned": change.banned});
-        let rule = rules.iter().map(|r| r.as_ref()).collect::<Vec<_>>().join(",");
+        let rule = rules
+            .iter()
+            .map(|r| r.as_ref())
+            .collect::<Vec<_>>()
+            .join(",");
         let action = if change.banned.is_some() {
             Action::MemberBan
         } else if change.muted.is_some() {
@@ -161,8 +261,25 @@ impl Caas {
         } else {
             Action::MemberUpdate
         };
-        self.audit(&ctx.tenant, p, action, format!("conversation:{id}/member:{user}"), &rule, detail, ctx.now).await?;
-        self.emit(&ctx, audience.into(), EventPayload::MemberUpdated { conversation_id: id.clone(), member: member.clone() }).await?;
+        self.audit(
+            &ctx.tenant,
+            p,
+            action,
+            format!("conversation:{id}/member:{user}"),
+            &rule,
+            detail,
+            ctx.now,
+        )
+        .await?;
+        self.emit(
+            &ctx,
+            audience.into(),
+            EventPayload::MemberUpdated {
+                conversation_id: id.clone(),
+                member: member.clone(),
+            },
+        )
+        .await?;
         Ok(member)
     }
 }

@@ -55,10 +55,16 @@ const MAX_EMOJI_BYTES: usize = 64;
 
 fn check_emoji(emoji: &str) -> Result<()> {
     if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES {
-        return Err(Error::invalid("emoji", format!("must be 1 to {MAX_EMOJI_BYTES} bytes")));
+        return Err(Error::invalid(
+            "emoji",
+            format!("must be 1 to {MAX_EMOJI_BYTES} bytes"),
+        ));
     }
     if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::invalid("emoji", "must not contain spaces or control characters"));
+        return Err(Error::invalid(
+            "emoji",
+            "must not contain spaces or control characters",
+        ));
     }
     Ok(())
 }
@@ -67,9 +73,17 @@ impl Caas {
     fn check_content(&self, ctx: &Ctx<'_>, m: &SendMessage) -> Result<()> {
         let max = ctx.max_message_bytes(&self.cfg);
         match (&m.body, &m.ciphertext) {
-            (Some(_), Some(_)) => return Err(Error::invalid("body", "send a body or a ciphertext, not both")),
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "body",
+                    "send a body or a ciphertext, not both",
+                ));
+            }
             (None, None) if m.attachments.is_empty() => {
-                return Err(Error::invalid("body", "a message needs a body, a ciphertext or attachments"));
+                return Err(Error::invalid(
+                    "body",
+                    "a message needs a body, a ciphertext or attachments",
+                ));
             }
             (Some(body), None) => check_text("body", body, 1, max)?,
             (None, Some(c)) => {
@@ -78,22 +92,37 @@ impl Caas {
                     return Err(Error::invalid("ciphertext.data", "must not be empty"));
                 }
                 if c.data.len() > max {
-                    return Err(Error::PayloadTooLarge { field: "ciphertext.data".into(), size: c.data.len(), limit: max });
+                    return Err(Error::PayloadTooLarge {
+                        field: "ciphertext.data".into(),
+                        size: c.data.len(),
+                        limit: max,
+                    });
                 }
             }
             (None, None) => {}
         }
         if m.attachments.len() > self.cfg.max_attachments {
-            return Err(Error::invalid("attachments", format!("at most {}", self.cfg.max_attachments)));
+            return Err(Error::invalid(
+                "attachments",
+                format!("at most {}", self.cfg.max_attachments),
+            ));
         }
         for (i, a) in m.attachments.iter().enumerate() {
-            check_text(&format!("attachments[{i}].content_type"), &a.content_type, 1, 128)?;
+            check_text(
+                &format!("attachments[{i}].content_type"),
+                &a.content_type,
+                1,
+                128,
+            )?;
             if let Some(n) = &a.name {
                 check_text(&format!("attachments[{i}].name"), n, 1, 256)?;
             }
         }
         if m.mentions.len() > self.cfg.max_mentions {
-            return Err(Error::invalid("mentions", format!("at most {}", self.cfg.max_mentions)));
+            return Err(Error::invalid(
+                "mentions",
+                format!("at most {}", self.cfg.max_mentions),
+            ));
         }
         Ok(())
     }
@@ -102,26 +131,52 @@ impl Caas {
     /// (idempotent on `client_msg_id` per sender) → publish `message.created` →
     /// return. A retry returns the original with `duplicate: true` and publishes
     /// nothing.
-    pub async fn send_message(&self, p: &Principal, conversation: &ConversationId, msg: SendMessage) -> Result<Sent> {
+    pub async fn send_message(
+        &self,
+        p: &Principal,
+        conversation: &ConversationId,
+        msg: SendMessage,
+    ) -> Result<Sent> {
         let ctx = self.ctx(p).await?;
         let sender = ctx.user()?.clone();
-        let (conv, _, _) = self.conversation_action(&ctx, conversation, Action::MessageSend).await?;
-        self.rate_limit(&ctx, Action::MessageSend.as_str()).await?;
+        let (conv, _, _) = self
+            .conversation_action(&ctx, conversation, Action::MessageSend)
+            .await?;
+        self.rate_limit(&ctx, Action::MessageSend).await?;
         self.check_content(&ctx, &msg)?;
         self.store_message(&ctx, &conv, sender, msg, None).await
     }
 
-    async fn store_message(&self, ctx: &Ctx<'_>, conv: &Conversation, sender: UserId, msg: SendMessage, forwarded_from: Option<ForwardRef>) -> Result<Sent> {
+    async fn store_message(
+        &self,
+        ctx: &Ctx<'_>,
+        conv: &Conversation,
+        sender: UserId,
+        msg: SendMessage,
+        forwarded_from: Option<ForwardRef>,
+    ) -> Result<Sent> {
         let members = self.b.conversations.members(&ctx.tenant, &conv.id).await?;
         let active = |u: &UserId| members.iter().any(|m| &m.user == u && !m.banned);
         for (i, u) in msg.mentions.iter().enumerate() {
             if !active(u) {
-                return Err(Error::invalid(format!("mentions[{i}]"), format!("`{u}` is not a member")));
+                return Err(Error::invalid(
+                    format!("mentions[{i}]"),
+                    format!("`{u}` is not a member"),
+                ));
             }
         }
         if let Some(r) = &msg.reply_to {
-            if self.b.messages.get(&ctx.tenant, &conv.id, r).await?.is_none() {
-                return Err(Error::invalid("reply_to", format!("no message `{r}` in this conversation")));
+            if self
+                .b
+                .messages
+                .get(&ctx.tenant, &conv.id, r)
+                .await?
+                .is_none()
+            {
+                return Err(Error::invalid(
+                    "reply_to",
+                    format!("no message `{r}` in this conversation"),
+                ));
             }
         }
         let mut mentions = msg.mentions;
@@ -141,12 +196,29 @@ impl Caas {
             mentions,
             created_at: ctx.now,
         };
-        match self.b.messages.append(&new).await? {
-            Appended::Existing(message) => Ok(Sent { message, duplicate: true }),
+        match self.b.messages.append(new).await? {
+            Appended::Existing(message) => Ok(Sent {
+                message,
+                duplicate: true,
+            }),
             Appended::Created(message) => {
-                let audience: Arc<[UserId]> = members.into_iter().filter(Member::is_active).map(|m| m.user).collect();
-                self.emit(ctx, audience, EventPayload::MessageCreated { message: message.clone() }).await?;
-                Ok(Sent { message, duplicate: false })
+                let audience: Arc<[UserId]> = members
+                    .into_iter()
+                    .filter(Member::is_active)
+                    .map(|m| m.user)
+                    .collect();
+                self.emit(
+                    ctx,
+                    audience,
+                    EventPayload::MessageCreated {
+                        message: message.clone(),
+                    },
+                )
+                .await?;
+                Ok(Sent {
+                    message,
+                    duplicate: false,
+                })
             }
         }
     }
@@ -155,18 +227,31 @@ impl Caas {
     /// the source and send to the target. The copy records where it came from.
     /// Encrypted messages cannot be forwarded by the server (the target's members
     /// hold other keys); clients re-encrypt and send instead.
-    pub async fn forward_message(&self, p: &Principal, from: &ConversationId, id: &MessageId, to: &ConversationId, client_msg_id: ClientMsgId) -> Result<Sent> {
+    pub async fn forward_message(
+        &self,
+        p: &Principal,
+        from: &ConversationId,
+        id: &MessageId,
+        to: &ConversationId,
+        client_msg_id: ClientMsgId,
+    ) -> Result<Sent> {
         let ctx = self.ctx(p).await?;
         let sender = ctx.user()?.clone();
-        self.conversation_action(&ctx, from, Action::MessageRead).await?;
-        let (target, _, _) = self.conversation_action(&ctx, to, Action::MessageSend).await?;
-        self.rate_limit(&ctx, Action::MessageSend.as_str()).await?;
+        self.conversation_action(&ctx, from, Action::MessageRead)
+            .await?;
+        let (target, _, _) = self
+            .conversation_action(&ctx, to, Action::MessageSend)
+            .await?;
+        self.rate_limit(&ctx, Action::MessageSend).await?;
         let original = self.message(&ctx, from, id).await?;
         if original.is_deleted() {
             return Err(Error::conflict("the message was deleted"));
         }
         if original.ciphertext.is_some() {
-            return Err(Error::invalid("message_id", "encrypted messages cannot be forwarded by the server"));
+            return Err(Error::invalid(
+                "message_id",
+                "encrypted messages cannot be forwarded by the server",
+            ));
         }
         let msg = SendMessage {
             client_msg_id,
@@ -177,11 +262,20 @@ impl Caas {
             mentions: Vec::new(),
         };
         self.check_content(&ctx, &msg)?;
-        let origin = ForwardRef { conversation_id: from.clone(), message_id: id.clone() };
-        self.store_message(&ctx, &target, sender, msg, Some(origin)).await
+        let origin = ForwardRef {
+            conversation_id: from.clone(),
+            message_id: id.clone(),
+        };
+        self.store_message(&ctx, &target, sender, msg, Some(origin))
+            .await
     }
 
-    async fn message(&self, ctx: &Ctx<'_>, conv: &ConversationId, id: &MessageId) -> Result<Message> {
+    async fn message(
+        &self,
+        ctx: &Ctx<'_>,
+        conv: &ConversationId,
+        id: &MessageId,
+    ) -> Result<Message> {
         self.b
             .messages
             .get(&ctx.tenant, conv, id)
@@ -190,7 +284,13 @@ impl Caas {
     }
 
     /// Loads a message and authorizes `action` on it (`resource.owner` = sender).
-    async fn message_action(&self, ctx: &Ctx<'_>, conv_id: &ConversationId, id: &MessageId, action: Action) -> Result<(Message, Arc<[UserId]>, Arc<str>)> {
+    async fn message_action(
+        &self,
+        ctx: &Ctx<'_>,
+        conv_id: &ConversationId,
+        id: &MessageId,
+        action: Action,
+    ) -> Result<(Message, Arc<[UserId]>, Arc<str>)> {
         let (conv, member) = self.load_conversation(ctx, conv_id).await?;
         let message = self.message(ctx, conv_id, id).await;
         let mut resource = Self::conversation_resource(&conv);
@@ -205,29 +305,72 @@ impl Caas {
     }
 
     /// Edits a message's body (the sender only); the old body goes to its history.
-    pub async fn edit_message(&self, p: &Principal, conv: &ConversationId, id: &MessageId, body: &str) -> Result<Message> {
+    pub async fn edit_message(
+        &self,
+        p: &Principal,
+        conv: &ConversationId,
+        id: &MessageId,
+        body: &str,
+    ) -> Result<Message> {
         let ctx = self.ctx(p).await?;
-        self.message_action(&ctx, conv, id, Action::MessageEdit).await?;
+        self.message_action(&ctx, conv, id, Action::MessageEdit)
+            .await?;
         check_text("body", body, 1, ctx.max_message_bytes(&self.cfg))?;
-        let message = self.b.messages.edit(&ctx.tenant, conv, id, body, ctx.now).await?;
+        let message = self
+            .b
+            .messages
+            .edit(&ctx.tenant, conv, id, body, ctx.now)
+            .await?;
         let audience = self.audience(&ctx.tenant, conv).await?;
-        self.emit(&ctx, audience, EventPayload::MessageEdited { message: message.clone() }).await?;
+        self.emit(
+            &ctx,
+            audience,
+            EventPayload::MessageEdited {
+                message: message.clone(),
+            },
+        )
+        .await?;
         Ok(message)
     }
 
     /// Deletes a message (its sender, or a moderator), leaving a tombstone.
     /// Deleting a deleted message changes nothing and publishes nothing.
-    pub async fn delete_message(&self, p: &Principal, conv: &ConversationId, id: &MessageId) -> Result<Message> {
+    pub async fn delete_message(
+        &self,
+        p: &Principal,
+        conv: &ConversationId,
+        id: &MessageId,
+    ) -> Result<Message> {
         let ctx = self.ctx(p).await?;
         let by = ctx.user()?.clone();
-        let (original, audience, rule) = self.message_action(&ctx, conv, id, Action::MessageDelete).await?;
-        self.rate_limit(&ctx, Action::MessageDelete.as_str()).await?;
-        let changed = self.b.messages.delete(&ctx.tenant, conv, id, &by, ctx.now).await?;
+        let (original, audience, rule) = self
+            .message_action(&ctx, conv, id, Action::MessageDelete)
+            .await?;
+        self.rate_limit(&ctx, Action::MessageDelete).await?;
+        let changed = self
+            .b
+            .messages
+            .delete(&ctx.tenant, conv, id, &by, ctx.now)
+            .await?;
         if changed.changed {
             if original.sender != by {
-                self.audit(&ctx.tenant, p, Action::MessageDelete, format!("conversation:{conv}/message:{id}"), &rule, serde_json::json!({"sender": original.sender}), ctx.now).await?;
+                self.audit(
+                    &ctx.tenant,
+                    p,
+                    Action::MessageDelete,
+                    format!("conversation:{conv}/message:{id}"),
+                    &rule,
+                    serde_json::json!({"sender": original.sender}),
+                    ctx.now,
+                )
+                .await?;
             }
-            let payload = EventPayload::MessageDeleted { conversation_id: conv.clone(), message_id: id.clone(), seq: original.seq, deleted_by: by };
+            let payload = EventPayload::MessageDeleted {
+                conversation_id: conv.clone(),
+                message_id: id.clone(),
+                seq: original.seq,
+                deleted_by: by,
+            };
             self.emit(&ctx, audience, payload).await?;
         }
         Ok(changed.value)
@@ -235,18 +378,48 @@ impl Caas {
 
     /// Adds (`add`) or removes the caller's reaction. Repeats change nothing and
     /// publish nothing.
-    pub async fn react(&self, p: &Principal, conv: &ConversationId, id: &MessageId, emoji: &str, add: bool) -> Result<Message> {
+    pub async fn react(
+        &self,
+        p: &Principal,
+        conv: &ConversationId,
+        id: &MessageId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Message> {
         let ctx = self.ctx(p).await?;
         let user = ctx.user()?.clone();
-        let (_, audience, _) = self.message_action(&ctx, conv, id, Action::MessageReact).await?;
+        let (_, audience, _) = self
+            .message_action(&ctx, conv, id, Action::MessageReact)
+            .await?;
         check_emoji(emoji)?;
-        let changed = self.b.messages.react(&ctx.tenant, conv, id, &user, emoji, add).await?;
+        let changed = self
+            .b
+            .messages
+            .react(&ctx.tenant, conv, id, &user, emoji, add)
+            .await?;
         if changed.changed {
-            let (conversation_id, message_id, seq, emoji) = (conv.clone(), id.clone(), changed.value.seq, emoji.to_owned());
+            let (conversation_id, message_id, seq, emoji) = (
+                conv.clone(),
+                id.clone(),
+                changed.value.seq,
+                emoji.to_owned(),
+            );
             let payload = if add {
-                EventPayload::ReactionAdded { conversation_id, message_id, seq, user_id: user, emoji }
+                EventPayload::ReactionAdded {
+                    conversation_id,
+                    message_id,
+                    seq,
+                    user_id: user,
+                    emoji,
+                }
             } else {
-                EventPayload::ReactionRemoved { conversation_id, message_id, seq, user_id: user, emoji }
+                EventPayload::ReactionRemoved {
+                    conversation_id,
+                    message_id,
+                    seq,
+                    user_id: user,
+                    emoji,
+                }
             };
             self.emit(&ctx, audience, payload).await?;
         }
@@ -254,14 +427,28 @@ impl Caas {
     }
 
     /// Pins or unpins a message.
-    pub async fn pin(&self, p: &Principal, conv: &ConversationId, id: &MessageId, pinned: bool) -> Result<Message> {
+    pub async fn pin(
+        &self,
+        p: &Principal,
+        conv: &ConversationId,
+        id: &MessageId,
+        pinned: bool,
+    ) -> Result<Message> {
         let ctx = self.ctx(p).await?;
         let user = ctx.user()?.clone();
-        let (_, audience, _) = self.message_action(&ctx, conv, id, Action::MessagePin).await?;
+        let (_, audience, _) = self
+            .message_action(&ctx, conv, id, Action::MessagePin)
+            .await?;
         let pin = if pinned { Some((&user, ctx.now)) } else { None };
         let changed = self.b.messages.pin(&ctx.tenant, conv, id, pin).await?;
         if changed.changed {
-            let payload = EventPayload::MessagePinned { conversation_id: conv.clone(), message_id: id.clone(), seq: changed.value.seq, by: user, pinned };
+            let payload = EventPayload::MessagePinned {
+                conversation_id: conv.clone(),
+                message_id: id.clone(),
+                seq: changed.value.seq,
+                by: user,
+                pinned,
+            };
             self.emit(&ctx, audience, payload).await?;
         }
         Ok(changed.value)
@@ -269,23 +456,37 @@ impl Caas {
 
     /// A page of history, in ascending seq order (members only). `limit` is 1 to
     /// [`super::Config::max_page`].
-    pub async fn history(&self, p: &Principal, conv: &ConversationId, page: HistoryPage, limit: usize) -> Result<Vec<Message>> {
+    pub async fn history(
+        &self,
+        p: &Principal,
+        conv: &ConversationId,
+        page: HistoryPage,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
         let ctx = self.ctx(p).await?;
         self.check_limit(limit)?;
-        self.conversation_action(&ctx, conv, Action::MessageRead).await?;
-        self.b.messages.history(&ctx.tenant, conv, page, limit).await
+        self.conversation_action(&ctx, conv, Action::MessageRead)
+            .await?;
+        self.b
+            .messages
+            .history(&ctx.tenant, conv, page, limit)
+            .await
     }
 
     /// The pinned messages (members only).
     pub async fn pinned(&self, p: &Principal, conv: &ConversationId) -> Result<Vec<Message>> {
         let ctx = self.ctx(p).await?;
-        self.conversation_action(&ctx, conv, Action::MessageRead).await?;
+        self.conversation_action(&ctx, conv, Action::MessageRead)
+            .await?;
         self.b.messages.pinned(&ctx.tenant, conv).await
     }
 
     pub(super) fn check_limit(&self, limit: usize) -> Result<()> {
         if limit == 0 || limit > self.cfg.max_page {
-            return Err(Error::invalid("limit", format!("must be 1 to {}", self.cfg.max_page)));
+            return Err(Error::invalid(
+                "limit",
+                format!("must be 1 to {}", self.cfg.max_page),
+            ));
         }
         Ok(())
     }

@@ -75,7 +75,10 @@ impl Ctx<'_> {
     /// The acting user, for operations only users can do.
     fn user(&self) -> Result<&UserId> {
         self.p.user.as_ref().ok_or_else(|| {
-            Error::invalid("principal", "this operation acts as a user; use a user token")
+            Error::invalid(
+                "principal",
+                "this operation acts as a user; use a user token",
+            )
         })
     }
 }
@@ -140,7 +143,10 @@ impl Caas {
         let policy = match &tenant.settings.policy {
             None => crate::policy::default_set(),
             Some(src) => Arc::new(PolicySet::from_source(src).map_err(|e| {
-                Error::internal(format!("stored policy of tenant {} does not compile: {e}", tenant.id))
+                Error::internal(format!(
+                    "stored policy of tenant {} does not compile: {e}",
+                    tenant.id
+                ))
             })?),
         };
         let rt = Arc::new(TenantRuntime {
@@ -180,8 +186,11 @@ impl Caas {
             s.set("id", u.shared());
         }
         if !p.roles.is_empty() {
-            let roles: Vec<crate::policy::Value> =
-                p.roles.iter().map(|r| crate::policy::Value::Str(Arc::from(r.as_str()))).collect();
+            let roles: Vec<crate::policy::Value> = p
+                .roles
+                .iter()
+                .map(|r| crate::policy::Value::Str(Arc::from(r.as_str())))
+                .collect();
             s.set("roles", crate::policy::Value::List(Arc::from(roles)));
         }
         s.extend_json(&p.attributes);
@@ -207,7 +216,10 @@ impl Caas {
         r.set("conversation_kind", conv.kind.as_str());
         r.set(
             "public",
-            matches!(conv.attributes.get("public"), Some(serde_json::Value::Bool(true))),
+            matches!(
+                conv.attributes.get("public"),
+                Some(serde_json::Value::Bool(true))
+            ),
         );
         r.extend_json(&conv.attributes);
         r
@@ -221,7 +233,12 @@ impl Caas {
     }
 
     /// Authorizes against the tenant's policy; returns the allowing rule.
-    fn authorize(ctx: &Ctx<'_>, action: Action, subject: Attrs, resource: Attrs) -> Result<Arc<str>> {
+    fn authorize(
+        ctx: &Ctx<'_>,
+        action: Action,
+        subject: Attrs,
+        resource: Attrs,
+    ) -> Result<Arc<str>> {
         let req = Request {
             action,
             subject,
@@ -239,11 +256,16 @@ impl Caas {
     }
 
     /// Applies the tenant's limit for `action`, keyed by the acting user (or `tenant`).
-    async fn rate_limit(&self, ctx: &Ctx<'_>, action: &str) -> Result<()> {
+    async fn rate_limit(&self, ctx: &Ctx<'_>, action: Action) -> Result<()> {
+        let action = action.as_str();
         let Some(quota) = ctx.rt.limits.get(action) else {
             return Ok(());
         };
-        let subject = ctx.p.user.as_ref().map_or("tenant", UserId::as_str);
+        let subject: Arc<str> = ctx
+            .p
+            .user
+            .as_ref()
+            .map_or_else(|| Arc::from("tenant"), UserId::shared);
         let key = RateKey::new(&ctx.tenant, subject, action);
         match self.b.rate_limits.check(&key, quota, ctx.now).await? {
             RateDecision::Allow { .. } => Ok(()),
@@ -257,12 +279,21 @@ impl Caas {
     /// The active (non-banned) members of a conversation.
     async fn audience(&self, tenant: &TenantId, conv: &ConversationId) -> Result<Arc<[UserId]>> {
         let members = self.b.conversations.members(tenant, conv).await?;
-        Ok(members.into_iter().filter(|m| !m.banned).map(|m| m.user).collect())
+        Ok(members
+            .into_iter()
+            .filter(|m| !m.banned)
+            .map(|m| m.user)
+            .collect())
     }
 
     /// Publishes an event: appended to the tenant's log (unless ephemeral) and then
     /// put on the bus, so a client that syncs after seeing it live finds it.
-    async fn emit(&self, ctx: &Ctx<'_>, audience: Arc<[UserId]>, payload: EventPayload) -> Result<()> {
+    async fn emit(
+        &self,
+        ctx: &Ctx<'_>,
+        audience: Arc<[UserId]>,
+        payload: EventPayload,
+    ) -> Result<()> {
         let event = Arc::new(Event {
             tenant: ctx.tenant.clone(),
             correlation_id: ctx.p.correlation_id.clone(),
@@ -272,7 +303,7 @@ impl Caas {
         });
         self.index(&event).await;
         if !event.payload.is_ephemeral() {
-            self.b.events.append(&event).await?;
+            self.b.events.append(event.clone()).await?;
         }
         self.b.bus.publish(event).await
     }
@@ -287,7 +318,10 @@ impl Caas {
                 conversation_id,
                 message_id,
                 ..
-            } => s.remove_message(&event.tenant, conversation_id, message_id).await,
+            } => {
+                s.remove_message(&event.tenant, conversation_id, message_id)
+                    .await
+            }
             EventPayload::ConversationCreated { conversation }
             | EventPayload::ConversationUpdated { conversation } => {
                 s.index_conversation(conversation).await
@@ -336,7 +370,10 @@ fn check_text(field: &str, text: &str, min: usize, max: usize) -> Result<()> {
     if text.trim().len() < min {
         return Err(Error::invalid(field, "must not be empty"));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
         return Err(Error::invalid(field, "must not contain control characters"));
     }
     Ok(())

@@ -41,20 +41,44 @@ impl Caas {
     /// Moves the caller's delivered or read watermark forward to `seq` (which must
     /// not be beyond the conversation's newest message). Going backwards changes
     /// nothing and publishes nothing. Returns the receipt after the call.
-    pub async fn mark(&self, p: &Principal, conv: &ConversationId, kind: ReceiptKind, seq: Seq) -> Result<Receipt> {
+    pub async fn mark(
+        &self,
+        p: &Principal,
+        conv: &ConversationId,
+        kind: ReceiptKind,
+        seq: Seq,
+    ) -> Result<Receipt> {
         let ctx = self.ctx(p).await?;
         let user = ctx.user()?.clone();
-        self.conversation_action(&ctx, conv, Action::ReceiptUpdate).await?;
-        let head = self.b.messages.heads(&ctx.tenant, std::slice::from_ref(conv)).await?;
+        self.conversation_action(&ctx, conv, Action::ReceiptUpdate)
+            .await?;
+        let head = self
+            .b
+            .messages
+            .heads(&ctx.tenant, std::slice::from_ref(conv))
+            .await?;
         let last = head.first().map(|h| h.last_seq).unwrap_or_default();
         if seq > last {
-            return Err(Error::invalid("seq", format!("is beyond the newest message ({last})")));
+            return Err(Error::invalid(
+                "seq",
+                format!("is beyond the newest message ({last})"),
+            ));
         }
-        match self.b.receipts.advance(&ctx.tenant, conv, &user, kind, seq, ctx.now).await? {
+        match self
+            .b
+            .receipts
+            .advance(&ctx.tenant, conv, &user, kind, seq, ctx.now)
+            .await?
+        {
             None => self.b.receipts.get(&ctx.tenant, conv, &user).await,
             Some(receipt) => {
                 let audience = self.audience(&ctx.tenant, conv).await?;
-                let payload = EventPayload::ReceiptUpdated { conversation_id: conv.clone(), user_id: user, receipt: kind, seq };
+                let payload = EventPayload::ReceiptUpdated {
+                    conversation_id: conv.clone(),
+                    user_id: user,
+                    receipt: kind,
+                    seq,
+                };
                 self.emit(&ctx, audience, payload).await?;
                 Ok(receipt)
             }
@@ -64,7 +88,8 @@ impl Caas {
     /// Every member's receipt in a conversation (members only).
     pub async fn receipts(&self, p: &Principal, conv: &ConversationId) -> Result<Vec<Receipt>> {
         let ctx = self.ctx(p).await?;
-        self.conversation_action(&ctx, conv, Action::ConversationRead).await?;
+        self.conversation_action(&ctx, conv, Action::ConversationRead)
+            .await?;
         self.b.receipts.list(&ctx.tenant, conv).await
     }
 
@@ -85,9 +110,17 @@ impl Caas {
         let heads = self.b.messages.heads(&ctx.tenant, &ids).await?;
         let mut out = Vec::with_capacity(mine.len());
         for ((conversation, member), head) in mine.into_iter().zip(heads) {
-            let read_seq = self.b.receipts.get(&ctx.tenant, &conversation.id, &user).await?.read;
+            let read_seq = self
+                .b
+                .receipts
+                .get(&ctx.tenant, &conversation.id, &user)
+                .await?
+                .read;
             let unread_count = if head.last_seq > read_seq {
-                self.b.messages.count_from_others(&ctx.tenant, &conversation.id, &user, read_seq).await?
+                self.b
+                    .messages
+                    .count_from_others(&ctx.tenant, &conversation.id, &user, read_seq)
+                    .await?
             } else {
                 0
             };
@@ -100,7 +133,11 @@ impl Caas {
                 unread_count,
             });
         }
-        out.sort_by(|a, b| b.last_activity.cmp(&a.last_activity).then_with(|| a.conversation.id.cmp(&b.conversation.id)));
+        out.sort_by(|a, b| {
+            b.last_activity
+                .cmp(&a.last_activity)
+                .then_with(|| a.conversation.id.cmp(&b.conversation.id))
+        });
         Ok(out)
     }
 
@@ -111,10 +148,18 @@ impl Caas {
         let user = ctx.user()?.clone();
         self.check_limit(limit)?;
         // One extra tells whether more are waiting without a second query.
-        let mut events = self.b.events.read(&ctx.tenant, &user, since, limit + 1).await?;
+        let mut events = self
+            .b
+            .events
+            .read(&ctx.tenant, &user, since, limit + 1)
+            .await?;
         let has_more = events.len() > limit;
         events.truncate(limit);
         let next_cursor = events.last().map_or(since, |e| e.cursor);
-        Ok(SyncPage { events, next_cursor, has_more })
+        Ok(SyncPage {
+            events,
+            next_cursor,
+            has_more,
+        })
     }
 }

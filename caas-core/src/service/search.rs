@@ -11,14 +11,29 @@ const MAX_QUERY: usize = 256;
 
 impl Caas {
     /// The conversations the caller may search: their active memberships.
-    async fn searchable<'p>(&self, p: &'p Principal, query: &str, limit: usize) -> Result<(super::Ctx<'p>, Vec<ConversationId>)> {
+    async fn searchable<'p>(
+        &self,
+        p: &'p Principal,
+        query: &str,
+        limit: usize,
+    ) -> Result<(super::Ctx<'p>, Vec<ConversationId>)> {
         let ctx = self.ctx(p).await?;
         let user = ctx.user()?.clone();
-        Self::authorize(&ctx, Action::Search, Self::subject(&ctx, None), Attrs::default().with("kind", "search").with("owner", user.shared()))?;
-        self.rate_limit(&ctx, Action::Search.as_str()).await?;
+        Self::authorize(
+            &ctx,
+            Action::Search,
+            Self::subject(&ctx, None),
+            Attrs::default()
+                .with("kind", "search")
+                .with("owner", user.shared()),
+        )?;
+        self.rate_limit(&ctx, Action::Search).await?;
         self.check_limit(limit)?;
         if query.trim().is_empty() || query.len() > MAX_QUERY {
-            return Err(Error::invalid("q", format!("must be 1 to {MAX_QUERY} bytes")));
+            return Err(Error::invalid(
+                "q",
+                format!("must be 1 to {MAX_QUERY} bytes"),
+            ));
         }
         let within = self
             .b
@@ -33,19 +48,40 @@ impl Caas {
     }
 
     /// Messages matching `query`, only from the caller's conversations, newest first.
-    pub async fn search_messages(&self, p: &Principal, query: &str, limit: usize) -> Result<Vec<MessageHit>> {
+    pub async fn search_messages(
+        &self,
+        p: &Principal,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageHit>> {
         let (ctx, within) = self.searchable(p, query, limit).await?;
-        self.b.search.search_messages(&ctx.tenant, query, &within, limit).await
+        self.b
+            .search
+            .search_messages(&ctx.tenant, query, &within, limit)
+            .await
     }
 
     /// The caller's conversations whose name matches `query`.
-    pub async fn search_conversations(&self, p: &Principal, query: &str, limit: usize) -> Result<Vec<ConversationId>> {
+    pub async fn search_conversations(
+        &self,
+        p: &Principal,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>> {
         let (ctx, within) = self.searchable(p, query, limit).await?;
-        self.b.search.search_conversations(&ctx.tenant, query, &within, limit).await
+        self.b
+            .search
+            .search_conversations(&ctx.tenant, query, &within, limit)
+            .await
     }
 
     /// Users of the caller's tenant whose name or id matches `query`.
-    pub async fn search_users(&self, p: &Principal, query: &str, limit: usize) -> Result<Vec<UserId>> {
+    pub async fn search_users(
+        &self,
+        p: &Principal,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<UserId>> {
         let (ctx, _) = self.searchable(p, query, limit).await?;
         self.b.search.search_users(&ctx.tenant, query, limit).await
     }

@@ -6,7 +6,9 @@ use super::{Caas, Ctx, check_text};
 use crate::error::{EntityKind, Error, Result};
 use crate::events::EventPayload;
 use crate::ids::{TenantId, UserId};
-use crate::model::{Attributes, PolicySource, Tenant, TenantCredential, TenantSettings, TenantStatus, User};
+use crate::model::{
+    Attributes, PolicySource, Tenant, TenantCredential, TenantSettings, TenantStatus, User,
+};
 use crate::policy::{Action, Attrs, PolicySet};
 use crate::principal::{Principal, PrincipalKind};
 
@@ -28,7 +30,10 @@ fn check_settings(s: &TenantSettings) -> Result<()> {
         if crate::policy::Action::from_name(action).is_none()
             && action != crate::ratelimit::EDGE_ACTION
         {
-            return Err(Error::invalid(format!("settings.limits.{action}"), "unknown action"));
+            return Err(Error::invalid(
+                format!("settings.limits.{action}"),
+                "unknown action",
+            ));
         }
         q.validate()
             .map_err(|e| Error::invalid(format!("settings.limits.{action}"), e))?;
@@ -43,14 +48,20 @@ fn check_settings(s: &TenantSettings) -> Result<()> {
         })?;
     }
     if s.max_message_bytes == Some(0) || s.max_members.is_some_and(|m| m < 2) {
-        return Err(Error::invalid("settings", "max_message_bytes must be >= 1 and max_members >= 2"));
+        return Err(Error::invalid(
+            "settings",
+            "max_message_bytes must be >= 1 and max_members >= 2",
+        ));
     }
     Ok(())
 }
 
 pub(super) fn check_attributes(field: &str, a: &Attributes) -> Result<()> {
     if a.len() > MAX_ATTRIBUTES {
-        return Err(Error::invalid(field, format!("at most {MAX_ATTRIBUTES} attributes")));
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_ATTRIBUTES} attributes"),
+        ));
     }
     let size = serde_json::to_vec(a).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_ATTRIBUTES_BYTES {
@@ -66,7 +77,12 @@ pub(super) fn check_attributes(field: &str, a: &Attributes) -> Result<()> {
 impl Caas {
     /// Authorizes an operator-level action on a tenant: the operator for any
     /// tenant, a tenant server only for its own (and only as its policy allows).
-    async fn tenant_admin(&self, p: &Principal, action: Action, id: &TenantId) -> Result<(Tenant, String)> {
+    async fn tenant_admin(
+        &self,
+        p: &Principal,
+        action: Action,
+        id: &TenantId,
+    ) -> Result<(Tenant, String)> {
         let now = self.now();
         let tenant = self
             .b
@@ -76,13 +92,17 @@ impl Caas {
             .ok_or_else(|| Error::not_found(EntityKind::Tenant, id))?;
         let policy = match p.kind {
             PrincipalKind::Operator => crate::policy::default_set(),
-            _ if p.tenant.as_ref() != Some(id) => return Err(Error::not_found(EntityKind::Tenant, id)),
+            _ if p.tenant.as_ref() != Some(id) => {
+                return Err(Error::not_found(EntityKind::Tenant, id));
+            }
             _ => self.runtime(id, now).await?.policy.clone(),
         };
         let req = crate::policy::Request {
             action,
             subject: Attrs::default().with("kind", p.kind.as_str()),
-            resource: Attrs::default().with("kind", "tenant").with("id", id.shared()),
+            resource: Attrs::default()
+                .with("kind", "tenant")
+                .with("id", id.shared()),
             environment: Self::environment(now),
         };
         let d = policy.decide(&req);
@@ -93,7 +113,12 @@ impl Caas {
     }
 
     /// Creates a tenant (operator only).
-    pub async fn create_tenant(&self, p: &Principal, name: &str, settings: TenantSettings) -> Result<Tenant> {
+    pub async fn create_tenant(
+        &self,
+        p: &Principal,
+        name: &str,
+        settings: TenantSettings,
+    ) -> Result<Tenant> {
         let now = self.now();
         let req = crate::policy::Request {
             action: Action::TenantCreate,
@@ -117,8 +142,16 @@ impl Caas {
             updated_at: now,
         };
         self.b.tenants.create(&tenant).await?;
-        self.audit(&tenant.id, p, Action::TenantCreate, format!("tenant:{}", tenant.id), &d.rule, serde_json::json!({"name": name}), now)
-            .await?;
+        self.audit(
+            &tenant.id,
+            p,
+            Action::TenantCreate,
+            format!("tenant:{}", tenant.id),
+            &d.rule,
+            serde_json::json!({"name": name}),
+            now,
+        )
+        .await?;
         Ok(tenant)
     }
 
@@ -128,24 +161,53 @@ impl Caas {
     }
 
     /// Lists tenants (operator only), by id.
-    pub async fn list_tenants(&self, p: &Principal, after: Option<&TenantId>, limit: usize) -> Result<Vec<Tenant>> {
+    pub async fn list_tenants(
+        &self,
+        p: &Principal,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<Vec<Tenant>> {
         if p.kind != PrincipalKind::Operator {
             return Err(Error::forbidden(crate::policy::DEFAULT_DENY));
         }
-        self.b.tenants.list(after, limit.clamp(1, self.cfg.max_page)).await
+        self.b
+            .tenants
+            .list(after, limit.clamp(1, self.cfg.max_page))
+            .await
     }
 
-    async fn store_tenant(&self, p: &Principal, tenant: Tenant, action: Action, rule: &str, detail: serde_json::Value) -> Result<Tenant> {
+    async fn store_tenant(
+        &self,
+        p: &Principal,
+        tenant: Tenant,
+        action: Action,
+        rule: &str,
+        detail: serde_json::Value,
+    ) -> Result<Tenant> {
         let now = tenant.updated_at;
         self.b.tenants.update(&tenant).await?;
-        self.audit(&tenant.id, p, action, format!("tenant:{}", tenant.id), rule, detail, now).await?;
+        self.audit(
+            &tenant.id,
+            p,
+            action,
+            format!("tenant:{}", tenant.id),
+            rule,
+            detail,
+            now,
+        )
+        .await?;
         let _ = self.install(tenant.clone(), now)?;
         Ok(tenant)
     }
 
     /// Changes a tenant's name or settings (limits, policy). A policy that does not
     /// compile is refused here, naming its line or field.
-    pub async fn update_tenant(&self, p: &Principal, id: &TenantId, change: TenantChange) -> Result<Tenant> {
+    pub async fn update_tenant(
+        &self,
+        p: &Principal,
+        id: &TenantId,
+        change: TenantChange,
+    ) -> Result<Tenant> {
         let (mut tenant, rule) = self.tenant_admin(p, Action::TenantUpdate, id).await?;
         if let Some(name) = &change.name {
             check_text("name", name, 1, MAX_NAME)?;
@@ -157,20 +219,39 @@ impl Caas {
         }
         tenant.updated_at = self.now();
         let detail = serde_json::json!({"name": change.name.is_some()});
-        self.store_tenant(p, tenant, Action::TenantUpdate, &rule, detail).await
+        self.store_tenant(p, tenant, Action::TenantUpdate, &rule, detail)
+            .await
     }
 
     /// Replaces only the tenant's policy, from JSON or TOML text.
-    pub async fn set_tenant_policy(&self, p: &Principal, id: &TenantId, policy: Option<PolicySource>) -> Result<Tenant> {
+    pub async fn set_tenant_policy(
+        &self,
+        p: &Principal,
+        id: &TenantId,
+        policy: Option<PolicySource>,
+    ) -> Result<Tenant> {
         let (tenant, _) = self.tenant_admin(p, Action::TenantUpdate, id).await?;
         let mut settings = tenant.settings;
         settings.policy = policy;
-        self.update_tenant(p, id, TenantChange { name: None, settings: Some(settings) }).await
+        self.update_tenant(
+            p,
+            id,
+            TenantChange {
+                name: None,
+                settings: Some(settings),
+            },
+        )
+        .await
     }
 
     /// Suspends or resumes a tenant (operator only). A suspended tenant's every
     /// operation is refused with rule `tenant-suspended`.
-    pub async fn set_tenant_status(&self, p: &Principal, id: &TenantId, status: TenantStatus) -> Result<Tenant> {
+    pub async fn set_tenant_status(
+        &self,
+        p: &Principal,
+        id: &TenantId,
+        status: TenantStatus,
+    ) -> Result<Tenant> {
         let (mut tenant, rule) = self.tenant_admin(p, Action::TenantSuspend, id).await?;
         if tenant.status == status {
             return Ok(tenant);
@@ -178,13 +259,18 @@ impl Caas {
         tenant.status = status;
         tenant.updated_at = self.now();
         let detail = serde_json::json!({ "status": status });
-        let tenant = self.store_tenant(p, tenant, Action::TenantSuspend, &rule, detail).await?;
+        let tenant = self
+            .store_tenant(p, tenant, Action::TenantSuspend, &rule, detail)
+            .await?;
         let event = crate::events::Event {
             tenant: tenant.id.clone(),
             correlation_id: p.correlation_id.clone(),
             at: tenant.updated_at,
             audience: std::sync::Arc::from(Vec::new()),
-            payload: EventPayload::TenantUpdated { tenant_id: tenant.id.clone(), status },
+            payload: EventPayload::TenantUpdated {
+                tenant_id: tenant.id.clone(),
+                status,
+            },
         };
         self.b.bus.publish(std::sync::Arc::new(event)).await?;
         Ok(tenant)
@@ -192,11 +278,19 @@ impl Caas {
 
     /// Adds a new secret hash; secrets still valid get `grace` before they expire,
     /// and expired ones are dropped. Returns the tenant as stored.
-    pub async fn rotate_tenant_credential(&self, p: &Principal, id: &TenantId, new: TenantCredential, grace: Duration) -> Result<Tenant> {
+    pub async fn rotate_tenant_credential(
+        &self,
+        p: &Principal,
+        id: &TenantId,
+        new: TenantCredential,
+        grace: Duration,
+    ) -> Result<Tenant> {
         let (mut tenant, rule) = self.tenant_admin(p, Action::TenantRotateSecret, id).await?;
         let now = self.now();
         let deadline = now.add(grace);
-        tenant.credentials.retain(|c| c.expires_at.is_none_or(|e| e > now));
+        tenant
+            .credentials
+            .retain(|c| c.expires_at.is_none_or(|e| e > now));
         for c in &mut tenant.credentials {
             c.expires_at = Some(c.expires_at.map_or(deadline, |e| e.min(deadline)));
         }
@@ -204,13 +298,27 @@ impl Caas {
         tenant.credentials.push(new);
         tenant.updated_at = now;
         let detail = serde_json::json!({ "key_id": key_id, "grace_secs": grace.as_secs() });
-        self.store_tenant(p, tenant, Action::TenantRotateSecret, &rule, detail).await
+        self.store_tenant(p, tenant, Action::TenantRotateSecret, &rule, detail)
+            .await
     }
 
     /// Creates or updates a user (tenant server).
-    pub async fn upsert_user(&self, p: &Principal, id: &UserId, name: &str, attributes: Attributes) -> Result<User> {
+    pub async fn upsert_user(
+        &self,
+        p: &Principal,
+        id: &UserId,
+        name: &str,
+        attributes: Attributes,
+    ) -> Result<User> {
         let ctx = self.ctx(p).await?;
-        let rule = Self::authorize(&ctx, Action::UserUpsert, Self::subject(&ctx, None), Attrs::default().with("kind", "user").with("id", id.shared()))?;
+        let rule = Self::authorize(
+            &ctx,
+            Action::UserUpsert,
+            Self::subject(&ctx, None),
+            Attrs::default()
+                .with("kind", "user")
+                .with("id", id.shared()),
+        )?;
         check_text("name", name, 1, MAX_NAME)?;
         check_attributes("attributes", &attributes)?;
         let user = User {
@@ -222,15 +330,36 @@ impl Caas {
             updated_at: ctx.now,
         };
         let user = self.b.users.upsert(&user).await?;
-        self.audit(&ctx.tenant, p, Action::UserUpsert, format!("user:{id}"), &rule, serde_json::Value::Null, ctx.now).await?;
-        self.emit(&ctx, std::sync::Arc::from(vec![id.clone()]), EventPayload::UserUpdated { user: user.clone() }).await?;
+        self.audit(
+            &ctx.tenant,
+            p,
+            Action::UserUpsert,
+            format!("user:{id}"),
+            &rule,
+            serde_json::Value::Null,
+            ctx.now,
+        )
+        .await?;
+        self.emit(
+            &ctx,
+            std::sync::Arc::from(vec![id.clone()]),
+            EventPayload::UserUpdated { user: user.clone() },
+        )
+        .await?;
         Ok(user)
     }
 
     /// Reads a user of the caller's tenant.
     pub async fn get_user(&self, p: &Principal, id: &UserId) -> Result<User> {
         let ctx = self.ctx(p).await?;
-        Self::authorize(&ctx, Action::UserRead, Self::subject(&ctx, None), Attrs::default().with("kind", "user").with("id", id.shared()))?;
+        Self::authorize(
+            &ctx,
+            Action::UserRead,
+            Self::subject(&ctx, None),
+            Attrs::default()
+                .with("kind", "user")
+                .with("id", id.shared()),
+        )?;
         self.b
             .users
             .get(&ctx.tenant, id)
@@ -242,10 +371,18 @@ impl Caas {
 // Used by other service modules for the same checks.
 impl Ctx<'_> {
     pub(super) fn max_message_bytes(&self, cfg: &super::Config) -> usize {
-        self.rt.tenant.settings.max_message_bytes.unwrap_or(cfg.max_message_bytes)
+        self.rt
+            .tenant
+            .settings
+            .max_message_bytes
+            .unwrap_or(cfg.max_message_bytes)
     }
 
     pub(super) fn max_members(&self, cfg: &super::Config) -> usize {
-        self.rt.tenant.settings.max_members.unwrap_or(cfg.max_members)
+        self.rt
+            .tenant
+            .settings
+            .max_members
+            .unwrap_or(cfg.max_members)
     }
 }

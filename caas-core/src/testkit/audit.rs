@@ -28,7 +28,10 @@ pub async fn append_and_list(s: Arc<dyn AuditStore>) {
     }
     assert_eq!(s.append(&t2, record(9)).await.unwrap(), 1);
     let got = s.list(&t1, 0, 10).await.unwrap();
-    assert_eq!(got.iter().map(|r| r.position).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        got.iter().map(|r| r.position).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     let mut want = record(2);
     want.position = 2;
     assert_eq!(got[1], want);

@@ -14,9 +14,15 @@ fn blob() -> BlobId {
 pub async fn put_get_head_delete(s: Arc<dyn BlobStore>) {
     let tn = tenant();
     let id = blob();
-    let meta = s.put(&tn, &id, "text/plain", b"hello".to_vec(), t(1)).await.unwrap();
+    let meta = s
+        .put(&tn, &id, "text/plain", b"hello".to_vec(), t(1))
+        .await
+        .unwrap();
     assert_eq!(meta.size, 5);
-    assert_eq!(meta.sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+    assert_eq!(
+        meta.sha256,
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    );
     assert_eq!(meta.content_type, "text/plain");
     let (m2, bytes) = s.get(&tn, &id).await.unwrap().unwrap();
     assert_eq!((m2, bytes), (meta.clone(), b"hello".to_vec()));
@@ -48,8 +54,19 @@ pub async fn presign_by_capability(s: Arc<dyn BlobStore>) {
         let put = s.presign(&tn, &id, UrlMethod::Put, t(100)).await.unwrap();
         assert_ne!(url, put);
     } else {
-        eprintln!("skipped: presign_by_capability: backend has no presigned URLs; checking the refusal only");
-        assert!(matches!(r, Err(crate::Error::Unavailable { temporary: false, .. })), "{r:?}");
+        eprintln!(
+            "skipped: presign_by_capability: backend has no presigned URLs; checking the refusal only"
+        );
+        assert!(
+            matches!(
+                r,
+                Err(crate::Error::Unavailable {
+                    temporary: false,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
     }
 }
 
@@ -57,8 +74,11 @@ pub async fn presign_by_capability(s: Arc<dyn BlobStore>) {
 #[macro_export]
 macro_rules! blob_store_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::BlobStore, blobs, $make, [
-            put_get_head_delete, put_replaces, presign_by_capability,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::BlobStore,
+            blobs,
+            $make,
+            [put_get_head_delete, put_replaces, presign_by_capability,]
+        );
     };
 }

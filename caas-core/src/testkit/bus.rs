@@ -25,13 +25,17 @@ pub async fn every_subscriber_gets_every_event_in_order(s: Arc<dyn EventBus>) {
     let mut a = s.subscribe().await.unwrap();
     let mut b = s.subscribe().await.unwrap();
     for n in 1..=20 {
-        s.publish(Arc::new(event(&tn, &c, &["alice"], n))).await.unwrap();
+        s.publish(Arc::new(event(&tn, &c, &["alice"], n)))
+            .await
+            .unwrap();
     }
     for sub in [&mut a, &mut b] {
         // A shared bus may carry other cases' events: skip other tenants.
         let mut got = Vec::new();
         while got.len() < 20 {
-            let msg = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.expect("event within 10 s");
+            let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .expect("event within 10 s");
             if let Some(BusMessage::Event(e)) = msg {
                 if e.tenant == tn {
                     got.push(match &e.payload {
@@ -49,9 +53,13 @@ pub async fn every_subscriber_gets_every_event_in_order(s: Arc<dyn EventBus>) {
 pub async fn late_subscriber_starts_now(s: Arc<dyn EventBus>) {
     let tn = tenant();
     let c = conversation();
-    s.publish(Arc::new(event(&tn, &c, &["a"], 1))).await.unwrap();
+    s.publish(Arc::new(event(&tn, &c, &["a"], 1)))
+        .await
+        .unwrap();
     let mut sub = s.subscribe().await.unwrap();
-    s.publish(Arc::new(event(&tn, &c, &["a"], 2))).await.unwrap();
+    s.publish(Arc::new(event(&tn, &c, &["a"], 2)))
+        .await
+        .unwrap();
     loop {
         let n = next_seq(&mut sub).await;
         if n == 2 {
@@ -63,15 +71,24 @@ pub async fn late_subscriber_starts_now(s: Arc<dyn EventBus>) {
 
 /// Publishing with no subscriber succeeds.
 pub async fn publish_without_subscribers(s: Arc<dyn EventBus>) {
-    s.publish(Arc::new(event(&tenant(), &conversation(), &["a"], 1))).await.unwrap();
+    s.publish(Arc::new(event(&tenant(), &conversation(), &["a"], 1)))
+        .await
+        .unwrap();
 }
 
 /// Expands the suite for a backend.
 #[macro_export]
 macro_rules! event_bus_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::EventBus, bus, $make, [
-            every_subscriber_gets_every_event_in_order, late_subscriber_starts_now, publish_without_subscribers,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::EventBus,
+            bus,
+            $make,
+            [
+                every_subscriber_gets_every_event_in_order,
+                late_subscriber_starts_now,
+                publish_without_subscribers,
+            ]
+        );
     };
 }

@@ -21,7 +21,10 @@ fn conv(tn: &TenantId, kind: ConversationKind, pair: Option<(&UserId, &UserId)>)
 }
 
 fn members(c: &Conversation, users: &[&str]) -> Vec<Member> {
-    users.iter().map(|u| Member::new(c.id.clone(), user(u), Role::Member, t(0))).collect()
+    users
+        .iter()
+        .map(|u| Member::new(c.id.clone(), user(u), Role::Member, t(0)))
+        .collect()
 }
 
 /// Create stores the conversation and its members.
@@ -31,11 +34,24 @@ pub async fn create_then_read(s: Arc<dyn ConversationStore>) {
     let ms = members(&c, &["bob", "alice"]);
     assert_eq!(s.create(&c, &ms).await.unwrap(), Created::New(c.clone()));
     assert_eq!(s.get(&tn, &c.id).await.unwrap(), Some(c.clone()));
-    let got: Vec<_> = s.members(&tn, &c.id).await.unwrap().into_iter().map(|m| m.user).collect();
+    let got: Vec<_> = s
+        .members(&tn, &c.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user)
+        .collect();
     assert_eq!(got, [user("alice"), user("bob")]);
-    assert_eq!(s.member(&tn, &c.id, &user("bob")).await.unwrap(), Some(ms[0].clone()));
+    assert_eq!(
+        s.member(&tn, &c.id, &user("bob")).await.unwrap(),
+        Some(ms[0].clone())
+    );
     assert_eq!(s.member(&tn, &c.id, &user("carol")).await.unwrap(), None);
-    assert_eq!(s.get(&tenant(), &c.id).await.unwrap(), None, "another tenant sees nothing");
+    assert_eq!(
+        s.get(&tenant(), &c.id).await.unwrap(),
+        None,
+        "another tenant sees nothing"
+    );
 }
 
 /// A second direct conversation for the same pair returns the first, in either
@@ -47,9 +63,15 @@ pub async fn direct_is_unique_per_pair(s: Arc<dyn ConversationStore>) {
     let mut handles = Vec::new();
     for i in 0..8 {
         let s = s.clone();
-        let c = if i == 0 { first.clone() } else { conv(&tn, ConversationKind::Direct, Some((&b, &a))) };
+        let c = if i == 0 {
+            first.clone()
+        } else {
+            conv(&tn, ConversationKind::Direct, Some((&b, &a)))
+        };
         let ms = members(&c, &["alice", "bob"]);
-        handles.push(tokio::spawn(async move { s.create(&c, &ms).await.unwrap() }));
+        handles.push(tokio::spawn(
+            async move { s.create(&c, &ms).await.unwrap() },
+        ));
     }
     let mut winners = Vec::new();
     let mut ids = std::collections::BTreeSet::new();
@@ -66,7 +88,12 @@ pub async fn direct_is_unique_per_pair(s: Arc<dyn ConversationStore>) {
     assert_eq!(listed.len(), 1);
     // Another tenant's pair is independent.
     let other = conv(&tenant(), ConversationKind::Direct, Some((&a, &b)));
-    assert!(s.create(&other, &members(&other, &["alice", "bob"])).await.unwrap().is_new());
+    assert!(
+        s.create(&other, &members(&other, &["alice", "bob"]))
+            .await
+            .unwrap()
+            .is_new()
+    );
 }
 
 /// Members are upserted and removed; a missing conversation refuses members.
@@ -78,7 +105,10 @@ pub async fn members_put_and_remove(s: Arc<dyn ConversationStore>) {
     assert!(s.put_member(&tn, &bob).await.unwrap());
     bob.muted = true;
     assert!(!s.put_member(&tn, &bob).await.unwrap());
-    assert_eq!(s.member(&tn, &c.id, &user("bob")).await.unwrap(), Some(bob.clone()));
+    assert_eq!(
+        s.member(&tn, &c.id, &user("bob")).await.unwrap(),
+        Some(bob.clone())
+    );
     assert!(s.remove_member(&tn, &c.id, &user("bob")).await.unwrap());
     assert!(!s.remove_member(&tn, &c.id, &user("bob")).await.unwrap());
     assert_eq!(s.members(&tn, &c.id).await.unwrap().len(), 1);
@@ -100,12 +130,23 @@ pub async fn list_for_user(s: Arc<dyn ConversationStore>) {
         }
     }
     mine.sort();
-    let got: Vec<_> = s.list_for_user(&tn, &user("alice")).await.unwrap().into_iter().map(|(c, m)| {
-        assert_eq!(m.user, user("alice"));
-        c.id
-    }).collect();
+    let got: Vec<_> = s
+        .list_for_user(&tn, &user("alice"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(c, m)| {
+            assert_eq!(m.user, user("alice"));
+            c.id
+        })
+        .collect();
     assert_eq!(got, mine);
-    assert!(s.list_for_user(&tenant(), &user("alice")).await.unwrap().is_empty());
+    assert!(
+        s.list_for_user(&tenant(), &user("alice"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Update replaces name and attributes; a missing one is not found.
@@ -114,11 +155,15 @@ pub async fn update_conversation(s: Arc<dyn ConversationStore>) {
     let mut c = conv(&tn, ConversationKind::Channel, None);
     s.create(&c, &members(&c, &["alice"])).await.unwrap();
     c.name = Some("renamed".into());
-    c.attributes.insert("public".into(), serde_json::json!(true));
+    c.attributes
+        .insert("public".into(), serde_json::json!(true));
     s.update(&c).await.unwrap();
     assert_eq!(s.get(&tn, &c.id).await.unwrap(), Some(c));
     let ghost = conv(&tn, ConversationKind::Group, None);
-    assert!(matches!(s.update(&ghost).await, Err(crate::Error::NotFound { .. })));
+    assert!(matches!(
+        s.update(&ghost).await,
+        Err(crate::Error::NotFound { .. })
+    ));
 }
 
 /// A taken conversation id is a conflict.
@@ -128,16 +173,28 @@ pub async fn create_taken_id_conflicts(s: Arc<dyn ConversationStore>) {
     s.create(&c, &members(&c, &["alice"])).await.unwrap();
     let err = s.create(&c, &members(&c, &["bob"])).await.unwrap_err();
     assert!(matches!(err, crate::Error::Conflict { .. }), "{err:?}");
-    assert!(s.member(&tn, &c.id, &user("bob")).await.unwrap().is_none(), "a failed create stores no member");
+    assert!(
+        s.member(&tn, &c.id, &user("bob")).await.unwrap().is_none(),
+        "a failed create stores no member"
+    );
 }
 
 /// Expands the suite for a backend.
 #[macro_export]
 macro_rules! conversation_store_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::ConversationStore, conversations, $make, [
-            create_then_read, direct_is_unique_per_pair, members_put_and_remove, list_for_user,
-            update_conversation, create_taken_id_conflicts,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::ConversationStore,
+            conversations,
+            $make,
+            [
+                create_then_read,
+                direct_is_unique_per_pair,
+                members_put_and_remove,
+                list_for_user,
+                update_conversation,
+                create_taken_id_conflicts,
+            ]
+        );
     };
 }

@@ -14,7 +14,11 @@ pub fn event(tn: &TenantId, conv: &ConversationId, audience: &[&str], n: u64) ->
         tenant: tn.clone(),
         correlation_id: CorrelationId::generate(t(0)),
         at: t(n),
-        audience: audience.iter().map(|u| user(u)).collect::<Vec<UserId>>().into(),
+        audience: audience
+            .iter()
+            .map(|u| user(u))
+            .collect::<Vec<UserId>>()
+            .into(),
         payload: EventPayload::ReceiptUpdated {
             conversation_id: conv.clone(),
             user_id: user("x"),
@@ -30,8 +34,13 @@ pub async fn append_and_read_by_audience(s: Arc<dyn EventLog>) {
     let c = conversation();
     assert_eq!(s.head(&tn).await.unwrap(), Cursor(0));
     let mut cursors = Vec::new();
-    for (n, aud) in [(1, &["alice", "bob"][..]), (2, &["bob"][..]), (3, &["alice"][..]), (4, &["alice", "bob"][..])] {
-        cursors.push(s.append(&event(&tn, &c, aud, n)).await.unwrap());
+    for (n, aud) in [
+        (1, &["alice", "bob"][..]),
+        (2, &["bob"][..]),
+        (3, &["alice"][..]),
+        (4, &["alice", "bob"][..]),
+    ] {
+        cursors.push(s.append(Arc::new(event(&tn, &c, aud, n))).await.unwrap());
     }
     assert!(cursors.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(s.head(&tn).await.unwrap(), cursors[3]);
@@ -43,19 +52,41 @@ pub async fn append_and_read_by_audience(s: Arc<dyn EventLog>) {
             })
             .collect::<Vec<_>>()
     };
-    assert_eq!(seqs(s.read(&tn, &user("alice"), Cursor(0), 10).await.unwrap()), [1, 3, 4]);
-    assert_eq!(seqs(s.read(&tn, &user("bob"), Cursor(0), 10).await.unwrap()), [1, 2, 4]);
-    assert_eq!(seqs(s.read(&tn, &user("alice"), cursors[0], 1).await.unwrap()), [3]);
-    assert_eq!(seqs(s.read(&tn, &user("alice"), cursors[3], 10).await.unwrap()), Vec::<u64>::new());
-    assert!(s.read(&tn, &user("carol"), Cursor(0), 10).await.unwrap().is_empty());
-    assert!(s.read(&tenant(), &user("alice"), Cursor(0), 10).await.unwrap().is_empty());
+    assert_eq!(
+        seqs(s.read(&tn, &user("alice"), Cursor(0), 10).await.unwrap()),
+        [1, 3, 4]
+    );
+    assert_eq!(
+        seqs(s.read(&tn, &user("bob"), Cursor(0), 10).await.unwrap()),
+        [1, 2, 4]
+    );
+    assert_eq!(
+        seqs(s.read(&tn, &user("alice"), cursors[0], 1).await.unwrap()),
+        [3]
+    );
+    assert_eq!(
+        seqs(s.read(&tn, &user("alice"), cursors[3], 10).await.unwrap()),
+        Vec::<u64>::new()
+    );
+    assert!(
+        s.read(&tn, &user("carol"), Cursor(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.read(&tenant(), &user("alice"), Cursor(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// The event reads back equal to what was appended.
 pub async fn events_round_trip(s: Arc<dyn EventLog>) {
     let tn = tenant();
     let e = event(&tn, &conversation(), &["alice"], 9);
-    let cur = s.append(&e).await.unwrap();
+    let cur = s.append(Arc::new(e.clone())).await.unwrap();
     let got = s.read(&tn, &user("alice"), Cursor(0), 10).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].cursor, cur);
@@ -66,8 +97,15 @@ pub async fn events_round_trip(s: Arc<dyn EventLog>) {
 pub async fn ephemeral_events_are_refused(s: Arc<dyn EventLog>) {
     let tn = tenant();
     let mut e = event(&tn, &conversation(), &["alice"], 1);
-    e.payload = EventPayload::Typing { conversation_id: conversation(), user_id: user("a"), typing: true };
-    assert!(matches!(s.append(&e).await, Err(crate::Error::InvalidArgument { .. })));
+    e.payload = EventPayload::Typing {
+        conversation_id: conversation(),
+        user_id: user("a"),
+        typing: true,
+    };
+    assert!(matches!(
+        s.append(Arc::new(e)).await,
+        Err(crate::Error::InvalidArgument { .. })
+    ));
     assert_eq!(s.head(&tn).await.unwrap(), Cursor(0));
 }
 
@@ -81,7 +119,11 @@ pub async fn concurrent_appends(s: Arc<dyn EventLog>) {
         hs.push(tokio::spawn(async move {
             let mut v = Vec::new();
             for i in 0..25 {
-                v.push(s.append(&event(&tn, &c, &["alice"], w * 100 + i)).await.unwrap());
+                v.push(
+                    s.append(Arc::new(event(&tn, &c, &["alice"], w * 100 + i)))
+                        .await
+                        .unwrap(),
+                );
             }
             v
         }));
@@ -93,7 +135,13 @@ pub async fn concurrent_appends(s: Arc<dyn EventLog>) {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 100);
-    let read: Vec<_> = s.read(&tn, &user("alice"), Cursor(0), 1000).await.unwrap().into_iter().map(|e| e.cursor).collect();
+    let read: Vec<_> = s
+        .read(&tn, &user("alice"), Cursor(0), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.cursor)
+        .collect();
     assert_eq!(read, all);
 }
 
@@ -101,8 +149,16 @@ pub async fn concurrent_appends(s: Arc<dyn EventLog>) {
 #[macro_export]
 macro_rules! event_log_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::EventLog, events, $make, [
-            append_and_read_by_audience, events_round_trip, ephemeral_events_are_refused, concurrent_appends,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::EventLog,
+            events,
+            $make,
+            [
+                append_and_read_by_audience,
+                events_round_trip,
+                ephemeral_events_are_refused,
+                concurrent_appends,
+            ]
+        );
     };
 }

@@ -12,8 +12,17 @@ fn keys(tag: &str, otks: std::ops::Range<u32>) -> DeviceKeys {
     DeviceKeys {
         identity_signing_key: format!("sig-{tag}"),
         identity_agreement_key: format!("dh-{tag}"),
-        signed_prekey: SignedPrekey { key_id: 1, public_key: format!("spk-{tag}"), signature: "s".into() },
-        one_time_prekeys: otks.map(|i| OneTimePrekey { key_id: i, public_key: format!("otk-{tag}-{i}") }).collect(),
+        signed_prekey: SignedPrekey {
+            key_id: 1,
+            public_key: format!("spk-{tag}"),
+            signature: "s".into(),
+        },
+        one_time_prekeys: otks
+            .map(|i| OneTimePrekey {
+                key_id: i,
+                public_key: format!("otk-{tag}-{i}"),
+            })
+            .collect(),
     }
 }
 
@@ -25,10 +34,25 @@ fn dev(s: &str) -> DeviceId {
 pub async fn publish_and_claim(s: Arc<dyn KeyDirectory>) {
     let tn = tenant();
     let a = user("alice");
-    assert_eq!(s.publish(&tn, &a, &dev("phone"), &keys("p", 0..2)).await.unwrap(), 2);
-    assert_eq!(s.publish(&tn, &a, &dev("laptop"), &keys("l", 0..1)).await.unwrap(), 1);
+    assert_eq!(
+        s.publish(&tn, &a, &dev("phone"), &keys("p", 0..2))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.publish(&tn, &a, &dev("laptop"), &keys("l", 0..1))
+            .await
+            .unwrap(),
+        1
+    );
     // Re-publishing known key ids adds nothing; new ones are added.
-    assert_eq!(s.publish(&tn, &a, &dev("phone"), &keys("p", 1..3)).await.unwrap(), 3);
+    assert_eq!(
+        s.publish(&tn, &a, &dev("phone"), &keys("p", 1..3))
+            .await
+            .unwrap(),
+        3
+    );
     let b = s.claim(&tn, &a).await.unwrap();
     let devices: Vec<_> = b.iter().map(|b| b.device.as_str()).collect();
     assert_eq!(devices, ["laptop", "phone"]);
@@ -48,7 +72,9 @@ pub async fn publish_and_claim(s: Arc<dyn KeyDirectory>) {
 pub async fn one_time_keys_are_handed_out_once(s: Arc<dyn KeyDirectory>) {
     let tn = tenant();
     let a = user("alice");
-    s.publish(&tn, &a, &dev("phone"), &keys("p", 0..20)).await.unwrap();
+    s.publish(&tn, &a, &dev("phone"), &keys("p", 0..20))
+        .await
+        .unwrap();
     let mut hs = Vec::new();
     for _ in 0..30 {
         let (s, tn, a) = (s.clone(), tn.clone(), a.clone());
@@ -72,8 +98,11 @@ pub async fn one_time_keys_are_handed_out_once(s: Arc<dyn KeyDirectory>) {
 #[macro_export]
 macro_rules! key_directory_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::KeyDirectory, keys, $make, [
-            publish_and_claim, one_time_keys_are_handed_out_once,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::KeyDirectory,
+            keys,
+            $make,
+            [publish_and_claim, one_time_keys_are_handed_out_once,]
+        );
     };
 }

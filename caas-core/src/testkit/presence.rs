@@ -17,23 +17,49 @@ pub async fn aggregates_devices_with_expiry(s: Arc<dyn PresenceStore>) {
     let tn = tenant();
     let a = user("alice");
     let ttl = Duration::from_secs(60);
-    let c = s.set(&tn, &a, &dev("phone"), PresenceStatus::Away, t(0), ttl).await.unwrap();
+    let c = s
+        .set(&tn, &a, &dev("phone"), PresenceStatus::Away, t(0), ttl)
+        .await
+        .unwrap();
     assert!(c.changed());
     assert_eq!(c.before, PresenceStatus::Offline);
-    let c = s.set(&tn, &a, &dev("laptop"), PresenceStatus::Online, t(10), ttl).await.unwrap();
-    assert_eq!((c.before, c.after.status), (PresenceStatus::Away, PresenceStatus::Online));
+    let c = s
+        .set(&tn, &a, &dev("laptop"), PresenceStatus::Online, t(10), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.before, c.after.status),
+        (PresenceStatus::Away, PresenceStatus::Online)
+    );
     assert_eq!(c.after.last_seen, Some(t(10)));
     // At t=65 the phone expired, the laptop (until t=70) is still online.
     let p = s.get(&tn, std::slice::from_ref(&a), t(65)).await.unwrap();
     assert_eq!(p[0].status, PresenceStatus::Online);
     // At t=71 both expired: offline, but last seen is kept.
-    let p = s.get(&tn, &[a.clone(), user("nobody")], t(71)).await.unwrap();
-    assert_eq!((p[0].status, p[0].last_seen), (PresenceStatus::Offline, Some(t(10))));
-    assert_eq!((p[1].user.as_str(), p[1].status, p[1].last_seen), ("nobody", PresenceStatus::Offline, None));
-    s.set(&tn, &a, &dev("laptop"), PresenceStatus::Online, t(80), ttl).await.unwrap();
+    let p = s
+        .get(&tn, &[a.clone(), user("nobody")], t(71))
+        .await
+        .unwrap();
+    assert_eq!(
+        (p[0].status, p[0].last_seen),
+        (PresenceStatus::Offline, Some(t(10)))
+    );
+    assert_eq!(
+        (p[1].user.as_str(), p[1].status, p[1].last_seen),
+        ("nobody", PresenceStatus::Offline, None)
+    );
+    s.set(&tn, &a, &dev("laptop"), PresenceStatus::Online, t(80), ttl)
+        .await
+        .unwrap();
     let c = s.clear(&tn, &a, &dev("laptop"), t(90)).await.unwrap();
-    assert_eq!((c.before, c.after.status, c.after.last_seen), (PresenceStatus::Online, PresenceStatus::Offline, Some(t(90))));
-    assert_eq!(s.get(&tenant(), &[a], t(90)).await.unwrap()[0].last_seen, None);
+    assert_eq!(
+        (c.before, c.after.status, c.after.last_seen),
+        (PresenceStatus::Online, PresenceStatus::Offline, Some(t(90)))
+    );
+    assert_eq!(
+        s.get(&tenant(), &[a], t(90)).await.unwrap()[0].last_seen,
+        None
+    );
 }
 
 /// A heartbeat with the same status is not a change.
@@ -41,17 +67,33 @@ pub async fn heartbeat_is_not_a_change(s: Arc<dyn PresenceStore>) {
     let tn = tenant();
     let a = user("alice");
     let ttl = Duration::from_secs(30);
-    assert!(s.set(&tn, &a, &dev("d"), PresenceStatus::Online, t(0), ttl).await.unwrap().changed());
-    assert!(!s.set(&tn, &a, &dev("d"), PresenceStatus::Online, t(20), ttl).await.unwrap().changed());
-    assert_eq!(s.get(&tn, &[a], t(45)).await.unwrap()[0].status, PresenceStatus::Online);
+    assert!(
+        s.set(&tn, &a, &dev("d"), PresenceStatus::Online, t(0), ttl)
+            .await
+            .unwrap()
+            .changed()
+    );
+    assert!(
+        !s.set(&tn, &a, &dev("d"), PresenceStatus::Online, t(20), ttl)
+            .await
+            .unwrap()
+            .changed()
+    );
+    assert_eq!(
+        s.get(&tn, &[a], t(45)).await.unwrap()[0].status,
+        PresenceStatus::Online
+    );
 }
 
 /// Expands the suite for a backend.
 #[macro_export]
 macro_rules! presence_store_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::PresenceStore, presence, $make, [
-            aggregates_devices_with_expiry, heartbeat_is_not_a_change,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::PresenceStore,
+            presence,
+            $make,
+            [aggregates_devices_with_expiry, heartbeat_is_not_a_change,]
+        );
     };
 }

@@ -16,8 +16,18 @@ pub async fn follows_gcra(s: Arc<dyn RateLimitStore>) {
         assert!(s.check(&k, &q, t(0)).await.unwrap().is_allowed());
     }
     assert!(!s.check(&k, &q, t(0)).await.unwrap().is_allowed());
-    assert!(s.check(&RateKey::new(&tn, "bob", "search"), &q, t(0)).await.unwrap().is_allowed());
-    assert!(s.check(&RateKey::new(&tenant(), "alice", "search"), &q, t(0)).await.unwrap().is_allowed());
+    assert!(
+        s.check(&RateKey::new(&tn, "bob", "search"), &q, t(0))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    assert!(
+        s.check(&RateKey::new(&tenant(), "alice", "search"), &q, t(0))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
     assert!(s.check(&k, &q, t(20)).await.unwrap().is_allowed());
     assert!(!s.check(&k, &q, t(20)).await.unwrap().is_allowed());
 }
@@ -46,8 +56,11 @@ pub async fn concurrent_checks_are_atomic(s: Arc<dyn RateLimitStore>) {
 #[macro_export]
 macro_rules! rate_limit_store_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::RateLimitStore, ratelimit, $make, [
-            follows_gcra, concurrent_checks_are_atomic,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::RateLimitStore,
+            ratelimit,
+            $make,
+            [follows_gcra, concurrent_checks_are_atomic,]
+        );
     };
 }

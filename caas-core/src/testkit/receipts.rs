@@ -14,12 +14,30 @@ pub async fn watermarks_only_move_forward(s: Arc<dyn ReceiptStore>) {
     let a = user("alice");
     let r0 = s.get(&tn, &c, &a).await.unwrap();
     assert_eq!((r0.delivered, r0.read), (Seq(0), Seq(0)));
-    let r = s.advance(&tn, &c, &a, ReceiptKind::Delivered, Seq(5), t(1)).await.unwrap().unwrap();
+    let r = s
+        .advance(&tn, &c, &a, ReceiptKind::Delivered, Seq(5), t(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((r.delivered, r.read), (Seq(5), Seq(0)));
-    assert_eq!(s.advance(&tn, &c, &a, ReceiptKind::Delivered, Seq(3), t(2)).await.unwrap(), None);
-    let r = s.advance(&tn, &c, &a, ReceiptKind::Read, Seq(7), t(3)).await.unwrap().unwrap();
+    assert_eq!(
+        s.advance(&tn, &c, &a, ReceiptKind::Delivered, Seq(3), t(2))
+            .await
+            .unwrap(),
+        None
+    );
+    let r = s
+        .advance(&tn, &c, &a, ReceiptKind::Read, Seq(7), t(3))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((r.delivered, r.read), (Seq(7), Seq(7)));
-    assert_eq!(s.advance(&tn, &c, &a, ReceiptKind::Read, Seq(7), t(4)).await.unwrap(), None);
+    assert_eq!(
+        s.advance(&tn, &c, &a, ReceiptKind::Read, Seq(7), t(4))
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(s.get(&tn, &c, &a).await.unwrap(), r);
     assert_eq!(s.get(&tenant(), &c, &a).await.unwrap().read, Seq(0));
 }
@@ -31,7 +49,11 @@ pub async fn concurrent_advances_keep_the_max(s: Arc<dyn ReceiptStore>) {
     let mut hs = Vec::new();
     for i in [3u64, 9, 1, 7, 9, 2, 8] {
         let (s, tn, c) = (s.clone(), tn.clone(), c.clone());
-        hs.push(tokio::spawn(async move { s.advance(&tn, &c, &user("bob"), ReceiptKind::Read, Seq(i), t(i)).await.unwrap() }));
+        hs.push(tokio::spawn(async move {
+            s.advance(&tn, &c, &user("bob"), ReceiptKind::Read, Seq(i), t(i))
+                .await
+                .unwrap()
+        }));
     }
     for h in hs {
         h.await.unwrap();
@@ -44,9 +66,17 @@ pub async fn list_by_user(s: Arc<dyn ReceiptStore>) {
     let tn = tenant();
     let c = conversation();
     for (u, n) in [("carol", 1), ("alice", 2)] {
-        s.advance(&tn, &c, &user(u), ReceiptKind::Read, Seq(n), t(n)).await.unwrap();
+        s.advance(&tn, &c, &user(u), ReceiptKind::Read, Seq(n), t(n))
+            .await
+            .unwrap();
     }
-    let got: Vec<_> = s.list(&tn, &c).await.unwrap().into_iter().map(|r| (r.user, r.read)).collect();
+    let got: Vec<_> = s
+        .list(&tn, &c)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.user, r.read))
+        .collect();
     assert_eq!(got, [(user("alice"), Seq(2)), (user("carol"), Seq(1))]);
 }
 
@@ -54,8 +84,15 @@ pub async fn list_by_user(s: Arc<dyn ReceiptStore>) {
 #[macro_export]
 macro_rules! receipt_store_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::ReceiptStore, receipts, $make, [
-            watermarks_only_move_forward, concurrent_advances_keep_the_max, list_by_user,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::ReceiptStore,
+            receipts,
+            $make,
+            [
+                watermarks_only_move_forward,
+                concurrent_advances_keep_the_max,
+                list_by_user,
+            ]
+        );
     };
 }

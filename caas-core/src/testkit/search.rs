@@ -16,19 +16,55 @@ fn msg(tn: &TenantId, c: &ConversationId, seq: u64, body: &str) -> Message {
 pub async fn messages_match_within_scope(s: Arc<dyn SearchIndex>) {
     let tn = tenant();
     let (c1, c2) = (conversation(), conversation());
-    s.index_message(&msg(&tn, &c1, 1, "Lunch at noon?")).await.unwrap();
-    s.index_message(&msg(&tn, &c1, 2, "lunchtime moved to one")).await.unwrap();
-    s.index_message(&msg(&tn, &c2, 1, "secret lunch plans")).await.unwrap();
-    s.index_message(&msg(&tenant(), &c1, 3, "lunch elsewhere")).await.unwrap();
-    let hits = s.search_messages(&tn, "LUNCH", std::slice::from_ref(&c1), 10).await.unwrap();
+    s.index_message(&msg(&tn, &c1, 1, "Lunch at noon?"))
+        .await
+        .unwrap();
+    s.index_message(&msg(&tn, &c1, 2, "lunchtime moved to one"))
+        .await
+        .unwrap();
+    s.index_message(&msg(&tn, &c2, 1, "secret lunch plans"))
+        .await
+        .unwrap();
+    s.index_message(&msg(&tenant(), &c1, 3, "lunch elsewhere"))
+        .await
+        .unwrap();
+    let hits = s
+        .search_messages(&tn, "LUNCH", std::slice::from_ref(&c1), 10)
+        .await
+        .unwrap();
     assert_eq!(hits.iter().map(|h| h.seq.get()).collect::<Vec<_>>(), [2, 1]);
     assert!(hits.iter().all(|h| h.conversation == c1));
-    let both = s.search_messages(&tn, "lunch", &[c1.clone(), c2.clone()], 10).await.unwrap();
+    let both = s
+        .search_messages(&tn, "lunch", &[c1.clone(), c2.clone()], 10)
+        .await
+        .unwrap();
     assert_eq!(both.len(), 3);
-    assert_eq!(s.search_messages(&tn, "lunch noon", std::slice::from_ref(&c1), 10).await.unwrap().len(), 1);
-    assert!(s.search_messages(&tn, "unch", std::slice::from_ref(&c1), 10).await.unwrap().is_empty());
-    assert!(s.search_messages(&tn, "lunch", &[], 10).await.unwrap().is_empty());
-    assert_eq!(s.search_messages(&tn, "lunch", &[c1, c2], 1).await.unwrap().len(), 1);
+    assert_eq!(
+        s.search_messages(&tn, "lunch noon", std::slice::from_ref(&c1), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        s.search_messages(&tn, "unch", std::slice::from_ref(&c1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.search_messages(&tn, "lunch", &[], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.search_messages(&tn, "lunch", &[c1, c2], 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// Re-indexing replaces; deleted, encrypted and removed messages are not found.
@@ -40,15 +76,36 @@ pub async fn reindex_and_remove(s: Arc<dyn SearchIndex>) {
     m.apply_edit("new words".into(), t(5));
     s.index_message(&m).await.unwrap();
     let within = std::slice::from_ref(&c);
-    assert!(s.search_messages(&tn, "old", within, 10).await.unwrap().is_empty());
-    assert_eq!(s.search_messages(&tn, "new", within, 10).await.unwrap().len(), 1);
+    assert!(
+        s.search_messages(&tn, "old", within, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.search_messages(&tn, "new", within, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     m.apply_delete(user("alice"), t(6));
     s.index_message(&m).await.unwrap();
-    assert!(s.search_messages(&tn, "new", within, 10).await.unwrap().is_empty());
+    assert!(
+        s.search_messages(&tn, "new", within, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let m2 = msg(&tn, &c, 2, "gone soon");
     s.index_message(&m2).await.unwrap();
     s.remove_message(&tn, &c, &m2.id).await.unwrap();
-    assert!(s.search_messages(&tn, "gone", within, 10).await.unwrap().is_empty());
+    assert!(
+        s.search_messages(&tn, "gone", within, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Conversations by name within scope; users by name or id within the tenant.
@@ -67,25 +124,58 @@ pub async fn conversations_and_users(s: Arc<dyn SearchIndex>) {
     let (a, b) = (conv("Rust Hackers"), conv("rustaceans"));
     s.index_conversation(&a).await.unwrap();
     s.index_conversation(&b).await.unwrap();
-    let got = s.search_conversations(&tn, "rust", &[a.id.clone(), b.id.clone()], 10).await.unwrap();
+    let got = s
+        .search_conversations(&tn, "rust", &[a.id.clone(), b.id.clone()], 10)
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2);
-    assert_eq!(s.search_conversations(&tn, "rust", std::slice::from_ref(&a.id), 10).await.unwrap(), vec![a.id.clone()]);
-    let u = |id: &str, name: &str| User { tenant: tn.clone(), id: user(id), name: name.into(), attributes: Default::default(), created_at: t(0), updated_at: t(0) };
+    assert_eq!(
+        s.search_conversations(&tn, "rust", std::slice::from_ref(&a.id), 10)
+            .await
+            .unwrap(),
+        vec![a.id.clone()]
+    );
+    let u = |id: &str, name: &str| User {
+        tenant: tn.clone(),
+        id: user(id),
+        name: name.into(),
+        attributes: Default::default(),
+        created_at: t(0),
+        updated_at: t(0),
+    };
     s.index_user(&u("u1", "Grace Hopper")).await.unwrap();
     s.index_user(&u("u2", "Ada Lovelace")).await.unwrap();
-    assert_eq!(s.search_users(&tn, "hop", 10).await.unwrap(), vec![user("u1")]);
-    assert_eq!(s.search_users(&tn, "u2", 10).await.unwrap(), vec![user("u2")]);
+    assert_eq!(
+        s.search_users(&tn, "hop", 10).await.unwrap(),
+        vec![user("u1")]
+    );
+    assert_eq!(
+        s.search_users(&tn, "u2", 10).await.unwrap(),
+        vec![user("u2")]
+    );
     s.index_user(&u("u1", "Grace Brewster")).await.unwrap();
     assert!(s.search_users(&tn, "hopper", 10).await.unwrap().is_empty());
-    assert!(s.search_users(&tenant(), "ada", 10).await.unwrap().is_empty());
+    assert!(
+        s.search_users(&tenant(), "ada", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Expands the suite for a backend.
 #[macro_export]
 macro_rules! search_index_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::SearchIndex, search, $make, [
-            messages_match_within_scope, reindex_and_remove, conversations_and_users,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::SearchIndex,
+            search,
+            $make,
+            [
+                messages_match_within_scope,
+                reindex_and_remove,
+                conversations_and_users,
+            ]
+        );
     };
 }

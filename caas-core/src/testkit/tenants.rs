@@ -64,7 +64,11 @@ pub async fn list_pages_by_id(s: Arc<dyn TenantStore>) {
     // appear in sequence when paging from just before our first.
     let all = s.list(None, 10_000).await.unwrap();
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
-    let mine: Vec<_> = all.iter().filter(|x| ids.contains(&x.id)).map(|x| x.id.clone()).collect();
+    let mine: Vec<_> = all
+        .iter()
+        .filter(|x| ids.contains(&x.id))
+        .map(|x| x.id.clone())
+        .collect();
     assert_eq!(mine, ids);
     let page = s.list(Some(&ids[1]), 1).await.unwrap();
     assert_eq!(page.len(), 1);
@@ -75,8 +79,16 @@ pub async fn list_pages_by_id(s: Arc<dyn TenantStore>) {
 #[macro_export]
 macro_rules! tenant_store_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::TenantStore, tenants, $make, [
-            create_then_get, create_twice_conflicts, update_replaces_and_never_creates, list_pages_by_id,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::TenantStore,
+            tenants,
+            $make,
+            [
+                create_then_get,
+                create_twice_conflicts,
+                update_replaces_and_never_creates,
+                list_pages_by_id,
+            ]
+        );
     };
 }

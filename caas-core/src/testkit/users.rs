@@ -12,7 +12,9 @@ fn sample(tenant: &TenantId, id: &str, name: &str) -> User {
         tenant: tenant.clone(),
         id: user(id),
         name: name.into(),
-        attributes: [("team".to_owned(), serde_json::json!("red"))].into_iter().collect(),
+        attributes: [("team".to_owned(), serde_json::json!("red"))]
+            .into_iter()
+            .collect(),
         created_at: t(1),
         updated_at: t(1),
     }
@@ -48,7 +50,10 @@ pub async fn get_many_keeps_order(s: Arc<dyn UserStore>) {
     for n in ["a", "b", "c"] {
         s.upsert(&sample(&tn, n, n)).await.unwrap();
     }
-    let got = s.get_many(&tn, &[user("c"), user("zz"), user("a"), user("c")]).await.unwrap();
+    let got = s
+        .get_many(&tn, &[user("c"), user("zz"), user("a"), user("c")])
+        .await
+        .unwrap();
     let ids: Vec<_> = got.iter().map(|u| u.id.as_str()).collect();
     assert_eq!(ids, ["c", "a"]);
 }
@@ -59,9 +64,21 @@ pub async fn list_pages_by_id(s: Arc<dyn UserStore>) {
     for n in ["d", "b", "a", "c"] {
         s.upsert(&sample(&tn, n, n)).await.unwrap();
     }
-    let first: Vec<_> = s.list(&tn, None, 2).await.unwrap().into_iter().map(|u| u.id).collect();
+    let first: Vec<_> = s
+        .list(&tn, None, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
     assert_eq!(first, [user("a"), user("b")]);
-    let next: Vec<_> = s.list(&tn, Some(&user("b")), 10).await.unwrap().into_iter().map(|u| u.id).collect();
+    let next: Vec<_> = s
+        .list(&tn, Some(&user("b")), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
     assert_eq!(next, [user("c"), user("d")]);
 }
 
@@ -69,8 +86,16 @@ pub async fn list_pages_by_id(s: Arc<dyn UserStore>) {
 #[macro_export]
 macro_rules! user_store_contract {
     ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::UserStore, users, $make, [
-            upsert_creates_then_replaces, tenants_are_isolated, get_many_keeps_order, list_pages_by_id,
-        ]);
+        $crate::__contract_cases!(
+            $crate::ports::UserStore,
+            users,
+            $make,
+            [
+                upsert_creates_then_replaces,
+                tenants_are_isolated,
+                get_many_keeps_order,
+                list_pages_by_id,
+            ]
+        );
     };
 }

@@ -221,6 +221,27 @@ fn jwks_publishes_only_public_keys_and_verifies() {
     );
 }
 
+#[test]
+fn every_single_bit_change_is_rejected() {
+    let k = keys();
+    for signer in [&k.hs, &k.ed] {
+        let token = signer.sign_claims(&claims()).unwrap();
+        for i in 0..token.len() {
+            for bit in 0..8 {
+                let mut bytes = token.clone().into_bytes();
+                bytes[i] ^= 1 << bit;
+                if let Ok(tampered) = String::from_utf8(bytes) {
+                    assert!(
+                        k.set.verify(&tampered, &validation(), NOW).is_err(),
+                        "{:?}: flip of byte {i} bit {bit} accepted",
+                        signer.algorithm()
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn arb_claims() -> impl Strategy<Value = Claims> {
     (
         "[a-z0-9-]{1,20}",

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -7,12 +6,12 @@ use caas_core::ids::TenantId;
 use caas_core::model::AuditRecord;
 use caas_core::ports::AuditStore;
 
-use super::poisoned;
+use super::{Map, poisoned};
 
 /// The audit log in memory.
 #[derive(Debug, Default)]
 pub struct MemoryAuditStore {
-    logs: Mutex<HashMap<TenantId, Vec<AuditRecord>>>,
+    logs: Mutex<Map<TenantId, Vec<AuditRecord>>>,
 }
 
 #[async_trait]

@@ -55,7 +55,9 @@ impl EventBus for MemoryBus {
     }
 
     async fn subscribe(&self) -> Result<Box<dyn Subscription>> {
-        Ok(Box::new(MemorySubscription { rx: self.tx.subscribe() }))
+        Ok(Box::new(MemorySubscription {
+            rx: self.tx.subscribe(),
+        }))
     }
 }
 
@@ -70,9 +72,14 @@ mod tests {
         let mut sub = bus.subscribe().await.unwrap();
         let (tn, c) = (tenant(), conversation());
         for n in 0..10 {
-            bus.publish(Arc::new(event(&tn, &c, &["a"], n))).await.unwrap();
+            bus.publish(Arc::new(event(&tn, &c, &["a"], n)))
+                .await
+                .unwrap();
         }
-        assert!(matches!(sub.next().await, Some(BusMessage::Lagged { missed: 6 })));
+        assert!(matches!(
+            sub.next().await,
+            Some(BusMessage::Lagged { missed: 6 })
+        ));
         assert!(matches!(sub.next().await, Some(BusMessage::Event(_))));
     }
 }

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -7,7 +7,7 @@ use caas_core::model::{Conversation, Member};
 use caas_core::ports::{ConversationStore, Created};
 use caas_core::{EntityKind, Error, Result};
 
-use super::poisoned;
+use super::{Map, poisoned};
 
 #[derive(Debug)]
 struct Entry {
@@ -17,9 +17,9 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct State {
-    conversations: HashMap<(TenantId, ConversationId), Entry>,
-    direct: HashMap<(TenantId, String), ConversationId>,
-    by_user: HashMap<(TenantId, UserId), BTreeSet<ConversationId>>,
+    conversations: Map<(TenantId, ConversationId), Entry>,
+    direct: Map<(TenantId, String), ConversationId>,
+    by_user: Map<(TenantId, UserId), BTreeSet<ConversationId>>,
 }
 
 /// Conversations and members in memory. One lock over the three indexes keeps them
@@ -31,7 +31,11 @@ pub struct MemoryConversationStore {
 
 #[async_trait]
 impl ConversationStore for MemoryConversationStore {
-    async fn create(&self, conversation: &Conversation, members: &[Member]) -> Result<Created<Conversation>> {
+    async fn create(
+        &self,
+        conversation: &Conversation,
+        members: &[Member],
+    ) -> Result<Created<Conversation>> {
         let mut st = self.state.write().map_err(poisoned)?;
         let tenant = &conversation.tenant;
         if let Some(key) = &conversation.direct_key {
@@ -43,29 +47,48 @@ impl ConversationStore for MemoryConversationStore {
         }
         let key = (tenant.clone(), conversation.id.clone());
         if st.conversations.contains_key(&key) {
-            return Err(Error::conflict(format!("conversation `{}` exists", conversation.id)));
+            return Err(Error::conflict(format!(
+                "conversation `{}` exists",
+                conversation.id
+            )));
         }
         if let Some(k) = &conversation.direct_key {
-            st.direct.insert((tenant.clone(), k.clone()), conversation.id.clone());
+            st.direct
+                .insert((tenant.clone(), k.clone()), conversation.id.clone());
         }
         for m in members {
-            st.by_user.entry((tenant.clone(), m.user.clone())).or_default().insert(conversation.id.clone());
+            st.by_user
+                .entry((tenant.clone(), m.user.clone()))
+                .or_default()
+                .insert(conversation.id.clone());
         }
-        st.conversations.insert(key, Entry {
-            conversation: conversation.clone(),
-            members: members.iter().map(|m| (m.user.clone(), m.clone())).collect(),
-        });
+        st.conversations.insert(
+            key,
+            Entry {
+                conversation: conversation.clone(),
+                members: members
+                    .iter()
+                    .map(|m| (m.user.clone(), m.clone()))
+                    .collect(),
+            },
+        );
         Ok(Created::New(conversation.clone()))
     }
 
     async fn get(&self, tenant: &TenantId, id: &ConversationId) -> Result<Option<Conversation>> {
         let st = self.state.read().map_err(poisoned)?;
-        Ok(st.conversations.get(&(tenant.clone(), id.clone())).map(|e| e.conversation.clone()))
+        Ok(st
+            .conversations
+            .get(&(tenant.clone(), id.clone()))
+            .map(|e| e.conversation.clone()))
     }
 
     async fn update(&self, conversation: &Conversation) -> Result<()> {
         let mut st = self.state.write().map_err(poisoned)?;
-        match st.conversations.get_mut(&(conversation.tenant.clone(), conversation.id.clone())) {
+        match st
+            .conversations
+            .get_mut(&(conversation.tenant.clone(), conversation.id.clone()))
+        {
             Some(e) => {
                 e.conversation.name = conversation.name.clone();
                 e.conversation.attributes = conversation.attributes.clone();
@@ -75,7 +98,12 @@ impl ConversationStore for MemoryConversationStore {
         }
     }
 
-    async fn member(&self, tenant: &TenantId, conversation: &ConversationId, user: &UserId) -> Result<Option<Member>> {
+    async fn member(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<Option<Member>> {
         let st = self.state.read().map_err(poisoned)?;
         Ok(st
             .conversations
@@ -83,7 +111,11 @@ impl ConversationStore for MemoryConversationStore {
             .and_then(|e| e.members.get(user).cloned()))
     }
 
-    async fn members(&self, tenant: &TenantId, conversation: &ConversationId) -> Result<Vec<Member>> {
+    async fn members(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+    ) -> Result<Vec<Member>> {
         let st = self.state.read().map_err(poisoned)?;
         Ok(st
             .conversations
@@ -98,7 +130,10 @@ impl ConversationStore for MemoryConversationStore {
             .conversations
             .get_mut(&(tenant.clone(), member.conversation.clone()))
             .ok_or_else(|| Error::not_found(EntityKind::Conversation, &member.conversation))?;
-        let new = e.members.insert(member.user.clone(), member.clone()).is_none();
+        let new = e
+            .members
+            .insert(member.user.clone(), member.clone())
+            .is_none();
         st.by_user
             .entry((tenant.clone(), member.user.clone()))
             .or_default()
@@ -106,7 +141,12 @@ impl ConversationStore for MemoryConversationStore {
         Ok(new)
     }
 
-    async fn remove_member(&self, tenant: &TenantId, conversation: &ConversationId, user: &UserId) -> Result<bool> {
+    async fn remove_member(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool> {
         let mut st = self.state.write().map_err(poisoned)?;
         let removed = st
             .conversations
@@ -120,7 +160,11 @@ impl ConversationStore for MemoryConversationStore {
         Ok(removed)
     }
 
-    async fn list_for_user(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<(Conversation, Member)>> {
+    async fn list_for_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Vec<(Conversation, Member)>> {
         let st = self.state.read().map_err(poisoned)?;
         let Some(ids) = st.by_user.get(&(tenant.clone(), user.clone())) else {
             return Ok(Vec::new());

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -6,41 +5,53 @@ use caas_core::events::{Event, LoggedEvent};
 use caas_core::ids::{Cursor, TenantId, UserId};
 use caas_core::ports::EventLog;
 use caas_core::{Error, Result};
-use dashmap::DashMap;
 
-use super::poisoned;
+use super::{Concurrent, Map, poisoned};
 
 /// One tenant's log: events in cursor order (cursor = index + 1) and, per user, the
 /// cursors of the events they may see, so a read never scans others' events.
 #[derive(Debug, Default)]
 struct TenantLog {
     events: Vec<Arc<Event>>,
-    by_user: HashMap<UserId, Vec<u64>>,
+    by_user: Map<UserId, Vec<u64>>,
 }
 
 /// The sync log in memory.
 #[derive(Debug, Default)]
 pub struct MemoryEventLog {
-    tenants: DashMap<TenantId, Arc<Mutex<TenantLog>>>,
+    tenants: Concurrent<TenantId, Arc<Mutex<TenantLog>>>,
 }
 
 #[async_trait]
 impl EventLog for MemoryEventLog {
-    async fn append(&self, event: &Event) -> Result<Cursor> {
+    async fn append(&self, event: Arc<Event>) -> Result<Cursor> {
         if event.payload.is_ephemeral() {
-            return Err(Error::invalid("event", format!("`{}` is ephemeral and not logged", event.payload.kind())));
+            return Err(Error::invalid(
+                "event",
+                format!("`{}` is ephemeral and not logged", event.payload.kind()),
+            ));
         }
-        let log = self.tenants.entry(event.tenant.clone()).or_default().clone();
+        let log = self
+            .tenants
+            .entry(event.tenant.clone())
+            .or_default()
+            .clone();
         let mut log = log.lock().map_err(poisoned)?;
-        log.events.push(Arc::new(event.clone()));
-        let cursor = log.events.len() as u64;
+        let cursor = log.events.len() as u64 + 1;
         for u in event.audience.iter() {
             log.by_user.entry(u.clone()).or_default().push(cursor);
         }
+        log.events.push(event);
         Ok(Cursor(cursor))
     }
 
-    async fn read(&self, tenant: &TenantId, user: &UserId, after: Cursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+    async fn read(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>> {
         let Some(log) = self.tenants.get(tenant).map(|l| l.clone()) else {
             return Ok(Vec::new());
         };
@@ -54,7 +65,10 @@ impl EventLog for MemoryEventLog {
             .take(limit)
             .filter_map(|&c| {
                 let event = log.events.get(usize::try_from(c - 1).ok()?)?.clone();
-                Some(LoggedEvent { cursor: Cursor(c), event })
+                Some(LoggedEvent {
+                    cursor: Cursor(c),
+                    event,
+                })
             })
             .collect())
     }

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -7,7 +7,7 @@ use caas_core::ids::{DeviceId, TenantId, UserId};
 use caas_core::model::{DeviceKeys, KeyBundle, OneTimePrekey};
 use caas_core::ports::KeyDirectory;
 
-use super::poisoned;
+use super::{Map, poisoned};
 
 #[derive(Debug)]
 struct Device {
@@ -18,17 +18,26 @@ struct Device {
 /// The E2EE key directory in memory.
 #[derive(Debug, Default)]
 pub struct MemoryKeyDirectory {
-    users: Mutex<HashMap<(TenantId, UserId), BTreeMap<DeviceId, Device>>>,
+    users: Mutex<Map<(TenantId, UserId), BTreeMap<DeviceId, Device>>>,
 }
 
 #[async_trait]
 impl KeyDirectory for MemoryKeyDirectory {
-    async fn publish(&self, tenant: &TenantId, user: &UserId, device: &DeviceId, keys: &DeviceKeys) -> Result<usize> {
+    async fn publish(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+        keys: &DeviceKeys,
+    ) -> Result<usize> {
         let mut map = self.users.lock().map_err(poisoned)?;
         let devices = map.entry((tenant.clone(), user.clone())).or_default();
         let mut base = keys.clone();
         base.one_time_prekeys.clear();
-        let d = devices.entry(device.clone()).or_insert_with(|| Device { keys: base.clone(), pool: VecDeque::new() });
+        let d = devices.entry(device.clone()).or_insert_with(|| Device {
+            keys: base.clone(),
+            pool: VecDeque::new(),
+        });
         d.keys = base;
         for k in &keys.one_time_prekeys {
             if !d.pool.iter().any(|p| p.key_id == k.key_id) {
@@ -56,7 +65,12 @@ impl KeyDirectory for MemoryKeyDirectory {
             .collect())
     }
 
-    async fn one_time_count(&self, tenant: &TenantId, user: &UserId, device: &DeviceId) -> Result<usize> {
+    async fn one_time_count(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<usize> {
         let map = self.users.lock().map_err(poisoned)?;
         Ok(map
             .get(&(tenant.clone(), user.clone()))
@@ -64,7 +78,12 @@ impl KeyDirectory for MemoryKeyDirectory {
             .map_or(0, |d| d.pool.len()))
     }
 
-    async fn remove_device(&self, tenant: &TenantId, user: &UserId, device: &DeviceId) -> Result<bool> {
+    async fn remove_device(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<bool> {
         let mut map = self.users.lock().map_err(poisoned)?;
         Ok(map
             .get_mut(&(tenant.clone(), user.clone()))

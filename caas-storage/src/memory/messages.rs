@@ -1,4 +1,4 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -7,23 +7,25 @@ use caas_core::model::{Message, NewMessage, Pin};
 use caas_core::ports::{Appended, Changed, ConversationHead, HistoryPage, MessageStore};
 use caas_core::time::Timestamp;
 use caas_core::{EntityKind, Error, Result};
-use dashmap::DashMap;
 
-use super::poisoned;
+use super::{Concurrent, Map, poisoned};
 
 /// One conversation's messages: `messages[i]` has seq `i + 1`, which makes
 /// gap-freeness structural.
 #[derive(Debug, Default)]
 struct Log {
     messages: Vec<Message>,
-    by_id: HashMap<MessageId, usize>,
-    by_key: HashMap<(UserId, ClientMsgId), usize>,
+    by_id: Map<MessageId, usize>,
+    by_key: Map<(UserId, ClientMsgId), usize>,
     pinned: BTreeSet<usize>,
 }
 
 impl Log {
     fn index(&self, id: &MessageId) -> Result<usize> {
-        self.by_id.get(id).copied().ok_or_else(|| Error::not_found(EntityKind::Message, id))
+        self.by_id
+            .get(id)
+            .copied()
+            .ok_or_else(|| Error::not_found(EntityKind::Message, id))
     }
 
     fn live(&mut self, id: &MessageId) -> Result<&mut Message> {
@@ -40,20 +42,33 @@ impl Log {
 /// conversations never contend.
 #[derive(Debug, Default)]
 pub struct MemoryMessageStore {
-    logs: DashMap<(TenantId, ConversationId), Arc<Mutex<Log>>>,
+    logs: Concurrent<(TenantId, ConversationId), Arc<Mutex<Log>>>,
 }
 
 impl MemoryMessageStore {
     fn log(&self, tenant: &TenantId, conv: &ConversationId) -> Option<Arc<Mutex<Log>>> {
-        self.logs.get(&(tenant.clone(), conv.clone())).map(|l| l.clone())
+        self.logs
+            .get(&(tenant.clone(), conv.clone()))
+            .map(|l| l.clone())
     }
 
     fn log_or_new(&self, tenant: &TenantId, conv: &ConversationId) -> Arc<Mutex<Log>> {
-        self.logs.entry((tenant.clone(), conv.clone())).or_default().clone()
+        self.logs
+            .entry((tenant.clone(), conv.clone()))
+            .or_default()
+            .clone()
     }
 
-    fn with_log<T>(&self, tenant: &TenantId, conv: &ConversationId, id: &MessageId, f: impl FnOnce(&mut Log) -> Result<T>) -> Result<T> {
-        let log = self.log(tenant, conv).ok_or_else(|| Error::not_found(EntityKind::Message, id))?;
+    fn with_log<T>(
+        &self,
+        tenant: &TenantId,
+        conv: &ConversationId,
+        id: &MessageId,
+        f: impl FnOnce(&mut Log) -> Result<T>,
+    ) -> Result<T> {
+        let log = self
+            .log(tenant, conv)
+            .ok_or_else(|| Error::not_found(EntityKind::Message, id))?;
         let mut log = log.lock().map_err(poisoned)?;
         f(&mut log)
     }
@@ -61,7 +76,7 @@ impl MemoryMessageStore {
 
 #[async_trait]
 impl MessageStore for MemoryMessageStore {
-    async fn append(&self, message: &NewMessage) -> Result<Appended> {
+    async fn append(&self, message: NewMessage) -> Result<Appended> {
         let log = self.log_or_new(&message.tenant, &message.conversation);
         let mut log = log.lock().map_err(poisoned)?;
         let key = (message.sender.clone(), message.client_msg_id.clone());
@@ -69,14 +84,19 @@ impl MessageStore for MemoryMessageStore {
             return Ok(Appended::Existing(log.messages[i].clone()));
         }
         let i = log.messages.len();
-        let stored = message.clone().into_message(Seq(i as u64 + 1));
+        let stored = message.into_message(Seq(i as u64 + 1));
         log.by_id.insert(stored.id.clone(), i);
         log.by_key.insert(key, i);
         log.messages.push(stored.clone());
         Ok(Appended::Created(stored))
     }
 
-    async fn get(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId) -> Result<Option<Message>> {
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> Result<Option<Message>> {
         let Some(log) = self.log(tenant, conversation) else {
             return Ok(None);
         };
@@ -84,7 +104,14 @@ impl MessageStore for MemoryMessageStore {
         Ok(log.by_id.get(id).map(|&i| log.messages[i].clone()))
     }
 
-    async fn edit(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId, body: &str, at: Timestamp) -> Result<Message> {
+    async fn edit(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        body: &str,
+        at: Timestamp,
+    ) -> Result<Message> {
         self.with_log(tenant, conversation, id, |log| {
             let m = log.live(id)?;
             if m.body.is_none() {
@@ -95,35 +122,68 @@ impl MessageStore for MemoryMessageStore {
         })
     }
 
-    async fn delete(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId, by: &UserId, at: Timestamp) -> Result<Changed<Message>> {
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        by: &UserId,
+        at: Timestamp,
+    ) -> Result<Changed<Message>> {
         self.with_log(tenant, conversation, id, |log| {
             let i = log.index(id)?;
             let m = &mut log.messages[i];
             if m.is_deleted() {
-                return Ok(Changed { value: m.clone(), changed: false });
+                return Ok(Changed {
+                    value: m.clone(),
+                    changed: false,
+                });
             }
             m.apply_delete(by.clone(), at);
             let value = m.clone();
             log.pinned.remove(&i);
-            Ok(Changed { value, changed: true })
+            Ok(Changed {
+                value,
+                changed: true,
+            })
         })
     }
 
-    async fn react(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId, user: &UserId, emoji: &str, add: bool) -> Result<Changed<Message>> {
+    async fn react(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        user: &UserId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Changed<Message>> {
         self.with_log(tenant, conversation, id, |log| {
             let m = log.live(id)?;
             let changed = m.apply_reaction(user, emoji, add);
-            Ok(Changed { value: m.clone(), changed })
+            Ok(Changed {
+                value: m.clone(),
+                changed,
+            })
         })
     }
 
-    async fn pin(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId, pin: Option<(&UserId, Timestamp)>) -> Result<Changed<Message>> {
+    async fn pin(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+        pin: Option<(&UserId, Timestamp)>,
+    ) -> Result<Changed<Message>> {
         self.with_log(tenant, conversation, id, |log| {
             let i = log.index(id)?;
             let m = log.live(id)?;
             let changed = m.pinned.is_some() != pin.is_some();
             if changed {
-                m.pinned = pin.map(|(by, at)| Pin { pinned_by: by.clone(), pinned_at: at });
+                m.pinned = pin.map(|(by, at)| Pin {
+                    pinned_by: by.clone(),
+                    pinned_at: at,
+                });
             }
             let value = m.clone();
             if pin.is_some() {
@@ -135,7 +195,13 @@ impl MessageStore for MemoryMessageStore {
         })
     }
 
-    async fn history(&self, tenant: &TenantId, conversation: &ConversationId, page: HistoryPage, limit: usize) -> Result<Vec<Message>> {
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        page: HistoryPage,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
         let Some(log) = self.log(tenant, conversation) else {
             return Ok(Vec::new());
         };
@@ -156,15 +222,27 @@ impl MessageStore for MemoryMessageStore {
         Ok(log.messages[start..end].to_vec())
     }
 
-    async fn pinned(&self, tenant: &TenantId, conversation: &ConversationId) -> Result<Vec<Message>> {
+    async fn pinned(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+    ) -> Result<Vec<Message>> {
         let Some(log) = self.log(tenant, conversation) else {
             return Ok(Vec::new());
         };
         let log = log.lock().map_err(poisoned)?;
-        Ok(log.pinned.iter().map(|&i| log.messages[i].clone()).collect())
+        Ok(log
+            .pinned
+            .iter()
+            .map(|&i| log.messages[i].clone())
+            .collect())
     }
 
-    async fn heads(&self, tenant: &TenantId, conversations: &[ConversationId]) -> Result<Vec<ConversationHead>> {
+    async fn heads(
+        &self,
+        tenant: &TenantId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<ConversationHead>> {
         conversations
             .iter()
             .map(|c| {
@@ -180,12 +258,21 @@ impl MessageStore for MemoryMessageStore {
             .collect()
     }
 
-    async fn count_from_others(&self, tenant: &TenantId, conversation: &ConversationId, user: &UserId, after: Seq) -> Result<u64> {
+    async fn count_from_others(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        user: &UserId,
+        after: Seq,
+    ) -> Result<u64> {
         let Some(log) = self.log(tenant, conversation) else {
             return Ok(0);
         };
         let log = log.lock().map_err(poisoned)?;
         let start = (after.get() as usize).min(log.messages.len());
-        Ok(log.messages[start..].iter().filter(|m| &m.sender != user).count() as u64)
+        Ok(log.messages[start..]
+            .iter()
+            .filter(|m| &m.sender != user)
+            .count() as u64)
     }
 }

@@ -62,6 +62,13 @@ pub fn backends_with_clock(clock: Arc<dyn Clock>) -> Backends {
     }
 }
 
+/// Hash maps keyed by client-chosen ids: foldhash is several times faster than
+/// SipHash here and still randomly seeded per map, which keeps hash flooding hard.
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
+
+/// The concurrent form of [`Map`].
+type Concurrent<K, V> = dashmap::DashMap<K, V, foldhash::quality::RandomState>;
+
 /// A poisoned lock means a thread panicked mid-update; report it instead of
 /// panicking again.
 fn poisoned<T>(_: T) -> caas_core::Error {

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -9,11 +8,11 @@ use caas_core::model::{Presence, PresenceStatus};
 use caas_core::ports::{PresenceChange, PresenceStore};
 use caas_core::time::Timestamp;
 
-use super::poisoned;
+use super::{Map, poisoned};
 
 #[derive(Debug, Default)]
 struct UserPresence {
-    devices: HashMap<DeviceId, (PresenceStatus, Timestamp)>,
+    devices: Map<DeviceId, (PresenceStatus, Timestamp)>,
     last_seen: Option<Timestamp>,
 }
 
@@ -31,11 +30,17 @@ impl UserPresence {
 /// Presence in memory, with per-device expiry evaluated at read time.
 #[derive(Debug, Default)]
 pub struct MemoryPresenceStore {
-    users: Mutex<HashMap<(TenantId, UserId), UserPresence>>,
+    users: Mutex<Map<(TenantId, UserId), UserPresence>>,
 }
 
 impl MemoryPresenceStore {
-    fn update(&self, tenant: &TenantId, user: &UserId, now: Timestamp, f: impl FnOnce(&mut UserPresence)) -> Result<PresenceChange> {
+    fn update(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        now: Timestamp,
+        f: impl FnOnce(&mut UserPresence),
+    ) -> Result<PresenceChange> {
         let mut map = self.users.lock().map_err(poisoned)?;
         let p = map.entry((tenant.clone(), user.clone())).or_default();
         let before = p.status(now);
@@ -44,32 +49,63 @@ impl MemoryPresenceStore {
         p.devices.retain(|_, (_, until)| *until > now);
         Ok(PresenceChange {
             before,
-            after: Presence { user: user.clone(), status: p.status(now), last_seen: p.last_seen },
+            after: Presence {
+                user: user.clone(),
+                status: p.status(now),
+                last_seen: p.last_seen,
+            },
         })
     }
 }
 
 #[async_trait]
 impl PresenceStore for MemoryPresenceStore {
-    async fn set(&self, tenant: &TenantId, user: &UserId, device: &DeviceId, status: PresenceStatus, now: Timestamp, ttl: Duration) -> Result<PresenceChange> {
+    async fn set(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+        status: PresenceStatus,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<PresenceChange> {
         self.update(tenant, user, now, |p| {
             p.devices.insert(device.clone(), (status, now.add(ttl)));
         })
     }
 
-    async fn clear(&self, tenant: &TenantId, user: &UserId, device: &DeviceId, now: Timestamp) -> Result<PresenceChange> {
+    async fn clear(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        device: &DeviceId,
+        now: Timestamp,
+    ) -> Result<PresenceChange> {
         self.update(tenant, user, now, |p| {
             p.devices.remove(device);
         })
     }
 
-    async fn get(&self, tenant: &TenantId, users: &[UserId], now: Timestamp) -> Result<Vec<Presence>> {
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+        now: Timestamp,
+    ) -> Result<Vec<Presence>> {
         let map = self.users.lock().map_err(poisoned)?;
         Ok(users
             .iter()
             .map(|u| match map.get(&(tenant.clone(), u.clone())) {
-                Some(p) => Presence { user: u.clone(), status: p.status(now), last_seen: p.last_seen },
-                None => Presence { user: u.clone(), status: PresenceStatus::Offline, last_seen: None },
+                Some(p) => Presence {
+                    user: u.clone(),
+                    status: p.status(now),
+                    last_seen: p.last_seen,
+                },
+                None => Presence {
+                    user: u.clone(),
+                    status: PresenceStatus::Offline,
+                    last_seen: None,
+                },
             })
             .collect())
     }

@@ -1,15 +1,15 @@
+use super::Concurrent;
 use async_trait::async_trait;
 use caas_core::Result;
 use caas_core::ports::RateLimitStore;
 use caas_core::ratelimit::{self, Decision, Quota, RateKey};
 use caas_core::time::Timestamp;
-use dashmap::DashMap;
 
 /// GCRA state in memory: one `u64` per key, updated under the map's shard lock so
 /// concurrent checks of one key are serialized.
 #[derive(Debug, Default)]
 pub struct MemoryRateLimitStore {
-    tats: DashMap<RateKey, u64>,
+    tats: Concurrent<RateKey, u64>,
 }
 
 #[async_trait]

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -8,12 +8,12 @@ use caas_core::model::{Receipt, ReceiptKind};
 use caas_core::ports::ReceiptStore;
 use caas_core::time::Timestamp;
 
-use super::poisoned;
+use super::{Map, poisoned};
 
 /// Receipt watermarks in memory.
 #[derive(Debug, Default)]
 pub struct MemoryReceiptStore {
-    receipts: Mutex<HashMap<(TenantId, ConversationId), BTreeMap<UserId, Receipt>>>,
+    receipts: Mutex<Map<(TenantId, ConversationId), BTreeMap<UserId, Receipt>>>,
 }
 
 fn zero(conversation: &ConversationId, user: &UserId) -> Receipt {
@@ -28,7 +28,15 @@ fn zero(conversation: &ConversationId, user: &UserId) -> Receipt {
 
 #[async_trait]
 impl ReceiptStore for MemoryReceiptStore {
-    async fn advance(&self, tenant: &TenantId, conversation: &ConversationId, user: &UserId, kind: ReceiptKind, seq: Seq, at: Timestamp) -> Result<Option<Receipt>> {
+    async fn advance(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        user: &UserId,
+        kind: ReceiptKind,
+        seq: Seq,
+        at: Timestamp,
+    ) -> Result<Option<Receipt>> {
         let mut map = self.receipts.lock().map_err(poisoned)?;
         let r = map
             .entry((tenant.clone(), conversation.clone()))
@@ -50,7 +58,12 @@ impl ReceiptStore for MemoryReceiptStore {
         Ok(moved.then(|| r.clone()))
     }
 
-    async fn get(&self, tenant: &TenantId, conversation: &ConversationId, user: &UserId) -> Result<Receipt> {
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<Receipt> {
         let map = self.receipts.lock().map_err(poisoned)?;
         Ok(map
             .get(&(tenant.clone(), conversation.clone()))

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -7,17 +6,25 @@ use caas_core::ids::{ConversationId, MessageId, Seq, TenantId, UserId};
 use caas_core::model::{Conversation, Message, User};
 use caas_core::ports::{MessageHit, SearchIndex, tokenize};
 
-use super::poisoned;
+use super::{Map, poisoned};
 
 #[derive(Debug, Default)]
 struct State {
-    messages: HashMap<(TenantId, ConversationId), HashMap<MessageId, (Seq, Vec<String>)>>,
-    conversations: HashMap<(TenantId, ConversationId), Vec<String>>,
-    users: HashMap<TenantId, HashMap<UserId, Vec<String>>>,
+    messages: Map<(TenantId, ConversationId), Map<MessageId, (Seq, Box<str>)>>,
+    conversations: Map<(TenantId, ConversationId), Vec<String>>,
+    users: Map<TenantId, Map<UserId, Vec<String>>>,
 }
 
 fn matches(query: &[String], words: &[String]) -> bool {
-    !query.is_empty() && query.iter().all(|q| words.iter().any(|w| w.starts_with(q.as_str())))
+    !query.is_empty()
+        && query
+            .iter()
+            .all(|q| words.iter().any(|w| w.starts_with(q.as_str())))
+}
+
+fn matches_text(query: &[String], text: &str) -> bool {
+    let words: Vec<String> = tokenize(text).collect();
+    matches(query, &words)
 }
 
 /// Search in memory: a scan of the caller's conversations. Fine for tests and small
@@ -31,10 +38,14 @@ pub struct MemorySearchIndex {
 impl SearchIndex for MemorySearchIndex {
     async fn index_message(&self, m: &Message) -> Result<()> {
         let mut st = self.state.write().map_err(poisoned)?;
-        let conv = st.messages.entry((m.tenant.clone(), m.conversation.clone())).or_default();
+        let conv = st
+            .messages
+            .entry((m.tenant.clone(), m.conversation.clone()))
+            .or_default();
         match (&m.body, m.is_deleted()) {
             (Some(body), false) => {
-                conv.insert(m.id.clone(), (m.seq, tokenize(body).collect()));
+                // Words are split at query time: indexing stays one copy of the body.
+                conv.insert(m.id.clone(), (m.seq, Box::from(body.as_str())));
             }
             _ => {
                 conv.remove(&m.id);
@@ -43,7 +54,12 @@ impl SearchIndex for MemorySearchIndex {
         Ok(())
     }
 
-    async fn remove_message(&self, tenant: &TenantId, conversation: &ConversationId, id: &MessageId) -> Result<()> {
+    async fn remove_message(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        id: &MessageId,
+    ) -> Result<()> {
         let mut st = self.state.write().map_err(poisoned)?;
         if let Some(c) = st.messages.get_mut(&(tenant.clone(), conversation.clone())) {
             c.remove(id);
@@ -53,42 +69,74 @@ impl SearchIndex for MemorySearchIndex {
 
     async fn index_conversation(&self, c: &Conversation) -> Result<()> {
         let mut st = self.state.write().map_err(poisoned)?;
-        let words = c.name.as_deref().map(|n| tokenize(n).collect()).unwrap_or_default();
-        st.conversations.insert((c.tenant.clone(), c.id.clone()), words);
+        let words = c
+            .name
+            .as_deref()
+            .map(|n| tokenize(n).collect())
+            .unwrap_or_default();
+        st.conversations
+            .insert((c.tenant.clone(), c.id.clone()), words);
         Ok(())
     }
 
     async fn index_user(&self, u: &User) -> Result<()> {
         let mut st = self.state.write().map_err(poisoned)?;
         let words = tokenize(&u.name).chain(tokenize(u.id.as_str())).collect();
-        st.users.entry(u.tenant.clone()).or_default().insert(u.id.clone(), words);
+        st.users
+            .entry(u.tenant.clone())
+            .or_default()
+            .insert(u.id.clone(), words);
         Ok(())
     }
 
-    async fn search_messages(&self, tenant: &TenantId, query: &str, within: &[ConversationId], limit: usize) -> Result<Vec<MessageHit>> {
+    async fn search_messages(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        within: &[ConversationId],
+        limit: usize,
+    ) -> Result<Vec<MessageHit>> {
         let q: Vec<String> = tokenize(query).collect();
         let st = self.state.read().map_err(poisoned)?;
         let mut hits = Vec::new();
         for c in within {
             if let Some(msgs) = st.messages.get(&(tenant.clone(), c.clone())) {
-                for (id, (seq, words)) in msgs {
-                    if matches(&q, words) {
-                        hits.push(MessageHit { conversation: c.clone(), message_id: id.clone(), seq: *seq });
+                for (id, (seq, body)) in msgs {
+                    if matches_text(&q, body) {
+                        hits.push(MessageHit {
+                            conversation: c.clone(),
+                            message_id: id.clone(),
+                            seq: *seq,
+                        });
                     }
                 }
             }
         }
-        hits.sort_by(|a, b| b.seq.cmp(&a.seq).then_with(|| a.conversation.cmp(&b.conversation)));
+        hits.sort_by(|a, b| {
+            b.seq
+                .cmp(&a.seq)
+                .then_with(|| a.conversation.cmp(&b.conversation))
+        });
         hits.truncate(limit);
         Ok(hits)
     }
 
-    async fn search_conversations(&self, tenant: &TenantId, query: &str, within: &[ConversationId], limit: usize) -> Result<Vec<ConversationId>> {
+    async fn search_conversations(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        within: &[ConversationId],
+        limit: usize,
+    ) -> Result<Vec<ConversationId>> {
         let q: Vec<String> = tokenize(query).collect();
         let st = self.state.read().map_err(poisoned)?;
         let mut ids: Vec<ConversationId> = within
             .iter()
-            .filter(|c| st.conversations.get(&(tenant.clone(), (*c).clone())).is_some_and(|w| matches(&q, w)))
+            .filter(|c| {
+                st.conversations
+                    .get(&(tenant.clone(), (*c).clone()))
+                    .is_some_and(|w| matches(&q, w))
+            })
             .cloned()
             .collect();
         ids.sort();
@@ -97,13 +145,23 @@ impl SearchIndex for MemorySearchIndex {
         Ok(ids)
     }
 
-    async fn search_users(&self, tenant: &TenantId, query: &str, limit: usize) -> Result<Vec<UserId>> {
+    async fn search_users(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<UserId>> {
         let q: Vec<String> = tokenize(query).collect();
         let st = self.state.read().map_err(poisoned)?;
         let mut ids: Vec<UserId> = st
             .users
             .get(tenant)
-            .map(|m| m.iter().filter(|(_, w)| matches(&q, w)).map(|(u, _)| u.clone()).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, w)| matches(&q, w))
+                    .map(|(u, _)| u.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         ids.sort();
         ids.truncate(limit);

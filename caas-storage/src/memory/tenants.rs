@@ -45,6 +45,10 @@ impl TenantStore for MemoryTenantStore {
     async fn list(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<Tenant>> {
         let map = self.tenants.read().map_err(poisoned)?;
         let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.clone()));
-        Ok(map.range((start, Bound::Unbounded)).take(limit).map(|(_, t)| t.clone()).collect())
+        Ok(map
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, t)| t.clone())
+            .collect())
     }
 }

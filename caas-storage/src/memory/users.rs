@@ -44,7 +44,12 @@ impl UserStore for MemoryUserStore {
             .collect())
     }
 
-    async fn list(&self, tenant: &TenantId, after: Option<&UserId>, limit: usize) -> Result<Vec<User>> {
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<User>> {
         let map = self.users.read().map_err(poisoned)?;
         let start = match after {
             Some(a) => Bound::Excluded((tenant.clone(), a.clone())),

@@ -214,6 +214,24 @@ fn later_compromise_does_not_open_earlier_messages() {
     assert_ne!(stolen.dh_remote, Some(early.header.dh));
 }
 
+#[test]
+fn every_single_bit_change_is_rejected() {
+    let (mut a, mut b) = pair();
+    let first = send(&mut a, "first");
+    assert_eq!(recv(&mut b, &first), "first");
+    let reply = send(&mut b, "reply"); // carries a fresh ratchet key
+    let bytes = reply.to_bytes();
+    for i in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut tampered = bytes.clone();
+            tampered[i] ^= 1 << bit;
+            let opened = RatchetMessage::from_bytes(&tampered).and_then(|m| a.decrypt(&m));
+            assert!(opened.is_err(), "flip of byte {i} bit {bit} accepted");
+        }
+    }
+    assert_eq!(recv(&mut a, &reply), "reply");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
