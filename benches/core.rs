@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench --bench core`
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 

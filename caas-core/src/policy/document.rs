@@ -118,7 +118,7 @@ fn compile(raw: RawDocument) -> Result<PolicySet, Error> {
                 "must be non-empty and not `default-deny`",
             ));
         }
-        if rules.iter().any(|x: &Rule| &*x.id == r.id) {
+        if rules.iter().any(|x: &Rule| *x.id == *r.id) {
             return Err(Error::invalid(
                 format!("{path}.id"),
                 format!("duplicate rule id `{}`", r.id),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Caas, Ctx};
+use super::{Caas, Ctx, audit_record};
 use crate::error::{EntityKind, Error, Result};
 use crate::events::EventPayload;
 use crate::ids::{ConversationId, UserId};
@@ -104,12 +104,14 @@ impl Caas {
             .await?;
         self.audit(
             &ctx.tenant,
-            p,
-            Action::MemberAdd,
-            format!("conversation:{id}/member:{user}"),
-            &rule,
-            serde_json::json!({"role": role}),
-            ctx.now,
+            audit_record(
+                p,
+                Action::MemberAdd,
+                format!("conversation:{id}/member:{user}"),
+                &rule,
+                serde_json::json!({"role": role}),
+                ctx.now,
+            ),
         )
         .await?;
         let audience = self.audience(&ctx.tenant, id).await?;
@@ -157,12 +159,14 @@ impl Caas {
             .await?;
         self.audit(
             &ctx.tenant,
-            p,
-            Action::MemberRemove,
-            format!("conversation:{id}/member:{user}"),
-            &rule,
-            serde_json::json!({"role": target.role}),
-            ctx.now,
+            audit_record(
+                p,
+                Action::MemberRemove,
+                format!("conversation:{id}/member:{user}"),
+                &rule,
+                serde_json::json!({"role": target.role}),
+                ctx.now,
+            ),
         )
         .await?;
         let by = ctx.p.user.clone().unwrap_or_else(|| user.clone());
@@ -263,12 +267,14 @@ impl Caas {
         };
         self.audit(
             &ctx.tenant,
-            p,
-            action,
-            format!("conversation:{id}/member:{user}"),
-            &rule,
-            detail,
-            ctx.now,
+            audit_record(
+                p,
+                action,
+                format!("conversation:{id}/member:{user}"),
+                &rule,
+                detail,
+                ctx.now,
+            ),
         )
         .await?;
         self.emit(

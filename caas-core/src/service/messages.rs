@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Caas, Ctx, check_text};
+use super::{Caas, Ctx, audit_record, check_text};
 use crate::error::{EntityKind, Error, Result};
 use crate::events::EventPayload;
 use crate::ids::{ClientMsgId, ConversationId, MessageId, UserId};
@@ -356,12 +356,14 @@ impl Caas {
             if original.sender != by {
                 self.audit(
                     &ctx.tenant,
-                    p,
-                    Action::MessageDelete,
-                    format!("conversation:{conv}/message:{id}"),
-                    &rule,
-                    serde_json::json!({"sender": original.sender}),
-                    ctx.now,
+                    audit_record(
+                        p,
+                        Action::MessageDelete,
+                        format!("conversation:{conv}/message:{id}"),
+                        &rule,
+                        serde_json::json!({"sender": original.sender}),
+                        ctx.now,
+                    ),
                 )
                 .await?;
             }

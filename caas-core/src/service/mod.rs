@@ -334,27 +334,29 @@ impl Caas {
         }
     }
 
-    async fn audit(
-        &self,
-        tenant: &TenantId,
-        p: &Principal,
-        action: Action,
-        target: String,
-        rule: &str,
-        detail: serde_json::Value,
-        at: Timestamp,
-    ) -> Result<()> {
-        let record = AuditRecord {
-            position: 0,
-            at,
-            actor: p.actor(),
-            action: action.as_str().to_owned(),
-            target,
-            rule: rule.to_owned(),
-            correlation_id: p.correlation_id.clone(),
-            detail,
-        };
+    async fn audit(&self, tenant: &TenantId, record: AuditRecord) -> Result<()> {
         self.b.audit.append(tenant, record).await.map(|_| ())
+    }
+}
+
+/// An audit record of `p` doing `action` to `target`, allowed by `rule`.
+fn audit_record(
+    p: &Principal,
+    action: Action,
+    target: String,
+    rule: &str,
+    detail: serde_json::Value,
+    at: Timestamp,
+) -> AuditRecord {
+    AuditRecord {
+        position: 0,
+        at,
+        actor: p.actor(),
+        action: action.as_str().to_owned(),
+        target,
+        rule: rule.to_owned(),
+        correlation_id: p.correlation_id.clone(),
+        detail,
     }
 }
 

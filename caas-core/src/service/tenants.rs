@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Caas, Ctx, check_text};
+use super::{Caas, Ctx, audit_record, check_text};
 use crate::error::{EntityKind, Error, Result};
 use crate::events::EventPayload;
 use crate::ids::{TenantId, UserId};
@@ -144,12 +144,14 @@ impl Caas {
         self.b.tenants.create(&tenant).await?;
         self.audit(
             &tenant.id,
-            p,
-            Action::TenantCreate,
-            format!("tenant:{}", tenant.id),
-            &d.rule,
-            serde_json::json!({"name": name}),
-            now,
+            audit_record(
+                p,
+                Action::TenantCreate,
+                format!("tenant:{}", tenant.id),
+                &d.rule,
+                serde_json::json!({"name": name}),
+                now,
+            ),
         )
         .await?;
         Ok(tenant)
@@ -188,12 +190,14 @@ impl Caas {
         self.b.tenants.update(&tenant).await?;
         self.audit(
             &tenant.id,
-            p,
-            action,
-            format!("tenant:{}", tenant.id),
-            rule,
-            detail,
-            now,
+            audit_record(
+                p,
+                action,
+                format!("tenant:{}", tenant.id),
+                rule,
+                detail,
+                now,
+            ),
         )
         .await?;
         let _ = self.install(tenant.clone(), now)?;
@@ -287,7 +291,7 @@ impl Caas {
     ) -> Result<Tenant> {
         let (mut tenant, rule) = self.tenant_admin(p, Action::TenantRotateSecret, id).await?;
         let now = self.now();
-        let deadline = now.add(grace);
+        let deadline = now.plus(grace);
         tenant
             .credentials
             .retain(|c| c.expires_at.is_none_or(|e| e > now));
@@ -332,12 +336,14 @@ impl Caas {
         let user = self.b.users.upsert(&user).await?;
         self.audit(
             &ctx.tenant,
-            p,
-            Action::UserUpsert,
-            format!("user:{id}"),
-            &rule,
-            serde_json::Value::Null,
-            ctx.now,
+            audit_record(
+                p,
+                Action::UserUpsert,
+                format!("user:{id}"),
+                &rule,
+                serde_json::Value::Null,
+                ctx.now,
+            ),
         )
         .await?;
         self.emit(

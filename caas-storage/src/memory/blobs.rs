@@ -9,11 +9,14 @@ use caas_core::{Error, Result};
 
 use super::{Map, poisoned};
 
+/// A blob's metadata and bytes.
+type Stored = (BlobMeta, Arc<Vec<u8>>);
+
 /// Blobs in memory, up to `max_size` bytes each. It cannot mint URLs (nothing serves
 /// them) and keeps nothing across restarts.
 #[derive(Debug)]
 pub struct MemoryBlobStore {
-    blobs: RwLock<Map<(TenantId, BlobId), (BlobMeta, Arc<Vec<u8>>)>>,
+    blobs: RwLock<Map<(TenantId, BlobId), Stored>>,
     max_size: usize,
 }
 

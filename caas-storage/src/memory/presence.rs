@@ -70,7 +70,7 @@ impl PresenceStore for MemoryPresenceStore {
         ttl: Duration,
     ) -> Result<PresenceChange> {
         self.update(tenant, user, now, |p| {
-            p.devices.insert(device.clone(), (status, now.add(ttl)));
+            p.devices.insert(device.clone(), (status, now.plus(ttl)));
         })
     }
 

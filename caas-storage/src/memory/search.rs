@@ -8,9 +8,12 @@ use caas_core::ports::{MessageHit, SearchIndex, tokenize};
 
 use super::{Map, poisoned};
 
+/// A message's seq and body (split into words at query time).
+type Indexed = (Seq, Box<str>);
+
 #[derive(Debug, Default)]
 struct State {
-    messages: Map<(TenantId, ConversationId), Map<MessageId, (Seq, Box<str>)>>,
+    messages: Map<(TenantId, ConversationId), Map<MessageId, Indexed>>,
     conversations: Map<(TenantId, ConversationId), Vec<String>>,
     users: Map<TenantId, Map<UserId, Vec<String>>>,
 }
