@@ -10,11 +10,54 @@ use caas_core::{EntityKind, Error, Result};
 
 use super::{Concurrent, Map, poisoned};
 
-/// One conversation's messages: `messages[i]` has seq `i + 1`, which makes
-/// gap-freeness structural.
+/// Fixed-size chunks, so a long conversation never reallocates (and copies) one huge
+/// vector as it grows.
+const CHUNK: usize = 1024;
+
+/// Messages in seq order: index `i` holds seq `i + 1`, which makes gap-freeness
+/// structural.
+#[derive(Debug, Default)]
+struct Chunked {
+    chunks: Vec<Vec<Message>>,
+    len: usize,
+}
+
+impl Chunked {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, m: Message) {
+        if self.len % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            last.push(m);
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&Message> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Message> {
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
+    fn last(&self) -> Option<&Message> {
+        self.len.checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    fn range(&self, start: usize, end: usize) -> impl Iterator<Item = &Message> {
+        (start..end.min(self.len)).filter_map(|i| self.get(i))
+    }
+}
+
+/// One conversation's messages and their indexes.
 #[derive(Debug, Default)]
 struct Log {
-    messages: Vec<Message>,
+    messages: Chunked,
     by_id: Map<MessageId, usize>,
     by_key: Map<(UserId, ClientMsgId), usize>,
     pinned: BTreeSet<usize>,
@@ -28,9 +71,15 @@ impl Log {
             .ok_or_else(|| Error::not_found(EntityKind::Message, id))
     }
 
+    fn at(&mut self, i: usize) -> Result<&mut Message> {
+        self.messages
+            .get_mut(i)
+            .ok_or_else(|| Error::internal("message index out of step with the log"))
+    }
+
     fn live(&mut self, id: &MessageId) -> Result<&mut Message> {
         let i = self.index(id)?;
-        let m = &mut self.messages[i];
+        let m = self.at(i)?;
         if m.is_deleted() {
             return Err(Error::conflict(format!("message `{id}` was deleted")));
         }
@@ -81,7 +130,12 @@ impl MessageStore for MemoryMessageStore {
         let mut log = log.lock().map_err(poisoned)?;
         let key = (message.sender.clone(), message.client_msg_id.clone());
         if let Some(&i) = log.by_key.get(&key) {
-            return Ok(Appended::Existing(log.messages[i].clone()));
+            let original = log
+                .messages
+                .get(i)
+                .cloned()
+                .ok_or_else(|| Error::internal("idempotency index out of step"))?;
+            return Ok(Appended::Existing(original));
         }
         let i = log.messages.len();
         let stored = message.into_message(Seq(i as u64 + 1));
@@ -101,7 +155,10 @@ impl MessageStore for MemoryMessageStore {
             return Ok(None);
         };
         let log = log.lock().map_err(poisoned)?;
-        Ok(log.by_id.get(id).map(|&i| log.messages[i].clone()))
+        Ok(log
+            .by_id
+            .get(id)
+            .and_then(|&i| log.messages.get(i).cloned()))
     }
 
     async fn edit(
@@ -132,7 +189,7 @@ impl MessageStore for MemoryMessageStore {
     ) -> Result<Changed<Message>> {
         self.with_log(tenant, conversation, id, |log| {
             let i = log.index(id)?;
-            let m = &mut log.messages[i];
+            let m = log.at(i)?;
             if m.is_deleted() {
                 return Ok(Changed {
                     value: m.clone(),
@@ -219,7 +276,7 @@ impl MessageStore for MemoryMessageStore {
                 (start, start.saturating_add(limit).min(n))
             }
         };
-        Ok(log.messages[start..end].to_vec())
+        Ok(log.messages.range(start, end).cloned().collect())
     }
 
     async fn pinned(
@@ -234,7 +291,7 @@ impl MessageStore for MemoryMessageStore {
         Ok(log
             .pinned
             .iter()
-            .map(|&i| log.messages[i].clone())
+            .filter_map(|&i| log.messages.get(i).cloned())
             .collect())
     }
 
@@ -270,8 +327,9 @@ impl MessageStore for MemoryMessageStore {
         };
         let log = log.lock().map_err(poisoned)?;
         let start = (after.get() as usize).min(log.messages.len());
-        Ok(log.messages[start..]
-            .iter()
+        Ok(log
+            .messages
+            .range(start, log.messages.len())
             .filter(|m| &m.sender != user)
             .count() as u64)
     }
