@@ -139,23 +139,42 @@ impl Caas {
     ) -> Result<Sent> {
         let ctx = self.ctx(p).await?;
         let sender = ctx.user()?.clone();
-        let (conv, _, _) = self
-            .conversation_action(&ctx, conversation, Action::MessageSend)
+        // One read of the membership serves the decision, the mention checks and the
+        // audience of the event.
+        let conv = self
+            .b
+            .conversations
+            .get(&ctx.tenant, conversation)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::Conversation, conversation))?;
+        let members = self
+            .b
+            .conversations
+            .members(&ctx.tenant, conversation)
             .await?;
+        let me = members.iter().find(|m| m.user == sender);
+        let subject = Self::subject(&ctx, me);
+        Self::authorize(
+            &ctx,
+            Action::MessageSend,
+            subject,
+            Self::conversation_resource(&conv),
+        )?;
         self.rate_limit(&ctx, Action::MessageSend).await?;
         self.check_content(&ctx, &msg)?;
-        self.store_message(&ctx, &conv, sender, msg, None).await
+        self.store_message(&ctx, &conv, members, sender, msg, None)
+            .await
     }
 
     async fn store_message(
         &self,
         ctx: &Ctx<'_>,
         conv: &Conversation,
+        members: Vec<Member>,
         sender: UserId,
         msg: SendMessage,
         forwarded_from: Option<ForwardRef>,
     ) -> Result<Sent> {
-        let members = self.b.conversations.members(&ctx.tenant, &conv.id).await?;
         let active = |u: &UserId| members.iter().any(|m| &m.user == u && !m.banned);
         for (i, u) in msg.mentions.iter().enumerate() {
             if !active(u) {
@@ -266,7 +285,8 @@ impl Caas {
             conversation_id: from.clone(),
             message_id: id.clone(),
         };
-        self.store_message(&ctx, &target, sender, msg, Some(origin))
+        let members = self.b.conversations.members(&ctx.tenant, to).await?;
+        self.store_message(&ctx, &target, members, sender, msg, Some(origin))
             .await
     }
 
