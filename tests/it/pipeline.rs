@@ -274,6 +274,19 @@ async fn edit_delete_react_pin_forward() {
         .await
         .unwrap();
     let m = w.send("bob", &c, "k1", "helo").await.unwrap().message;
+    let mut reply = SendMessage::text(key("r1"), "agreed");
+    reply.reply_to = Some(m.id.clone());
+    reply.mentions = vec![uid("bob")];
+    let r = w
+        .caas
+        .send_message(&w.user("carol"), &c, reply)
+        .await
+        .unwrap()
+        .message;
+    assert_eq!(
+        (r.reply_to.as_ref(), r.mentions.as_slice()),
+        (Some(&m.id), [uid("bob")].as_slice())
+    );
     forbidden(
         w.caas
             .edit_message(&w.user("alice"), &c, &m.id, "hijack")

@@ -100,9 +100,24 @@ struct Conv {
 
 struct Sim {
     caas: Caas,
+    bus: Box<dyn caas::core::ports::Subscription>,
+    events_checked: usize,
     clock: Arc<ManualClock>,
     tenants: Vec<TenantId>,
     convs: Vec<Vec<Conv>>,
+}
+
+fn op_tenant(op: &Op) -> usize {
+    match op {
+        Op::Create { t, .. }
+        | Op::Send { t, .. }
+        | Op::Add { t, .. }
+        | Op::Remove { t, .. }
+        | Op::Mute { t, .. }
+        | Op::Read { t, .. }
+        | Op::Foreign { t, .. }
+        | Op::Check { t, .. } => *t,
+    }
 }
 
 fn name(u: usize) -> String {
@@ -152,8 +167,11 @@ impl Sim {
             }
             tenants.push(t.id);
         }
+        let bus = caas.backends().bus.subscribe().await.unwrap();
         Self {
             caas,
+            bus,
+            events_checked: 0,
             clock,
             tenants,
             convs: vec![Vec::new(), Vec::new()],
@@ -169,7 +187,57 @@ impl Sim {
         (n > 0).then_some(c % n)
     }
 
+    /// Applies `op`, then checks every event it published: right tenant, and an
+    /// audience made only of members from before or after the operation (a removed
+    /// member is told of their removal).
     async fn apply(&mut self, op: Op) {
+        let t = op_tenant(&op);
+        let before = self.memberships(t);
+        self.apply_op(op).await;
+        let after = self.memberships(t);
+        while let Ok(Some(msg)) = tokio::time::timeout(Duration::ZERO, self.bus.next()).await {
+            let caas::core::ports::BusMessage::Event(e) = msg else {
+                panic!("the bus lagged")
+            };
+            if e.payload.kind() == "user.updated" {
+                continue;
+            }
+            self.events_checked += 1;
+            assert_eq!(e.tenant, self.tenants[t], "an event crossed tenants: {e:?}");
+            let conv = e
+                .payload
+                .conversation_id()
+                .expect("conversation events only here");
+            let allowed: BTreeSet<String> = before
+                .get(conv)
+                .into_iter()
+                .chain(after.get(conv))
+                .flatten()
+                .cloned()
+                .collect();
+            for u in e.audience.iter() {
+                assert!(
+                    allowed.contains(u.as_str()),
+                    "{} published to non-member {u}",
+                    e.payload.kind()
+                );
+            }
+        }
+    }
+
+    fn memberships(&self, t: usize) -> BTreeMap<ConversationId, BTreeSet<String>> {
+        self.convs[t]
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone().unwrap(),
+                    m.members.keys().map(|u| name(*u)).collect(),
+                )
+            })
+            .collect()
+    }
+
+    async fn apply_op(&mut self, op: Op) {
         self.clock.advance(Duration::from_millis(10));
         match op {
             Op::Create { t, owner, members } => {
@@ -403,6 +471,7 @@ proptest! {
             for op in ops {
                 sim.apply(op).await;
             }
+            assert!(sim.events_checked >= 2, "the bus check saw no events");
             for t in 0..2 {
                 for u in 0..USERS {
                     sim.check(t, u).await;
