@@ -67,13 +67,87 @@ fn gcra(c: &mut Criterion) {
     });
 }
 
-fn send(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let caas = Caas::new(caas::storage::memory::backends(), Config::default());
-    let (principal, conv): (Principal, ConversationId) = rt.block_on(async {
+/// Discards everything: isolates the pipeline from the cost of retaining data.
+#[derive(Debug)]
+struct Discard;
+
+#[async_trait::async_trait]
+impl caas::core::ports::EventLog for Discard {
+    async fn append(
+        &self,
+        _: std::sync::Arc<caas::core::events::Event>,
+    ) -> caas::Result<caas::core::ids::Cursor> {
+        Ok(caas::core::ids::Cursor(0))
+    }
+    async fn read(
+        &self,
+        _: &caas::core::ids::TenantId,
+        _: &UserId,
+        _: caas::core::ids::Cursor,
+        _: usize,
+    ) -> caas::Result<Vec<caas::core::events::LoggedEvent>> {
+        Ok(Vec::new())
+    }
+    async fn head(&self, _: &caas::core::ids::TenantId) -> caas::Result<caas::core::ids::Cursor> {
+        Ok(caas::core::ids::Cursor(0))
+    }
+}
+
+#[async_trait::async_trait]
+impl caas::core::ports::SearchIndex for Discard {
+    async fn index_message(&self, _: &caas::core::model::Message) -> caas::Result<()> {
+        Ok(())
+    }
+    async fn remove_message(
+        &self,
+        _: &caas::core::ids::TenantId,
+        _: &ConversationId,
+        _: &caas::core::ids::MessageId,
+    ) -> caas::Result<()> {
+        Ok(())
+    }
+    async fn index_conversation(&self, _: &caas::core::model::Conversation) -> caas::Result<()> {
+        Ok(())
+    }
+    async fn index_user(&self, _: &caas::core::model::User) -> caas::Result<()> {
+        Ok(())
+    }
+    async fn search_messages(
+        &self,
+        _: &caas::core::ids::TenantId,
+        _: &str,
+        _: &[ConversationId],
+        _: usize,
+    ) -> caas::Result<Vec<caas::core::ports::MessageHit>> {
+        Ok(Vec::new())
+    }
+    async fn search_conversations(
+        &self,
+        _: &caas::core::ids::TenantId,
+        _: &str,
+        _: &[ConversationId],
+        _: usize,
+    ) -> caas::Result<Vec<ConversationId>> {
+        Ok(Vec::new())
+    }
+    async fn search_users(
+        &self,
+        _: &caas::core::ids::TenantId,
+        _: &str,
+        _: usize,
+    ) -> caas::Result<Vec<UserId>> {
+        Ok(Vec::new())
+    }
+}
+
+/// A tenant with alice, bob and carol in `n` group conversations.
+fn setup(
+    rt: &tokio::runtime::Runtime,
+    backends: caas::core::ports::Backends,
+    n: usize,
+) -> (Caas, Principal, Vec<ConversationId>) {
+    let caas = Caas::new(backends, Config::default());
+    let (principal, convs) = rt.block_on(async {
         let mut settings = TenantSettings::default();
         // The pipeline still runs the GCRA step; the limit is just out of reach.
         settings
@@ -90,40 +164,72 @@ fn send(c: &mut Criterion) {
                 .unwrap();
         }
         let alice = Principal::user(t.id.clone(), UserId::parse("alice").unwrap());
-        let conv = caas
-            .create_conversation(
-                &alice,
-                NewConversation {
-                    kind: ConversationKind::Group,
-                    members: vec![
-                        UserId::parse("bob").unwrap(),
-                        UserId::parse("carol").unwrap(),
-                    ],
-                    name: Some("bench".into()),
-                    attributes: Default::default(),
-                },
-            )
-            .await
-            .unwrap()
-            .into_inner();
-        (alice, conv.id)
+        let mut convs = Vec::new();
+        for _ in 0..n {
+            let conv = caas
+                .create_conversation(
+                    &alice,
+                    NewConversation {
+                        kind: ConversationKind::Group,
+                        members: vec![
+                            UserId::parse("bob").unwrap(),
+                            UserId::parse("carol").unwrap(),
+                        ],
+                        name: Some("bench".into()),
+                        attributes: Default::default(),
+                    },
+                )
+                .await
+                .unwrap()
+                .into_inner();
+            convs.push(conv.id);
+        }
+        (alice, convs)
     });
-    let n = AtomicU64::new(0);
+    (caas, principal, convs)
+}
+
+fn send(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("send_message_memory_3_members", |b| {
-        b.iter(|| {
-            let i = n.fetch_add(1, Ordering::Relaxed);
-            let msg = SendMessage::text(
-                ClientMsgId::parse(&format!("k{i}")).unwrap(),
-                "hello, benchmark",
-            );
-            black_box(
-                rt.block_on(caas.send_message(&principal, &conv, msg))
-                    .unwrap(),
-            )
-        })
-    });
+    let mut lean = caas::storage::memory::backends();
+    lean.events = std::sync::Arc::new(Discard);
+    lean.search = std::sync::Arc::new(Discard);
+    let cases = [
+        (
+            "send_memory_1_conversation",
+            caas::storage::memory::backends(),
+            1,
+        ),
+        (
+            "send_memory_1000_conversations",
+            caas::storage::memory::backends(),
+            1000,
+        ),
+        ("send_memory_no_sync_log_no_search", lean, 1000),
+    ];
+    for (name, backends, n) in cases {
+        let (caas, principal, convs) = setup(&rt, backends, n);
+        let i = AtomicU64::new(0);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let i = i.fetch_add(1, Ordering::Relaxed);
+                let conv = &convs[(i % convs.len() as u64) as usize];
+                let msg = SendMessage::text(
+                    ClientMsgId::parse(&format!("k{i}")).unwrap(),
+                    "hello, benchmark",
+                );
+                black_box(
+                    rt.block_on(caas.send_message(&principal, conv, msg))
+                        .unwrap(),
+                )
+            })
+        });
+    }
     g.finish();
 }
 
