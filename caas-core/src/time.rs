@@ -9,8 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// A point in time: nanoseconds since the Unix epoch (UTC).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Serialized as RFC 3339 in UTC with nanoseconds (`2026-11-22T10:04:05.123456789Z`),
+/// which round-trips exactly; deserializing also accepts other RFC 3339 offsets and
+/// integer nanoseconds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Timestamp(u64);
 
 impl Timestamp {
@@ -73,6 +76,142 @@ impl Timestamp {
             (rem / 60) % 60,
             rem % 60
         )
+    }
+}
+
+impl Timestamp {
+    /// RFC 3339 in UTC with all nine fractional digits: the lossless form.
+    pub fn to_rfc3339_nanos(self) -> String {
+        let secs = self.0 / 1_000_000_000;
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let rem = secs % 86_400;
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60,
+            self.0 % 1_000_000_000
+        )
+    }
+
+    /// Parses RFC 3339 (`Z` or a numeric offset, any number of fractional digits up
+    /// to nine). Times before 1970 are refused.
+    pub fn parse_rfc3339(s: &str) -> Result<Timestamp, crate::Error> {
+        let bad = || crate::Error::invalid("timestamp", format!("`{s}` is not an RFC 3339 time"));
+        let b = s.as_bytes();
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return Err(bad());
+        }
+        let num = |r: std::ops::Range<usize>| -> Result<u64, crate::Error> {
+            let part = s.get(r).ok_or_else(bad)?;
+            if !part.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            part.parse::<u64>().map_err(|_| bad())
+        };
+        let (y, mo, d, h, mi, sec) = (
+            num(0..4)?,
+            num(5..7)?,
+            num(8..10)?,
+            num(11..13)?,
+            num(14..16)?,
+            num(17..19)?,
+        );
+        if !(1..=12).contains(&mo)
+            || d == 0
+            || d > days_in_month(y, mo)
+            || h > 23
+            || mi > 59
+            || sec > 60
+        {
+            return Err(bad());
+        }
+        let mut i = 19;
+        let mut nanos = 0u64;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let digits = i - start;
+            if digits == 0 || digits > 9 {
+                return Err(bad());
+            }
+            nanos = num(start..i)? * 10u64.pow((9 - digits) as u32);
+        }
+        let offset: i64 = match b.get(i) {
+            Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+            Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
+                let secs = (num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60) as i64;
+                if *sign == b'+' { secs } else { -secs }
+            }
+            _ => return Err(bad()),
+        };
+        let days = days_from_civil(y as i64, mo as u32, d as u32);
+        let local = days * 86_400 + (h * 3600 + mi * 60 + sec.min(59)) as i64;
+        let utc = u64::try_from(local - offset).map_err(|_| bad())?;
+        Ok(Timestamp(
+            utc.checked_mul(1_000_000_000)
+                .and_then(|n| n.checked_add(nanos))
+                .ok_or_else(bad)?,
+        ))
+    }
+}
+
+fn days_in_month(y: u64, m: u64) -> u64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// A proleptic Gregorian date to days since 1970-01-01 (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339_nanos())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 time or integer nanoseconds since the epoch")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Timestamp::parse_rfc3339(v).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                u64::try_from(v)
+                    .map(Timestamp)
+                    .map_err(|_| E::custom("negative timestamp"))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -182,6 +321,45 @@ mod tests {
             Timestamp::from_secs(951_782_400).to_rfc3339(),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn serde_is_rfc3339_and_lossless() {
+        let t = Timestamp::from_nanos(1_795_341_845_123_456_789);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"2026-11-22T10:04:05.123456789Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("1795341845123456789").unwrap(),
+            t
+        );
+        let offset: Timestamp = serde_json::from_str("\"2026-11-22T12:04:05.5+02:00\"").unwrap();
+        assert_eq!(offset, Timestamp::from_millis(1_795_341_845_500));
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-22T10:04:05",
+            "2026-11-22T10:04:05.Z",
+            "x",
+            "1969-12-31T23:59:59Z",
+            "2026-11-22T10:04:05.1234567891Z",
+        ] {
+            assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rfc3339_round_trips(n in 0u64..=4_102_444_800_000_000_000) {
+            let t = Timestamp::from_nanos(n);
+            proptest::prop_assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339_nanos()).unwrap(), t);
+            proptest::prop_assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()).unwrap().as_millis(), t.as_millis());
+        }
+
+        #[test]
+        fn parsing_never_panics(s in ".{0,40}") {
+            let _ = Timestamp::parse_rfc3339(&s);
+        }
     }
 
     #[test]

@@ -20,4 +20,24 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
 
     /// Up to `limit` tenants with ids greater than `after`, in ascending id order.
     async fn list(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<Tenant>>;
+
+    /// The tenant holding a credential whose stored hash is `hash` (expired ones
+    /// included: the caller judges expiry), or `None`. This default scans every
+    /// tenant; backends with an index on credential hashes should override it.
+    async fn find_by_credential(&self, hash: &str) -> Result<Option<Tenant>> {
+        let mut after: Option<TenantId> = None;
+        loop {
+            let page = self.list(after.as_ref(), 500).await?;
+            if let Some(t) = page
+                .iter()
+                .find(|t| t.credentials.iter().any(|c| c.hash == hash))
+            {
+                return Ok(Some(t.clone()));
+            }
+            match page.last() {
+                Some(last) => after = Some(last.id.clone()),
+                None => return Ok(None),
+            }
+        }
+    }
 }

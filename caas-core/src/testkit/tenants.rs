@@ -75,6 +75,25 @@ pub async fn list_pages_by_id(s: Arc<dyn TenantStore>) {
     assert!(page[0].id > ids[1]);
 }
 
+/// A tenant is found by the hash of any of its credentials, and only by those.
+pub async fn find_by_credential(s: Arc<dyn TenantStore>) {
+    let mut x = sample();
+    let hash = format!("h-{}", x.id);
+    x.credentials.push(crate::model::TenantCredential {
+        key_id: "k1".into(),
+        hash: hash.clone(),
+        created_at: t(0),
+        expires_at: None,
+    });
+    s.create(&x).await.unwrap();
+    s.create(&sample()).await.unwrap();
+    assert_eq!(
+        s.find_by_credential(&hash).await.unwrap().map(|t| t.id),
+        Some(x.id.clone())
+    );
+    assert_eq!(s.find_by_credential("no-such-hash").await.unwrap(), None);
+}
+
 /// Expands the suite for a backend.
 #[macro_export]
 macro_rules! tenant_store_contract {
