@@ -107,6 +107,7 @@ macro_rules! tenant_store_contract {
                 create_twice_conflicts,
                 update_replaces_and_never_creates,
                 list_pages_by_id,
+                find_by_credential,
             ]
         );
     };
