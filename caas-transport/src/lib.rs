@@ -1,1 +1,11 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod auth;
+pub mod gateway;
+pub mod problem;
+mod routes;
+
+pub use auth::Authenticator;
+pub use gateway::{AppState, GatewayConfig, router, serve};
+pub use problem::ApiError;

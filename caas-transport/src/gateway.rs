@@ -1,0 +1,274 @@
+//! The HTTP gateway: state, configuration, middleware and the router.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use caas_core::Caas;
+use caas_core::ids::CorrelationId;
+use caas_core::ratelimit::{Decision, Quota, RateKey};
+
+use crate::auth::{Authenticator, Correlation};
+use crate::problem::ApiError;
+
+/// The correlation header, echoed or generated on every response.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// Limits of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest request body (413 above it).
+    pub max_body_bytes: usize,
+    /// Requests per client IP at the edge, before authentication (`None`: off).
+    pub edge_quota: Option<Quota>,
+    /// Longest time one request may take (503 after it).
+    pub request_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    /// 64 KiB bodies, 100 requests/min per IP (the platform default), 30 s.
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            edge_quota: Some(Quota::per_minute(100)),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The service.
+    pub caas: Arc<Caas>,
+    /// Credential checks and token minting.
+    pub auth: Arc<Authenticator>,
+    /// The limits.
+    pub config: Arc<GatewayConfig>,
+}
+
+/// The gateway's router with every layer, ready for [`serve`].
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    crate::routes::routes()
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), edge_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), correlation))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, with client addresses
+/// available to the edge limit.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Accepts a valid `x-correlation-id` or makes one; puts it on the request, the
+/// response and the log span.
+async fn correlation(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| CorrelationId::parse(v).ok())
+        .unwrap_or_else(|| CorrelationId::generate(state.caas.backends().clock.now()));
+    req.extensions_mut().insert(Correlation(id.clone()));
+    let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut res = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(CORRELATION_HEADER), v);
+    }
+    res
+}
+
+/// GCRA per client IP, before authentication, with `RateLimit-*` headers.
+async fn edge_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(quota) = state.config.edge_quota else {
+        return next.run(req).await;
+    };
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let now = state.caas.backends().clock.now();
+    let decision = state
+        .caas
+        .backends()
+        .rate_limits
+        .check(&RateKey::edge(&ip), &quota, now)
+        .await;
+    let limit = quota.burst.unwrap_or(quota.limit);
+    match decision {
+        Ok(Decision::Allow {
+            remaining,
+            reset_after,
+            ..
+        }) => {
+            let mut res = next.run(req).await;
+            let h = res.headers_mut();
+            for (name, value) in [
+                ("ratelimit-limit", u64::from(limit)),
+                ("ratelimit-remaining", remaining),
+                (
+                    "ratelimit-reset",
+                    reset_after.as_secs() + u64::from(reset_after.subsec_nanos() > 0),
+                ),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+                    h.insert(HeaderName::from_static(name), v);
+                }
+            }
+            res
+        }
+        Ok(Decision::Deny { retry_after }) => {
+            let mut res = ApiError::rate_limited(
+                format!(
+                    "more than {} requests per {} s from {ip}",
+                    quota.limit, quota.period_secs
+                ),
+                retry_after,
+            )
+            .into_response();
+            res.headers_mut().insert(
+                HeaderName::from_static("ratelimit-limit"),
+                HeaderValue::from(limit),
+            );
+            res.headers_mut().insert(
+                HeaderName::from_static("ratelimit-remaining"),
+                HeaderValue::from(0u32),
+            );
+            res
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            let mut e = ApiError::from(caas_core::Error::Unavailable {
+                backend: "gateway",
+                context: "request timed out".into(),
+                temporary: true,
+                source: None,
+            })
+            .into_response();
+            *e.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            e
+        }
+    }
+}
+
+/// `Json<T>` whose rejections are problem+json: 413 over the body limit, 400 for
+/// malformed JSON or a wrong content type, 422 for JSON of the wrong shape.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(match rej.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(rej.body_text()),
+                _ => ApiError::invalid(rej.body_text()),
+            }),
+        }
+    }
+}
+
+/// `Path<T>` with problem+json rejections.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    axum::extract::Path<T>: FromRequestParts<S, Rejection = PathRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|r| ApiError::invalid(r.body_text()))
+    }
+}
+
+/// `Query<T>` with problem+json rejections.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    axum::extract::Query<T>: FromRequestParts<S, Rejection = QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|r| ApiError::invalid(r.body_text()))
+    }
+}
+
+/// An optional JSON body: `None` when the body is empty, otherwise as [`ApiJson`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| match r.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(r.body_text()),
+                _ => ApiError::invalid(r.body_text()),
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| OptionalJson(Some(v)))
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+    }
+}

@@ -1,0 +1,164 @@
+//! Errors as `application/problem+json` (RFC 9457) with the `api.md` codes. Every
+//! error the gateway returns goes through [`ApiError`], so this is the one place
+//! where core error kinds become HTTP statuses, and where internal detail stops.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use caas_core::Error;
+
+/// An error response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    /// A 401: no or bad credential.
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+    }
+
+    /// A 400 naming the field at fault.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_argument", detail)
+    }
+
+    /// A 413.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+    }
+
+    /// A 404 for a route or resource.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    /// A 429 with `Retry-After`.
+    pub fn rate_limited(detail: impl Into<String>, retry_after: Duration) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// A 500 that says nothing about its cause (which is logged instead).
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log with this correlation id",
+        )
+    }
+
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `api.md` code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+fn title(code: &str) -> &'static str {
+    match code {
+        "unauthenticated" => "Unauthenticated",
+        "forbidden" => "Forbidden",
+        "not_found" => "Not found",
+        "invalid_argument" => "Invalid argument",
+        "conflict" => "Conflict",
+        "payload_too_large" => "Payload too large",
+        "rate_limited" => "Rate limited",
+        "quota_exceeded" => "Quota exceeded",
+        "unavailable" => "Unavailable",
+        _ => "Internal error",
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match &e {
+            // Causes of these can name tables, files or hosts: log them, never send them.
+            Error::Internal { .. } => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "internal error");
+                Self::internal()
+            }
+            Error::Unavailable {
+                backend, temporary, ..
+            } => {
+                tracing::warn!(error = %e, "backend unavailable");
+                let mut a = Self::new(status, "unavailable", format!("{backend} is unavailable"));
+                if *temporary {
+                    a.retry_after = Some(Duration::from_secs(1));
+                }
+                a
+            }
+            Error::RateLimited { retry_after, .. } => {
+                Self::rate_limited(e.to_string(), *retry_after)
+            }
+            _ => Self::new(status, e.code(), e.to_string()),
+        }
+    }
+}
+
+impl From<caas_crypto::Error> for ApiError {
+    fn from(e: caas_crypto::Error) -> Self {
+        tracing::error!(error = %e, "crypto error");
+        Self::internal()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "type": format!("urn:caas:error:{}", self.code),
+            "title": title(self.code),
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "detail": self.detail,
+        });
+        let mut res = (self.status, body.to_string()).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(after) = self.retry_after {
+            // Whole seconds, rounded up so a client never retries early.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        res
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.status.as_u16(),
+            self.detail
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}

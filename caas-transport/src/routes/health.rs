@@ -1,0 +1,31 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::gateway::AppState;
+
+/// Process up and serving.
+pub(super) async fn live() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready to serve traffic: the stores answer.
+pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    match state.caas.backends().tenants.list(None, 1).await {
+        Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+        }
+    }
+}
+
+/// Summary of both.
+pub(super) async fn health(state: State<AppState>) -> impl IntoResponse {
+    ready(state).await
+}

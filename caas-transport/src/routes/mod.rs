@@ -1,0 +1,85 @@
+//! The REST endpoints of `api.md`, one module per resource.
+
+mod conversations;
+mod health;
+mod messages;
+mod sync;
+mod tenants;
+mod users;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use serde::Serialize;
+
+use crate::gateway::AppState;
+use crate::problem::ApiError;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/.well-known/jwks.json", get(users::jwks))
+        .route("/v1/tenants", post(tenants::create))
+        .route(
+            "/v1/tenants/{id}",
+            get(tenants::get)
+                .patch(tenants::patch)
+                .delete(tenants::suspend),
+        )
+        .route("/v1/tenants/{id}/secrets", post(tenants::rotate_secret))
+        .route("/v1/users/{user_id}", put(users::upsert).get(users::get))
+        .route("/v1/users/{user_id}/tokens", post(users::mint_token))
+        .route(
+            "/v1/conversations",
+            post(conversations::create).get(conversations::list),
+        )
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations::get).patch(conversations::update),
+        )
+        .route(
+            "/v1/conversations/{id}/members",
+            post(conversations::add_member),
+        )
+        .route(
+            "/v1/conversations/{id}/members/{user_id}",
+            axum::routing::delete(conversations::remove_member).patch(conversations::update_member),
+        )
+        .route(
+            "/v1/conversations/{id}/messages",
+            post(messages::send).get(messages::history),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}",
+            axum::routing::patch(messages::edit).delete(messages::delete),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}/forward",
+            post(messages::forward),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}",
+            put(messages::react).delete(messages::unreact),
+        )
+        .route("/v1/conversations/{id}/read", post(messages::read))
+        .route("/v1/sync", get(sync::sync))
+        .route("/v1/search/messages", get(sync::search_messages))
+        .route("/v1/search/conversations", get(sync::search_conversations))
+        .route("/v1/search/users", get(sync::search_users))
+}
+
+/// A page of a list: `{"items": […], "next_cursor": …}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Page<T> {
+    pub(crate) items: Vec<T>,
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// Parses an id from a path or body, naming the field on failure.
+pub(crate) fn id<T: std::str::FromStr<Err = caas_core::Error>>(s: &str) -> Result<T, ApiError> {
+    s.parse::<T>().map_err(ApiError::from)
+}
+
+/// The default and largest page sizes of list endpoints.
+pub(crate) const DEFAULT_LIMIT: usize = 50;

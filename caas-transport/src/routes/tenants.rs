@@ -1,0 +1,175 @@
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use caas_core::ids::TenantId;
+use caas_core::model::{Tenant, TenantCredential, TenantSettings, TenantStatus};
+use caas_core::service::TenantChange;
+use caas_core::time::Timestamp;
+use caas_crypto::secret::TenantSecret;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::id;
+use crate::auth::Auth;
+use crate::gateway::{ApiJson, ApiPath, AppState, OptionalJson};
+use crate::problem::ApiError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateTenant {
+    name: String,
+    #[serde(default)]
+    settings: TenantSettings,
+}
+
+/// The public view of a tenant: never the credential hashes, nor expired ones.
+fn view(now: Timestamp, t: &Tenant) -> serde_json::Value {
+    json!({
+        "tenant_id": t.id,
+        "name": t.name,
+        "status": t.status,
+        "settings": t.settings,
+        "secrets": t.credentials.iter().filter(|c| c.expires_at.is_none_or(|e| e > now)).map(|c| json!({"key_id": c.key_id, "created_at": c.created_at, "expires_at": c.expires_at})).collect::<Vec<_>>(),
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+    })
+}
+
+/// A fresh tenant secret: the credential to store (its hash) and the secret to show once.
+fn new_secret(state: &AppState) -> Result<(TenantCredential, TenantSecret), ApiError> {
+    let secret = TenantSecret::generate()?;
+    let now = state.caas.backends().clock.now();
+    let hash = secret.hash().to_string();
+    let credential = TenantCredential {
+        key_id: format!("key_{}", &hash[..8.min(hash.len())]),
+        hash,
+        created_at: now,
+        expires_at: None,
+    };
+    Ok((credential, secret))
+}
+
+/// `POST /v1/tenants` (operator): `{name, settings?}` → `{tenant_id, secret}`.
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = state
+        .caas
+        .create_tenant(&p, &body.name, body.settings)
+        .await?;
+    let (credential, secret) = new_secret(&state)?;
+    let key_id = credential.key_id.clone();
+    state
+        .caas
+        .rotate_tenant_credential(&p, &tenant.id, credential, Duration::ZERO)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"tenant_id": tenant.id, "secret": secret.expose_secret(), "key_id": key_id})),
+    ))
+}
+
+/// `GET /v1/tenants/{id}`.
+pub(super) async fn get(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(t): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let t: TenantId = id(&t)?;
+    Ok(Json(view(
+        state.caas.backends().clock.now(),
+        &state.caas.get_tenant(&p, &t).await?,
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PatchTenant {
+    name: Option<String>,
+    settings: Option<TenantSettings>,
+    status: Option<TenantStatus>,
+}
+
+/// `PATCH /v1/tenants/{id}` (operator): name, settings (limits, policy), status.
+pub(super) async fn patch(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(t): ApiPath<String>,
+    ApiJson(body): ApiJson<PatchTenant>,
+) -> Result<impl IntoResponse, ApiError> {
+    let t: TenantId = id(&t)?;
+    let mut tenant = if body.name.is_some() || body.settings.is_some() {
+        state
+            .caas
+            .update_tenant(
+                &p,
+                &t,
+                TenantChange {
+                    name: body.name,
+                    settings: body.settings,
+                },
+            )
+            .await?
+    } else {
+        state.caas.get_tenant(&p, &t).await?
+    };
+    if let Some(status) = body.status {
+        tenant = state.caas.set_tenant_status(&p, &t, status).await?;
+    }
+    Ok(Json(view(state.caas.backends().clock.now(), &tenant)))
+}
+
+/// `DELETE /v1/tenants/{id}` (operator): suspends; data is kept.
+pub(super) async fn suspend(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(t): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let t: TenantId = id(&t)?;
+    Ok(Json(view(
+        state.caas.backends().clock.now(),
+        &state
+            .caas
+            .set_tenant_status(&p, &t, TenantStatus::Suspended)
+            .await?,
+    )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Rotate {
+    /// How long the current secrets keep working (default one hour, at most 30 days).
+    grace_secs: Option<u64>,
+}
+
+/// `POST /v1/tenants/{id}/secrets` (operator, tenant): a new secret, shown once;
+/// the old ones keep working for the grace period.
+pub(super) async fn rotate_secret(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(t): ApiPath<String>,
+    OptionalJson(body): OptionalJson<Rotate>,
+) -> Result<impl IntoResponse, ApiError> {
+    let t: TenantId = id(&t)?;
+    let grace = body.unwrap_or_default().grace_secs.unwrap_or(3600);
+    if grace > 30 * 86_400 {
+        return Err(ApiError::invalid("grace_secs: at most 30 days"));
+    }
+    let (credential, secret) = new_secret(&state)?;
+    let key_id = credential.key_id.clone();
+    state
+        .caas
+        .rotate_tenant_credential(&p, &t, credential, Duration::from_secs(grace))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"secret": secret.expose_secret(), "key_id": key_id, "previous_valid_for_secs": grace}),
+        ),
+    ))
+}

@@ -1,0 +1,94 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use caas_core::ids::{DeviceId, UserId};
+use caas_core::model::Attributes;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::id;
+use crate::auth::{Auth, MAX_TOKEN_TTL_SECS};
+use crate::gateway::{ApiJson, ApiPath, AppState, OptionalJson};
+use crate::problem::ApiError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Upsert {
+    name: String,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+/// `PUT /v1/users/{user_id}` (tenant).
+pub(super) async fn upsert(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(u): ApiPath<String>,
+    ApiJson(body): ApiJson<Upsert>,
+) -> Result<impl IntoResponse, ApiError> {
+    let u: UserId = id(&u)?;
+    Ok(Json(
+        state
+            .caas
+            .upsert_user(&p, &u, &body.name, body.attributes)
+            .await?,
+    ))
+}
+
+/// `GET /v1/users/{user_id}`.
+pub(super) async fn get(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(u): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let u: UserId = id(&u)?;
+    Ok(Json(state.caas.get_user(&p, &u).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Mint {
+    ttl_s: Option<u64>,
+    device_id: Option<String>,
+}
+
+/// `POST /v1/users/{user_id}/tokens` (tenant): `{ttl_s?, device_id?}` →
+/// `{access_token, expires_at}`. Only a tenant server mints, for its own users.
+pub(super) async fn mint_token(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(u): ApiPath<String>,
+    OptionalJson(body): OptionalJson<Mint>,
+) -> Result<impl IntoResponse, ApiError> {
+    let u: UserId = id(&u)?;
+    let body = body.unwrap_or_default();
+    let ttl = body.ttl_s.unwrap_or(900);
+    if ttl == 0 || ttl > MAX_TOKEN_TTL_SECS {
+        return Err(ApiError::invalid(format!(
+            "ttl_s: must be 1 to {MAX_TOKEN_TTL_SECS}"
+        )));
+    }
+    let device = body.device_id.as_deref().map(id::<DeviceId>).transpose()?;
+    // Minting is a tenant-server act: the policy decides as for any other action,
+    // and the user must exist in the caller's tenant.
+    let tenant = match (&p.kind, &p.tenant) {
+        (caas_core::PrincipalKind::TenantServer, Some(t)) => t.clone(),
+        _ => return Err(caas_core::Error::forbidden(caas_core::policy::DEFAULT_DENY).into()),
+    };
+    state.caas.get_user(&p, &u).await?;
+    let now = state.caas.backends().clock.now();
+    let token = state.auth.mint(&tenant, &u, device.as_ref(), ttl, now)?;
+    let expires_at = now.plus(std::time::Duration::from_secs(ttl));
+    Ok(Json(
+        json!({"access_token": token, "token_type": "Bearer", "expires_at": expires_at}),
+    ))
+}
+
+/// `GET /.well-known/jwks.json`: the platform's token verification keys.
+pub(super) async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        [(header::CONTENT_TYPE, "application/jwk-set+json")],
+        state.auth.jwks_json()?,
+    ))
+}

@@ -1,0 +1,485 @@
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::server::{Server, problem, quota};
+
+#[tokio::test]
+async fn two_users_chat_over_rest_with_idempotent_sends() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let (alice, bob) = (
+        s.token(&secret, "alice").await,
+        s.token(&secret, "bob").await,
+    );
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/conversations",
+            Some(&alice),
+            Some(json!({"kind": "direct", "members": ["bob"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let conv = r.body["id"].as_str().unwrap().to_owned();
+    let again = s
+        .call(
+            Method::POST,
+            "/v1/conversations",
+            Some(&bob),
+            Some(json!({"kind": "direct", "members": ["alice"]})),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.body["id"].as_str()),
+        (StatusCode::OK, Some(conv.as_str()))
+    );
+
+    let path = format!("/v1/conversations/{conv}/messages");
+    let first = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"client_msg_id": "m-1", "body": "hi bob"})),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    assert_eq!(first.body["seq"], 1);
+    assert!(
+        first.body["created_at"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339 times"
+    );
+    let retry = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"client_msg_id": "m-1", "body": "hi bob"})),
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert_eq!(retry.body["id"], first.body["id"]);
+
+    let hist = s
+        .call(
+            Method::GET,
+            &format!("{path}?after_seq=0&limit=10"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(hist.status, StatusCode::OK);
+    assert_eq!(hist.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(hist.body["items"][0]["body"], "hi bob");
+
+    let read = s
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/read"),
+            Some(&bob),
+            Some(json!({"seq": 1})),
+        )
+        .await;
+    assert_eq!(
+        (read.status, read.body["read"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let list = s
+        .call(Method::GET, "/v1/conversations", Some(&alice), None)
+        .await;
+    assert_eq!(list.body["items"][0]["last_seq"], 1);
+    let mid = first.body["id"].as_str().unwrap();
+    let react = s
+        .call(
+            Method::PUT,
+            &format!("{path}/{mid}/reactions/%F0%9F%91%8D"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(react.status, StatusCode::OK, "{:?}", react.body);
+    assert!(
+        react.body["reactions"]["👍"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("bob"))
+    );
+}
+
+#[tokio::test]
+async fn correlation_ids_are_echoed_and_reach_events() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let bob = s.token(&secret, "bob").await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/conversations",
+            Some(&alice),
+            Some(json!({"kind": "group", "members": ["bob"], "name": "g"})),
+        )
+        .await;
+    let conv = r.body["id"].as_str().unwrap().to_owned();
+    let res = s
+        .http
+        .post(format!("{}/v1/conversations/{conv}/messages", s.base))
+        .bearer_auth(&alice)
+        .header("x-correlation-id", "req-abc-123")
+        .json(&json!({"client_msg_id": "k", "body": "traced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-correlation-id"], "req-abc-123");
+    let generated = s.call(Method::GET, "/health/live", None, None).await;
+    assert!(
+        generated.headers.get("x-correlation-id").is_some(),
+        "generated when absent"
+    );
+    let sync = s
+        .call(Method::GET, "/v1/sync?since=0", Some(&bob), None)
+        .await;
+    let created = sync.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["payload"]["kind"] == "message.created")
+        .unwrap();
+    assert_eq!(created["event"]["correlation_id"], "req-abc-123");
+}
+
+#[tokio::test]
+async fn bad_credentials_are_refused_with_401() {
+    let s = Server::start().await;
+    let (tenant, secret) = s.tenant(&["alice"]).await;
+    let alice = s.token(&secret, "alice").await;
+    problem(
+        &s.call(Method::GET, "/v1/conversations", None, None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    problem(
+        &s.call(Method::GET, "/v1/conversations", Some("garbage"), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    problem(
+        &s.call(
+            Method::GET,
+            "/v1/conversations",
+            Some("sk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            None,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    // alg:none with the same claims.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = alice.split('.').nth(1).unwrap();
+    let none = format!("{}.{claims}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#));
+    problem(
+        &s.call(Method::GET, "/v1/conversations", Some(&none), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    // A token forged with another platform key.
+    let other = caas_transport::Authenticator::new(
+        caas_crypto::secret::TenantSecret::generate()
+            .unwrap()
+            .hash(),
+        &[1u8; 32],
+        "test-1",
+    )
+    .unwrap();
+    let tenant = caas_core::ids::TenantId::parse(&tenant).unwrap();
+    let forged = other
+        .mint(
+            &tenant,
+            &caas_core::ids::UserId::parse("alice").unwrap(),
+            None,
+            600,
+            s.clock_now(),
+        )
+        .unwrap();
+    problem(
+        &s.call(Method::GET, "/v1/conversations", Some(&forged), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    // Expired: ten minutes of validity plus 30 s leeway.
+    assert_eq!(
+        s.call(Method::GET, "/v1/conversations", Some(&alice), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    s.advance(Duration::from_secs(600 + 31));
+    problem(
+        &s.call(Method::GET, "/v1/conversations", Some(&alice), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    // Users cannot mint tokens or act as the operator.
+    let fresh = s.token(&secret, "alice").await;
+    problem(
+        &s.call(Method::POST, "/v1/users/alice/tokens", Some(&fresh), None)
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    problem(
+        &s.call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&secret),
+            Some(json!({"name": "x"})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+}
+
+impl Server {
+    fn clock_now(&self) -> caas_core::time::Timestamp {
+        use caas_core::time::Clock;
+        self.clock.now()
+    }
+}
+
+#[tokio::test]
+async fn tenants_and_non_members_cannot_reach_each_other() {
+    let s = Server::start().await;
+    let (_, secret_a) = s.tenant(&["alice", "bob", "eve"]).await;
+    let (_, secret_b) = s.tenant(&["alice"]).await;
+    let alice = s.token(&secret_a, "alice").await;
+    let eve = s.token(&secret_a, "eve").await;
+    let alice_b = s.token(&secret_b, "alice").await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/conversations",
+            Some(&alice),
+            Some(json!({"kind": "group", "members": ["bob"], "name": "g"})),
+        )
+        .await;
+    let conv = r.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/conversations/{conv}/messages");
+    let r = s.call(Method::GET, &path, Some(&eve), None).await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("default-deny"),
+        "the rule is named: {:?}",
+        r.body
+    );
+    problem(
+        &s.call(Method::GET, &path, Some(&alice_b), None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    problem(
+        &s.call(Method::GET, &path, Some(&secret_b), None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_input_gets_problem_json() {
+    let s = Server::with_config(caas_transport::GatewayConfig {
+        edge_quota: None,
+        max_body_bytes: 4096,
+        ..Default::default()
+    })
+    .await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/conversations",
+            Some(&alice),
+            Some(json!({"kind": "group", "members": ["bob"], "name": "g"})),
+        )
+        .await;
+    let path = format!(
+        "/v1/conversations/{}/messages",
+        r.body["id"].as_str().unwrap()
+    );
+    let raw = s
+        .http
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(raw.headers()["content-type"], "application/problem+json");
+    problem(
+        &s.call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"client_msg_id": "k", "body": "x", "evil": 1})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+    );
+    problem(
+        &s.call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"client_msg_id": "k k", "body": "x"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+    );
+    problem(
+        &s.call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"client_msg_id": "k", "body": "x".repeat(8000)})),
+        )
+        .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    problem(
+        &s.call(
+            Method::GET,
+            "/v1/conversations/bad%20id/messages",
+            Some(&alice),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+    );
+    problem(
+        &s.call(Method::GET, "/v1/nowhere", Some(&alice), None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    problem(
+        &s.call(Method::GET, &format!("{path}?limit=0"), Some(&alice), None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+    );
+    // Nothing was stored by any of the above.
+    let hist = s.call(Method::GET, &path, Some(&alice), None).await;
+    assert_eq!(hist.body["items"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn the_edge_limit_answers_429_with_retry_after() {
+    let s = Server::with_config(caas_transport::GatewayConfig {
+        edge_quota: Some(quota(5)),
+        ..Default::default()
+    })
+    .await;
+    for i in 0..5 {
+        let r = s.call(Method::GET, "/health/live", None, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.headers["ratelimit-remaining"],
+            (4 - i).to_string().as_str()
+        );
+    }
+    let r = s.call(Method::GET, "/health/live", None, None).await;
+    problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(r.headers["retry-after"], "12");
+    s.advance(Duration::from_secs(12));
+    assert_eq!(
+        s.call(Method::GET, "/health/live", None, None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn secrets_rotate_with_a_grace_period_and_tenants_suspend() {
+    let s = Server::start().await;
+    let (tenant, old) = s.tenant(&["alice"]).await;
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/secrets"),
+            Some(&old),
+            Some(json!({"grace_secs": 60})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let new = r.body["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.call(Method::GET, "/v1/users/alice", Some(&old), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    s.advance(Duration::from_secs(61));
+    problem(
+        &s.call(Method::GET, "/v1/users/alice", Some(&old), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_eq!(
+        s.call(Method::GET, "/v1/users/alice", Some(&new), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The tenant view never shows hashes.
+    let view = s
+        .call(
+            Method::GET,
+            &format!("/v1/tenants/{tenant}"),
+            Some(&s.operator),
+            None,
+        )
+        .await;
+    assert!(
+        !view.body.to_string().contains(&new[3..])
+            && view.body["secrets"].as_array().unwrap().len() == 1,
+        "{:?}",
+        view.body
+    );
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/{tenant}"),
+            Some(&s.operator),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["status"], "suspended");
+    problem(
+        &s.call(
+            Method::PUT,
+            "/v1/users/bob",
+            Some(&new),
+            Some(json!({"name": "Bob"})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let jwks = s
+        .call(Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
+    assert_eq!(jwks.body["keys"][0]["kty"], "OKP");
+}

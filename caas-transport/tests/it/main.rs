@@ -1,0 +1,5 @@
+//! The gateway end to end: a real server on 127.0.0.1:0 over memory backends and a
+//! manual clock, driven over HTTP.
+
+mod api;
+mod server;

@@ -1,0 +1,157 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use caas_core::ratelimit::Quota;
+use caas_core::time::{ManualClock, Timestamp};
+use caas_core::{Caas, Config};
+use caas_crypto::secret::TenantSecret;
+use caas_transport::{AppState, Authenticator, GatewayConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub(crate) struct Server {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) operator: String,
+    pub(crate) clock: Arc<ManualClock>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Value,
+}
+
+impl Server {
+    pub(crate) async fn start() -> Self {
+        Self::with_config(GatewayConfig {
+            edge_quota: None,
+            ..GatewayConfig::default()
+        })
+        .await
+    }
+
+    pub(crate) async fn with_config(config: GatewayConfig) -> Self {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
+        let backends = caas_storage::memory::backends_with_clock(clock.clone());
+        let operator = TenantSecret::generate().unwrap();
+        let auth = Authenticator::new(operator.hash(), &[42u8; 32], "test-1").unwrap();
+        let state = AppState {
+            caas: Arc::new(Caas::new(backends, Config::default())),
+            auth: Arc::new(auth),
+            config: Arc::new(config),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(caas_transport::serve(
+            listener,
+            caas_transport::router(state),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        Server {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            operator: operator.expose_secret().to_owned(),
+            clock,
+            _shutdown: tx,
+        }
+    }
+
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A tenant with users; returns (tenant id, tenant secret).
+    pub(crate) async fn tenant(&self, users: &[&str]) -> (String, String) {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/tenants",
+                Some(&self.operator),
+                Some(json!({"name": "acme"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let (tenant, secret) = (
+            r.body["tenant_id"].as_str().unwrap().to_owned(),
+            r.body["secret"].as_str().unwrap().to_owned(),
+        );
+        for u in users {
+            let r = self
+                .call(
+                    Method::PUT,
+                    &format!("/v1/users/{u}"),
+                    Some(&secret),
+                    Some(json!({"name": u})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        }
+        (tenant, secret)
+    }
+
+    pub(crate) async fn token(&self, secret: &str, user: &str) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                &format!("/v1/users/{user}/tokens"),
+                Some(secret),
+                Some(json!({"ttl_s": 600})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+}
+
+#[track_caller]
+pub(crate) fn problem(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{:?}", r.body);
+    assert_eq!(
+        r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    assert_eq!(r.body["code"], code, "{:?}", r.body);
+    assert_eq!(r.body["status"], status.as_u16());
+    assert!(
+        r.body["title"].is_string() && r.body["detail"].is_string() && r.body["type"].is_string()
+    );
+}
+
+pub(crate) fn quota(n: u32) -> Quota {
+    Quota::per_minute(n)
+}
