@@ -51,12 +51,16 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The limits.
     pub config: Arc<GatewayConfig>,
+    /// The Prometheus registry behind `/metrics` ([`crate::metrics::install`]).
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// The gateway's router with every layer, ready for [`serve`].
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     crate::routes::routes()
+        .route_layer(middleware::from_fn(crate::metrics::record))
+        .route("/metrics", axum::routing::get(crate::metrics::render))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))

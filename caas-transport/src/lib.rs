@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod gateway;
+pub mod metrics;
 pub mod problem;
 mod routes;
 

@@ -8,6 +8,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use caas_core::Error;
 
+/// The `api.md` code of an error response, left on the response for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// An error response.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -134,6 +138,7 @@ impl IntoResponse for ApiError {
             "detail": self.detail,
         });
         let mut res = (self.status, body.to_string()).into_response();
+        res.extensions_mut().insert(ErrorCode(self.code));
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

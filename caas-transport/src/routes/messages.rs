@@ -48,6 +48,9 @@ pub(super) async fn send(
             .collect::<Result<_, _>>()?,
     };
     let sent = state.caas.send_message(&p, &c, msg).await?;
+    if !sent.duplicate {
+        metrics::counter!("caas_messages_sent_total").increment(1);
+    }
     let status = if sent.duplicate {
         StatusCode::OK
     } else {

@@ -386,6 +386,39 @@ async fn malformed_and_oversized_input_gets_problem_json() {
 }
 
 #[tokio::test]
+async fn metrics_count_requests_by_route_and_errors_by_code() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice"]).await;
+    let _ = s
+        .call(Method::GET, "/v1/users/nobody", Some(&secret), None)
+        .await;
+    let r = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(
+            "caas_http_requests_total{method=\"PUT\",route=\"/v1/users/{user_id}\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("caas_http_errors_total{code=\"not_found\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "caas_http_request_duration_seconds_bucket{route=\"/v1/tenants\",le=\"0.001\"}"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn the_edge_limit_answers_429_with_retry_after() {
     let s = Server::with_config(caas_transport::GatewayConfig {
         edge_quota: Some(quota(5)),

@@ -41,6 +41,7 @@ impl Server {
             caas: Arc::new(Caas::new(backends, Config::default())),
             auth: Arc::new(auth),
             config: Arc::new(config),
+            metrics: caas_transport::metrics::install(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
