@@ -9,7 +9,7 @@ pub mod jwt;
 mod key_id;
 pub mod keys;
 pub mod password;
-mod random;
+pub mod random;
 pub mod refresh;
 pub mod secret;
 pub mod signed_url;

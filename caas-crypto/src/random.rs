@@ -4,8 +4,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::{Error, Result};
 
-/// `N` bytes from the system CSPRNG.
-pub(crate) fn array<const N: usize>() -> Result<[u8; N]> {
+/// `N` bytes from the system CSPRNG, e.g. a seed for
+/// [`crate::jwt::SigningKey::ed25519_from_seed`] that a platform stores.
+pub fn array<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
     fill(&mut out)?;
     Ok(out)

@@ -1,0 +1,121 @@
+//! Platform configuration: a TOML file (`--config`) overridden by environment
+//! variables, with the names of `api.md` shared by every example binary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything the platform can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Address of the HTTP and WebSocket listener (`CAAS_LISTEN`).
+    pub listen: SocketAddr,
+    /// Embedded storage, blobs, generated keys (`CAAS_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// The operator credential (`CAAS_OPERATOR_KEY`); generated into the data dir
+    /// (only its hash is kept) and printed once when absent.
+    pub operator_key: Option<String>,
+    /// Log filter (`CAAS_LOG`); logs are JSON lines on stderr.
+    pub log: String,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Requests per minute per client IP at the edge (0 turns the limit off).
+    pub edge_requests_per_minute: u32,
+    /// SQLite `synchronous=FULL` (true, the default) or `NORMAL` (false: a power
+    /// loss may lose the last commits; a process crash loses nothing).
+    pub durable: bool,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./caas-data"),
+            operator_key: None,
+            log: "info".into(),
+            max_body_bytes: 64 * 1024,
+            edge_requests_per_minute: 100,
+            durable: true,
+        }
+    }
+}
+
+/// A configuration mistake, in one line.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl PlatformConfig {
+    /// Reads `file` (if given) and applies the `CAAS_*` environment variables.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut c = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.message())))?
+            }
+            None => PlatformConfig::default(),
+        };
+        if let Some(v) = env("CAAS_LISTEN") {
+            c.listen = v.parse().map_err(|_| {
+                ConfigError(format!(
+                    "CAAS_LISTEN `{v}` is not an address like 127.0.0.1:8080"
+                ))
+            })?;
+        }
+        if let Some(v) = env("CAAS_DATA_DIR") {
+            if v.is_empty() {
+                return Err(ConfigError("CAAS_DATA_DIR is empty".into()));
+            }
+            c.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("CAAS_OPERATOR_KEY") {
+            c.operator_key = Some(v);
+        }
+        if let Some(v) = env("CAAS_LOG") {
+            c.log = v;
+        }
+        if c.max_body_bytes < 1024 {
+            return Err(ConfigError("max_body_bytes must be at least 1024".into()));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_file_and_mistakes_are_one_line() {
+        let dir = std::env::temp_dir().join(format!("caas-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("caas.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nlog = \"debug\"\n").unwrap();
+        let env = |k: &str| (k == "CAAS_LOG").then(|| "warn".to_owned());
+        let c = PlatformConfig::load(Some(&file), env).unwrap();
+        assert_eq!((c.listen.port(), c.log.as_str()), (9000, "warn"));
+        std::fs::write(&file, "listen = 12\n").unwrap();
+        let e = PlatformConfig::load(Some(&file), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("configuration: ") && !e.contains('\n'), "{e}");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        assert!(
+            PlatformConfig::load(Some(&file), |_| None)
+                .unwrap_err()
+                .to_string()
+                .contains("lisen")
+        );
+        let bad =
+            PlatformConfig::load(None, |k| (k == "CAAS_LISTEN").then(|| "nowhere".to_owned()));
+        assert!(bad.unwrap_err().to_string().contains("CAAS_LISTEN"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

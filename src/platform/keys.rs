@@ -1,0 +1,154 @@
+//! Keys the platform keeps in its data dir: the hash of the operator key (the key
+//! itself is printed once and never stored) and the seed of the token-signing key
+//! (so access tokens survive restarts). Both files are created with mode 0600.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use caas_crypto::secret::{SecretHash, TenantSecret};
+
+use super::PlatformError;
+
+const OPERATOR_HASH: &str = "operator-key.sha256";
+const SIGNING_SEED: &str = "token-signing.seed";
+
+/// The operator credential's hash, and the key itself when it was generated now.
+#[derive(Debug)]
+pub(crate) struct Operator {
+    pub(crate) hash: SecretHash,
+    pub(crate) generated: Option<TenantSecret>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let s = s.trim();
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn write_private(path: &Path, content: &[u8]) -> Result<(), PlatformError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| PlatformError::Io(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(content)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| PlatformError::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The operator credential: from configuration, from the data dir, or generated.
+pub(crate) fn operator(
+    data_dir: &Path,
+    configured: Option<&str>,
+) -> Result<Operator, PlatformError> {
+    if let Some(key) = configured {
+        let secret = TenantSecret::parse(key).map_err(|_| {
+            PlatformError::Config(
+                "CAAS_OPERATOR_KEY must look like `sk_` followed by 43 base64url characters".into(),
+            )
+        })?;
+        return Ok(Operator {
+            hash: secret.hash(),
+            generated: None,
+        });
+    }
+    let path = data_dir.join(OPERATOR_HASH);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = unhex::<32>(&text).ok_or_else(|| {
+                PlatformError::Config(format!(
+                    "{} is corrupt; delete it to generate a new operator key",
+                    path.display()
+                ))
+            })?;
+            Ok(Operator {
+                hash: SecretHash::from_bytes(bytes),
+                generated: None,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = TenantSecret::generate().map_err(|e| PlatformError::Io(e.to_string()))?;
+            write_private(&path, hex(secret.hash().as_bytes()).as_bytes())?;
+            Ok(Operator {
+                hash: secret.hash(),
+                generated: Some(secret),
+            })
+        }
+        Err(e) => Err(PlatformError::Io(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The token-signing seed, generated on first start.
+pub(crate) fn signing_seed(data_dir: &Path) -> Result<[u8; 32], PlatformError> {
+    let path = data_dir.join(SIGNING_SEED);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => unhex::<32>(&text)
+            .ok_or_else(|| PlatformError::Config(format!("{} is corrupt", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let seed =
+                caas_crypto::random::array::<32>().map_err(|e| PlatformError::Io(e.to_string()))?;
+            write_private(&path, hex(&seed).as_bytes())?;
+            Ok(seed)
+        }
+        Err(e) => Err(PlatformError::Io(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_generated_once_kept_private_and_reloaded() {
+        let dir = std::env::temp_dir().join(format!(
+            "caas-keys-{}-{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = operator(&dir, None).unwrap();
+        let key = first.generated.expect("generated on first start");
+        let again = operator(&dir, None).unwrap();
+        assert!(again.generated.is_none(), "printed only once");
+        assert!(again.hash.ct_eq(&key.hash()));
+        let stored = std::fs::read_to_string(dir.join(OPERATOR_HASH)).unwrap();
+        assert!(
+            !stored.contains(&key.expose_secret()[3..]),
+            "the key itself is never stored"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(OPERATOR_HASH))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(signing_seed(&dir).unwrap(), signing_seed(&dir).unwrap());
+        assert!(operator(&dir, Some("not-a-key")).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn fastrand_suffix() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    }
+}

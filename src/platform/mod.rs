@@ -1,0 +1,123 @@
+//! The whole platform in one process on the embedded default: configuration, keys,
+//! storage, the service, and the gateway on one listener. `examples/platform` is a
+//! thin `main` around [`start`]; end-to-end tests start it on `127.0.0.1:0`.
+
+mod config;
+mod demo;
+mod keys;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{ConfigError, PlatformConfig};
+pub use demo::{Demo, create_demo};
+
+use caas_core::ports::Backends;
+use caas_core::ratelimit::Quota;
+use caas_core::{Caas, Config};
+use caas_transport::{AppState, Authenticator, GatewayConfig};
+
+/// Why the platform could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// A configuration mistake.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The file system or the listener.
+    #[error("{0}")]
+    Io(String),
+    /// The storage could not open.
+    #[error("storage: {0}")]
+    Storage(#[from] caas_core::Error),
+}
+
+impl From<ConfigError> for PlatformError {
+    fn from(e: ConfigError) -> Self {
+        PlatformError::Config(e.0)
+    }
+}
+
+/// A running platform.
+#[derive(Debug)]
+pub struct Platform {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The service, for in-process callers (the demo, tests).
+    pub state: AppState,
+    /// The operator key, when it was generated at this start (print it once).
+    pub generated_operator_key: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The backends of the embedded default.
+fn backends(config: &PlatformConfig) -> Result<Backends, PlatformError> {
+    // The SQLite + fs default lands with the embedded-storage issue; until then the
+    // platform runs on the memory backends and says so at start.
+    let _ = config;
+    tracing::warn!("running on the in-memory backends: nothing survives a restart");
+    Ok(caas_storage::memory::backends())
+}
+
+/// Opens storage, loads or generates keys, binds the listener and serves.
+pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        PlatformError::Io(format!(
+            "cannot create data dir {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let operator = keys::operator(&config.data_dir, config.operator_key.as_deref())?;
+    let seed = keys::signing_seed(&config.data_dir)?;
+    let auth = Authenticator::new(operator.hash, &seed, "platform-1")
+        .map_err(|e| PlatformError::Io(e.to_string()))?;
+    let backends = backends(&config)?;
+    let gateway = GatewayConfig {
+        max_body_bytes: config.max_body_bytes,
+        edge_quota: (config.edge_requests_per_minute > 0)
+            .then(|| Quota::per_minute(config.edge_requests_per_minute)),
+        ..GatewayConfig::default()
+    };
+    let state = AppState {
+        caas: Arc::new(Caas::new(backends, Config::default())),
+        auth: Arc::new(auth),
+        config: Arc::new(gateway),
+        metrics: caas_transport::metrics::install(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| PlatformError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| PlatformError::Io(e.to_string()))?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(caas_transport::serve(
+        listener,
+        caas_transport::router(state.clone()),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "caas platform listening");
+    Ok(Platform {
+        addr,
+        state,
+        generated_operator_key: operator.generated.map(|k| k.expose_secret().to_owned()),
+        shutdown: Some(tx),
+        server,
+    })
+}
+
+impl Platform {
+    /// Stops accepting, lets requests in flight finish, and returns when the
+    /// listener is closed.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.server).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
