@@ -18,6 +18,7 @@ use crate::time::Timestamp;
 
 /// One domain event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// The tenant it happened in.
     pub tenant: TenantId,
@@ -27,6 +28,7 @@ pub struct Event {
     pub at: Timestamp,
     /// The users who may see it (the conversation's active members at the time, or
     /// the user themself). Transports deliver to exactly these users.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub audience: Arc<[UserId]>,
     /// What happened.
     pub payload: EventPayload,
@@ -34,6 +36,7 @@ pub struct Event {
 
 /// What happened. The `kind` tag is the name clients see (`message.created`, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind")]
 #[non_exhaustive]
 pub enum EventPayload {
@@ -284,6 +287,7 @@ impl EventPayload {
 
 /// An event as stored in a tenant's log, with its position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoggedEvent {
     /// Its position: strictly increasing within the tenant.
     pub cursor: Cursor,

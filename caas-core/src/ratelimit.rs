@@ -16,6 +16,7 @@ use crate::time::Timestamp;
 
 /// A limit: `limit` events per `period`, of which up to `burst` may come at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     /// Sustained count per period.

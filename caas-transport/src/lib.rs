@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod gateway;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 mod routes;
 

@@ -167,3 +167,22 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// The body of every error response (`application/problem+json`), for the OpenAPI
+/// document.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Problem {
+    /// `urn:caas:error:<code>`.
+    #[schema(rename = "type")]
+    kind: String,
+    /// A short summary of the code.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// One of the `api.md` codes.
+    #[schema(example = "forbidden")]
+    code: String,
+    /// What went wrong, naming the field or rule at fault.
+    detail: String,
+}

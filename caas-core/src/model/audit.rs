@@ -5,6 +5,7 @@ use crate::time::Timestamp;
 
 /// One entry of a tenant's audit log: who did what to what, and why it was allowed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRecord {
     /// Position in the tenant's log, assigned by the store (0 before appending).
     pub position: u64,

@@ -6,6 +6,7 @@ use crate::time::Timestamp;
 
 /// The three shapes of conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationKind {
     /// Exactly two users; one per pair (creating it again returns the existing one).
@@ -30,6 +31,7 @@ impl ConversationKind {
 
 /// A conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conversation {
     /// The tenant.
     pub tenant: TenantId,
@@ -41,6 +43,7 @@ pub struct Conversation {
     pub name: Option<String>,
     /// Attributes for policies and search.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub attributes: Attributes,
     /// Who created it (`None` when the tenant server did).
     pub created_by: Option<UserId>,
@@ -61,6 +64,7 @@ impl Conversation {
 
 /// A member's role, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Created the conversation; cannot be removed by others.
@@ -97,6 +101,7 @@ impl Role {
 
 /// A user's membership of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     /// The conversation.
     pub conversation: ConversationId,

@@ -4,6 +4,7 @@ use crate::ids::{DeviceId, UserId};
 
 /// A signed prekey: an X25519 public key signed by the device's identity key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedPrekey {
     /// The device's id for this key.
     pub key_id: u32,
@@ -15,6 +16,7 @@ pub struct SignedPrekey {
 
 /// A one-time prekey, handed out at most once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OneTimePrekey {
     /// The device's id for this key.
     pub key_id: u32,
@@ -25,6 +27,7 @@ pub struct OneTimePrekey {
 /// What a device publishes. The core stores key material as opaque strings; checking
 /// signatures is the job of a [`crate::ports::KeyVerifier`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceKeys {
     /// Ed25519 identity signing key (base64url).
     pub identity_signing_key: String,
@@ -39,6 +42,7 @@ pub struct DeviceKeys {
 
 /// What a claimer gets for one device: enough to start an X3DH session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyBundle {
     /// The user.
     pub user: UserId,

@@ -5,6 +5,7 @@ use crate::time::Timestamp;
 
 /// What a blob store knows about a stored blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlobMeta {
     /// The tenant.
     pub tenant: TenantId,

@@ -7,6 +7,7 @@ use crate::time::Timestamp;
 
 /// An opaque end-to-end encrypted payload; the server never sees its plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ciphertext {
     /// The client's scheme name (e.g. `x3dh-dr-v1`).
     pub algorithm: String,
@@ -16,6 +17,7 @@ pub struct Ciphertext {
 
 /// A reference to a stored blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attachment {
     /// The blob.
     pub blob_id: BlobId,
@@ -30,6 +32,7 @@ pub struct Attachment {
 
 /// Where a forwarded message came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForwardRef {
     /// The original conversation.
     pub conversation_id: ConversationId,
@@ -39,6 +42,7 @@ pub struct ForwardRef {
 
 /// One earlier version of an edited message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Edit {
     /// The body before the edit.
     pub body: String,
@@ -48,6 +52,7 @@ pub struct Edit {
 
 /// A deleted message's tombstone; content is gone, the seq stays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tombstone {
     /// Who deleted it.
     pub deleted_by: UserId,
@@ -57,6 +62,7 @@ pub struct Tombstone {
 
 /// A pin on a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pin {
     /// Who pinned it.
     pub pinned_by: UserId,
@@ -121,6 +127,7 @@ impl NewMessage {
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     /// The tenant.
     pub tenant: TenantId,

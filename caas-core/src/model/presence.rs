@@ -5,6 +5,7 @@ use crate::time::Timestamp;
 
 /// A presence state. Across a user's devices the most present one wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PresenceStatus {
     /// No live device.
@@ -17,6 +18,7 @@ pub enum PresenceStatus {
 
 /// A user's aggregated presence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Presence {
     /// The user.
     pub user: UserId,

@@ -5,6 +5,7 @@ use crate::time::Timestamp;
 
 /// Which watermark a receipt moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReceiptKind {
     /// Reached one of the member's devices.
@@ -16,6 +17,7 @@ pub enum ReceiptKind {
 /// A member's watermarks in a conversation. Both only move forward, and `read`
 /// never exceeds `delivered`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     /// The conversation.
     pub conversation: ConversationId,

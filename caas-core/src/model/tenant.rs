@@ -8,6 +8,7 @@ use crate::time::Timestamp;
 
 /// A host application's isolated space.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Its id.
     pub id: TenantId,
@@ -28,6 +29,7 @@ pub struct Tenant {
 
 /// Whether a tenant may operate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TenantStatus {
     /// Normal operation.
@@ -39,6 +41,7 @@ pub enum TenantStatus {
 /// The hash of one tenant secret. Hashing and checking are the transport's job (with
 /// caas-crypto); the core only stores them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantCredential {
     /// A short public id of the secret, to tell rotations apart.
     pub key_id: String,
@@ -53,6 +56,7 @@ pub struct TenantCredential {
 /// A policy document in the format it was written in, kept as text so load errors
 /// can name the line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "format", content = "text", rename_all = "snake_case")]
 pub enum PolicySource {
     /// JSON text.
@@ -63,6 +67,7 @@ pub enum PolicySource {
 
 /// Per-tenant configuration. Every field has a platform default.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantSettings {
     /// Rate-limit overrides by action name (`message.send`, `media.upload`, …).

@@ -6,6 +6,7 @@ use crate::time::Timestamp;
 
 /// A user of a tenant, created by the tenant server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// The tenant.
     pub tenant: TenantId,
@@ -15,6 +16,7 @@ pub struct User {
     pub name: String,
     /// Attributes for policies and search.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub attributes: Attributes,
     /// When it was first created.
     pub created_at: Timestamp,

@@ -14,16 +14,18 @@ use crate::auth::Auth;
 use crate::gateway::{ApiJson, ApiPath, AppState};
 use crate::problem::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Create {
     kind: ConversationKind,
     members: Vec<String>,
     name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     attributes: Attributes,
 }
 
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body = Create, responses((status = 201, description = "created", body = caas_core::model::Conversation), (status = 200, description = "the existing direct conversation of the pair", body = caas_core::model::Conversation), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `POST /v1/conversations`: 201 when created, 200 with the existing one for a
 /// direct conversation that already exists.
 pub(super) async fn create(
@@ -48,6 +50,7 @@ pub(super) async fn create(
     })
 }
 
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", responses((status = 200, description = "`{items: [{conversation, role, muted, last_seq, last_activity_at, read_seq, unread_count}], next_cursor}`, newest activity first", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `GET /v1/conversations`: mine, newest activity first, with unread counts.
 pub(super) async fn list(
     State(state): State<AppState>,
@@ -76,6 +79,7 @@ pub(super) async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "conversation id")), responses((status = 200, description = "`{conversation, members}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `GET /v1/conversations/{id}`: details and members (members only).
 pub(super) async fn get(
     State(state): State<AppState>,
@@ -89,13 +93,15 @@ pub(super) async fn get(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Update {
     name: Option<String>,
+    #[schema(value_type = Object)]
     attributes: Option<Attributes>,
 }
 
+#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "conversation id")), request_body = Update, responses((status = 200, description = "after the change", body = caas_core::model::Conversation), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `PATCH /v1/conversations/{id}`: rename, change attributes (admins).
 pub(super) async fn update(
     State(state): State<AppState>,
@@ -112,13 +118,14 @@ pub(super) async fn update(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AddMember {
     user_id: String,
     role: Option<Role>,
 }
 
+#[utoipa::path(post, path = "/v1/conversations/{id}/members", tag = "members", params(("id" = String, Path, description = "conversation id")), request_body = AddMember, responses((status = 201, description = "the membership", body = caas_core::model::Member), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `POST /v1/conversations/{id}/members`.
 pub(super) async fn add_member(
     State(state): State<AppState>,
@@ -134,6 +141,7 @@ pub(super) async fn add_member(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = String, Path, description = "conversation id"), ("user_id" = String, Path, description = "user id")), responses((status = 204, description = "removed"), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `DELETE /v1/conversations/{id}/members/{user_id}`: remove, or leave.
 pub(super) async fn remove_member(
     State(state): State<AppState>,
@@ -145,7 +153,7 @@ pub(super) async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UpdateMember {
     role: Option<Role>,
@@ -153,6 +161,7 @@ pub(super) struct UpdateMember {
     banned: Option<bool>,
 }
 
+#[utoipa::path(patch, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = String, Path, description = "conversation id"), ("user_id" = String, Path, description = "user id")), request_body = UpdateMember, responses((status = 200, description = "the membership after the change", body = caas_core::model::Member), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `PATCH /v1/conversations/{id}/members/{user_id}`: role, mute, ban.
 pub(super) async fn update_member(
     State(state): State<AppState>,

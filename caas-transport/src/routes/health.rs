@@ -6,11 +6,13 @@ use serde_json::json;
 
 use crate::gateway::AppState;
 
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "alive")))]
 /// Process up and serving.
 pub(super) async fn live() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, description = "ready"), (status = 503, description = "a store does not answer")))]
 /// Ready to serve traffic: the stores answer.
 pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     match state.caas.backends().tenants.list(None, 1).await {
@@ -25,6 +27,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "ready"), (status = 503, description = "a store does not answer")))]
 /// Summary of both.
 pub(super) async fn health(state: State<AppState>) -> impl IntoResponse {
     ready(state).await

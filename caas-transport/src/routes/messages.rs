@@ -13,7 +13,7 @@ use crate::auth::Auth;
 use crate::gateway::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::problem::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Send {
     client_msg_id: String,
@@ -26,6 +26,7 @@ pub(super) struct Send {
     mentions: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "conversation id")), request_body = Send, responses((status = 201, description = "stored", body = caas_core::model::Message), (status = 200, description = "a retry: the original message", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `POST /v1/conversations/{id}/messages`: 201 with the stored message; a retry
 /// with the same `client_msg_id` gets 200 and the original.
 pub(super) async fn send(
@@ -59,7 +60,8 @@ pub(super) async fn send(
     Ok((status, Json(sent.message)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HistoryQuery {
     before_seq: Option<u64>,
@@ -68,6 +70,7 @@ pub(super) struct HistoryQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "conversation id"), HistoryQuery), responses((status = 200, description = "`{items: [Message], next_cursor}` in ascending seq", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `GET /v1/conversations/{id}/messages?before_seq=|after_seq=&limit=`: ascending
 /// seq. `next_cursor` continues in the same direction (a seq to pass as `cursor`).
 pub(super) async fn history(
@@ -108,12 +111,13 @@ pub(super) async fn history(
     Ok(Json(Page { items, next_cursor }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Edit {
     body: String,
 }
 
+#[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), request_body = Edit, responses((status = 200, description = "after the edit", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `PATCH …/messages/{message_id}`: the sender edits the body.
 pub(super) async fn edit(
     State(state): State<AppState>,
@@ -125,6 +129,7 @@ pub(super) async fn edit(
     Ok(Json(state.caas.edit_message(&p, &c, &m, &body.body).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), responses((status = 200, description = "the tombstone", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `DELETE …/messages/{message_id}`: tombstone (sender or moderator).
 pub(super) async fn delete(
     State(state): State<AppState>,
@@ -135,13 +140,14 @@ pub(super) async fn delete(
     Ok(Json(state.caas.delete_message(&p, &c, &m).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Forward {
     to_conversation_id: String,
     client_msg_id: String,
 }
 
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/forward", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), request_body = Forward, responses((status = 201, description = "the copy", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `POST …/messages/{message_id}/forward`: member of both.
 pub(super) async fn forward(
     State(state): State<AppState>,
@@ -163,6 +169,7 @@ pub(super) async fn forward(
     Ok((status, Json(sent.message)))
 }
 
+#[utoipa::path(put, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `PUT …/reactions/{emoji}`.
 pub(super) async fn react(
     State(state): State<AppState>,
@@ -173,6 +180,7 @@ pub(super) async fn react(
     Ok(Json(state.caas.react(&p, &c, &m, &emoji, true).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `DELETE …/reactions/{emoji}`.
 pub(super) async fn unreact(
     State(state): State<AppState>,
@@ -183,7 +191,7 @@ pub(super) async fn unreact(
     Ok(Json(state.caas.react(&p, &c, &m, &emoji, false).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Read {
     seq: u64,
@@ -191,6 +199,7 @@ pub(super) struct Read {
     delivered_only: bool,
 }
 
+#[utoipa::path(post, path = "/v1/conversations/{id}/read", tag = "messages", params(("id" = String, Path, description = "conversation id")), request_body = Read, responses((status = 200, description = "the receipt after the call", body = caas_core::model::Receipt), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `POST /v1/conversations/{id}/read`: `{seq}` read watermark (or delivered).
 pub(super) async fn read(
     State(state): State<AppState>,

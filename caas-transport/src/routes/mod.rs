@@ -1,11 +1,11 @@
 //! The REST endpoints of `api.md`, one module per resource.
 
-mod conversations;
-mod health;
-mod messages;
-mod sync;
-mod tenants;
-mod users;
+pub(crate) mod conversations;
+pub(crate) mod health;
+pub(crate) mod messages;
+pub(crate) mod sync;
+pub(crate) mod tenants;
+pub(crate) mod users;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -16,6 +16,8 @@ use crate::problem::ApiError;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/openapi.json", get(crate::openapi::json))
+        .route("/docs", get(crate::openapi::docs))
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

@@ -10,13 +10,15 @@ use crate::auth::Auth;
 use crate::gateway::{ApiQuery, AppState};
 use crate::problem::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SyncQuery {
     since: Option<u64>,
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/sync", tag = "sync", params(SyncQuery), responses((status = 200, description = "`{items: [{cursor, event}], next_cursor, has_more}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `GET /v1/sync?since=`: every event for the caller after the cursor.
 pub(super) async fn sync(
     State(state): State<AppState>,
@@ -43,13 +45,15 @@ pub(super) async fn sync(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SearchQuery {
     q: String,
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/search/messages", tag = "search", params(SearchQuery), responses((status = 200, description = "`{items: [{conversation_id, message_id, seq}]}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `GET /v1/search/messages?q=`: only the caller's conversations.
 pub(super) async fn search_messages(
     State(state): State<AppState>,
@@ -67,6 +71,7 @@ pub(super) async fn search_messages(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/search/conversations", tag = "search", params(SearchQuery), responses((status = 200, description = "`{items: [conversation id]}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `GET /v1/search/conversations?q=`.
 pub(super) async fn search_conversations(
     State(state): State<AppState>,
@@ -83,6 +88,7 @@ pub(super) async fn search_conversations(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/search/users", tag = "search", params(SearchQuery), responses((status = 200, description = "`{items: [user id]}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `GET /v1/search/users?q=`.
 pub(super) async fn search_users(
     State(state): State<AppState>,

@@ -17,7 +17,7 @@ use crate::auth::Auth;
 use crate::gateway::{ApiJson, ApiPath, AppState, OptionalJson};
 use crate::problem::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateTenant {
     name: String,
@@ -52,6 +52,7 @@ fn new_secret(state: &AppState) -> Result<(TenantCredential, TenantSecret), ApiE
     Ok((credential, secret))
 }
 
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant, responses((status = 201, description = "`{tenant_id, secret, key_id}`; the secret is shown once", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `POST /v1/tenants` (operator): `{name, settings?}` → `{tenant_id, secret}`.
 pub(super) async fn create(
     State(state): State<AppState>,
@@ -74,6 +75,7 @@ pub(super) async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), responses((status = 200, description = "the tenant (never credential hashes)", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `GET /v1/tenants/{id}`.
 pub(super) async fn get(
     State(state): State<AppState>,
@@ -87,7 +89,7 @@ pub(super) async fn get(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PatchTenant {
     name: Option<String>,
@@ -95,6 +97,7 @@ pub(super) struct PatchTenant {
     status: Option<TenantStatus>,
 }
 
+#[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), request_body = PatchTenant, responses((status = 200, description = "the tenant after the change", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `PATCH /v1/tenants/{id}` (operator): name, settings (limits, policy), status.
 pub(super) async fn patch(
     State(state): State<AppState>,
@@ -124,6 +127,7 @@ pub(super) async fn patch(
     Ok(Json(view(state.caas.backends().clock.now(), &tenant)))
 }
 
+#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), responses((status = 200, description = "the suspended tenant", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `DELETE /v1/tenants/{id}` (operator): suspends; data is kept.
 pub(super) async fn suspend(
     State(state): State<AppState>,
@@ -140,13 +144,14 @@ pub(super) async fn suspend(
     )))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Rotate {
     /// How long the current secrets keep working (default one hour, at most 30 days).
     grace_secs: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{id}/secrets", tag = "tenants", params(("id" = String, Path, description = "tenant id")), request_body = Option<Rotate>, responses((status = 201, description = "`{secret, key_id, previous_valid_for_secs}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `POST /v1/tenants/{id}/secrets` (operator, tenant): a new secret, shown once;
 /// the old ones keep working for the grace period.
 pub(super) async fn rotate_secret(

@@ -12,14 +12,16 @@ use crate::auth::{Auth, MAX_TOKEN_TTL_SECS};
 use crate::gateway::{ApiJson, ApiPath, AppState, OptionalJson};
 use crate::problem::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Upsert {
     name: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     attributes: Attributes,
 }
 
+#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "user id")), request_body = Upsert, responses((status = 200, description = "the user as stored", body = caas_core::model::User), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `PUT /v1/users/{user_id}` (tenant).
 pub(super) async fn upsert(
     State(state): State<AppState>,
@@ -36,6 +38,7 @@ pub(super) async fn upsert(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "user id")), responses((status = 200, description = "the user", body = caas_core::model::User), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `GET /v1/users/{user_id}`.
 pub(super) async fn get(
     State(state): State<AppState>,
@@ -46,13 +49,14 @@ pub(super) async fn get(
     Ok(Json(state.caas.get_user(&p, &u).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Mint {
     ttl_s: Option<u64>,
     device_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/users/{user_id}/tokens", tag = "users", params(("user_id" = String, Path, description = "user id")), request_body = Option<Mint>, responses((status = 200, description = "`{access_token, token_type, expires_at}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `POST /v1/users/{user_id}/tokens` (tenant): `{ttl_s?, device_id?}` →
 /// `{access_token, expires_at}`. Only a tenant server mints, for its own users.
 pub(super) async fn mint_token(
@@ -85,6 +89,7 @@ pub(super) async fn mint_token(
     ))
 }
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "users", responses((status = 200, description = "the JWKS document of the platform's token keys", body = Object)))]
 /// `GET /.well-known/jwks.json`: the platform's token verification keys.
 pub(super) async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok((
