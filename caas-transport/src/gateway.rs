@@ -29,6 +29,9 @@ pub struct GatewayConfig {
     pub edge_quota: Option<Quota>,
     /// Longest time one request may take (503 after it).
     pub request_timeout: Duration,
+    /// Browser origins allowed to call the API (CORS); empty sends no CORS headers,
+    /// so browsers refuse cross-origin calls. `*` allows any origin.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -38,6 +41,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 * 1024,
             edge_quota: Some(Quota::per_minute(100)),
             request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -58,7 +62,8 @@ pub struct AppState {
 /// The gateway's router with every layer, ready for [`serve`].
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    crate::routes::routes()
+    let cors = cors(&state.config.cors_origins);
+    let router = crate::routes::routes()
         .route_layer(middleware::from_fn(crate::metrics::record))
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -66,7 +71,56 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn_with_state(state.clone(), edge_limit))
         .layer(middleware::from_fn_with_state(state.clone(), correlation))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// The CORS layer for the configured origins; invalid origins are skipped with a
+/// warning rather than stopping the platform.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| match HeaderValue::from_str(o) {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        tracing::warn!(origin = %o, "ignoring an invalid CORS origin");
+                        None
+                    }
+                }),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::PUT,
+                axum::http::Method::PATCH,
+                axum::http::Method::DELETE,
+            ])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                HeaderName::from_static(CORRELATION_HEADER),
+            ])
+            .expose_headers([
+                HeaderName::from_static(CORRELATION_HEADER),
+                axum::http::header::RETRY_AFTER,
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, with client addresses

@@ -23,6 +23,8 @@ pub struct PlatformConfig {
     pub max_body_bytes: usize,
     /// Requests per minute per client IP at the edge (0 turns the limit off).
     pub edge_requests_per_minute: u32,
+    /// Browser origins allowed to call the API (CORS); none by default.
+    pub cors_origins: Vec<String>,
     /// SQLite `synchronous=FULL` (true, the default) or `NORMAL` (false: a power
     /// loss may lose the last commits; a process crash loses nothing).
     pub durable: bool,
@@ -38,6 +40,7 @@ impl Default for PlatformConfig {
             max_body_bytes: 64 * 1024,
             edge_requests_per_minute: 100,
             durable: true,
+            cors_origins: Vec::new(),
         }
     }
 }

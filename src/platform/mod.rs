@@ -76,6 +76,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         max_body_bytes: config.max_body_bytes,
         edge_quota: (config.edge_requests_per_minute > 0)
             .then(|| Quota::per_minute(config.edge_requests_per_minute)),
+        cors_origins: config.cors_origins.clone(),
         ..GatewayConfig::default()
     };
     let state = AppState {

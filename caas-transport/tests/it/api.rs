@@ -564,7 +564,10 @@ async fn openapi_describes_every_route_and_docs_work_offline() {
         Some(r) => &schemas[r.rsplit('/').next().unwrap()],
         None => created,
     };
-    assert_eq!(created["format"], "date-time", "times are RFC 3339: {created:?}");
+    assert_eq!(
+        created["format"], "date-time",
+        "times are RFC 3339: {created:?}"
+    );
     let page = s
         .http
         .get(format!("{}/docs", s.base))
@@ -577,5 +580,51 @@ async fn openapi_describes_every_route_and_docs_work_offline() {
     assert!(
         page.contains("/openapi.json") && !page.contains("http://") && !page.contains("https://"),
         "the docs page must not load anything from the network"
+    );
+}
+
+#[tokio::test]
+async fn cors_only_for_configured_origins() {
+    let s = Server::with_config(caas_transport::GatewayConfig {
+        edge_quota: None,
+        cors_origins: vec!["https://app.example".into()],
+        ..Default::default()
+    })
+    .await;
+    let pre = s
+        .http
+        .request(Method::OPTIONS, format!("{}/v1/conversations", s.base))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pre.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = s
+        .http
+        .get(format!("{}/health/live", s.base))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let off = Server::start().await;
+    let r = off
+        .http
+        .get(format!("{}/health/live", off.base))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "no CORS unless configured"
     );
 }
