@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod gateway;
+pub mod metered;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

@@ -80,7 +80,10 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         ..GatewayConfig::default()
     };
     let state = AppState {
-        caas: Arc::new(Caas::new(backends, Config::default())),
+        caas: Arc::new(Caas::new(
+            caas_transport::metered::metered(backends),
+            Config::default(),
+        )),
         auth: Arc::new(auth),
         config: Arc::new(gateway),
         metrics: caas_transport::metrics::install(),

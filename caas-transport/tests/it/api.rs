@@ -410,6 +410,12 @@ async fn metrics_count_requests_by_route_and_errors_by_code() {
         text.contains("caas_http_errors_total{code=\"not_found\"}"),
         "{text}"
     );
+    for series in [
+        "caas_store_duration_seconds_count{port=\"event_log\",op=\"append\",outcome=\"ok\"}",
+        "caas_store_duration_seconds_count{port=\"bus\",op=\"publish\",outcome=\"ok\"}",
+    ] {
+        assert!(text.contains(series), "{series} missing from {text}");
+    }
     assert!(
         text.contains(
             "caas_http_request_duration_seconds_bucket{route=\"/v1/tenants\",le=\"0.001\"}"
