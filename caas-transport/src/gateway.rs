@@ -55,6 +55,10 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The limits.
     pub config: Arc<GatewayConfig>,
+    /// Password logins and refresh sessions (password auth).
+    pub credentials: Arc<dyn caas_core::ports::CredentialStore>,
+    /// Hashes and checks passwords (Argon2id; OWASP parameters in production).
+    pub passwords: Arc<caas_crypto::password::PasswordHasher>,
     /// The Prometheus registry behind `/metrics` ([`crate::metrics::install`]).
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -31,6 +31,8 @@ impl Modify for BearerAuth {
     info(title = "caas", description = "Chat as a service: the public REST API (v1). Errors are `application/problem+json` with the codes unauthenticated, forbidden, not_found, invalid_argument, conflict, payload_too_large, rate_limited, quota_exceeded, unavailable, internal; every response carries `x-correlation-id`."),
     paths(
         crate::routes::health::health, crate::routes::health::live, crate::routes::health::ready,
+        crate::routes::auth::register, crate::routes::auth::login, crate::routes::auth::refresh_tokens,
+        crate::routes::auth::logout, crate::routes::auth::totp_enroll, crate::routes::auth::totp_confirm,
         crate::routes::tenants::create, crate::routes::tenants::get, crate::routes::tenants::patch,
         crate::routes::tenants::suspend, crate::routes::tenants::rotate_secret,
         crate::routes::users::upsert, crate::routes::users::get, crate::routes::users::mint_token, crate::routes::users::jwks,

@@ -87,6 +87,11 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         auth: Arc::new(auth),
         config: Arc::new(gateway),
         metrics: caas_transport::metrics::install(),
+        credentials: Arc::new(caas_storage::memory::MemoryCredentialStore::default()),
+        passwords: Arc::new(
+            caas_crypto::password::PasswordHasher::new(Default::default())
+                .map_err(|e| PlatformError::Io(e.to_string()))?,
+        ),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod blobs;
 pub mod bus;
 pub mod conversations;
+pub mod credentials;
 pub mod events;
 pub mod keys;
 pub mod messages;

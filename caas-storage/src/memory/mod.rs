@@ -8,6 +8,7 @@ mod audit;
 mod blobs;
 mod bus;
 mod conversations;
+mod credentials;
 mod events;
 mod keys;
 mod messages;
@@ -27,6 +28,7 @@ pub use audit::MemoryAuditStore;
 pub use blobs::MemoryBlobStore;
 pub use bus::{MemoryBus, MemorySubscription};
 pub use conversations::MemoryConversationStore;
+pub use credentials::MemoryCredentialStore;
 pub use events::MemoryEventLog;
 pub use keys::MemoryKeyDirectory;
 pub use messages::MemoryMessageStore;
@@ -99,6 +101,10 @@ mod contract {
     mod receipts {
         use super::*;
         caas_core::receipt_store_contract!(MemoryReceiptStore::default());
+    }
+    mod credentials {
+        use super::*;
+        caas_core::credential_store_contract!(MemoryCredentialStore::default());
     }
     mod events {
         use super::*;

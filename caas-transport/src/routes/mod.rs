@@ -1,5 +1,6 @@
 //! The REST endpoints of `api.md`, one module per resource.
 
+pub(crate) mod auth;
 pub(crate) mod conversations;
 pub(crate) mod health;
 pub(crate) mod messages;
@@ -22,6 +23,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/.well-known/jwks.json", get(users::jwks))
+        .route("/v1/auth/register", post(auth::register))
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/refresh", post(auth::refresh_tokens))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/auth/totp", post(auth::totp_enroll))
+        .route("/v1/auth/totp/confirm", post(auth::totp_confirm))
         .route("/v1/tenants", post(tenants::create))
         .route(
             "/v1/tenants/{id}",

@@ -2,4 +2,5 @@
 //! manual clock, driven over HTTP.
 
 mod api;
+mod auth;
 mod server;

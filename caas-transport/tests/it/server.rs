@@ -44,6 +44,13 @@ impl Server {
             auth: Arc::new(auth),
             config: Arc::new(config),
             metrics: caas_transport::metrics::install(),
+            credentials: Arc::new(caas_storage::memory::MemoryCredentialStore::default()),
+            passwords: Arc::new(
+                caas_crypto::password::PasswordHasher::new(
+                    caas_crypto::password::PasswordParams::INSECURE_FOR_TESTS,
+                )
+                .unwrap(),
+            ),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
