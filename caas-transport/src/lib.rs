@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod gateway;
+pub mod keys;
 pub mod metered;
 pub mod metrics;
 pub mod openapi;

@@ -42,6 +42,7 @@ impl Modify for BearerAuth {
         crate::routes::messages::send, crate::routes::messages::history, crate::routes::messages::edit,
         crate::routes::messages::delete, crate::routes::messages::forward, crate::routes::messages::react,
         crate::routes::messages::unreact, crate::routes::messages::read,
+        crate::routes::keys::publish, crate::routes::keys::claim, crate::routes::keys::audit,
         crate::routes::sync::sync, crate::routes::sync::search_messages,
         crate::routes::sync::search_conversations, crate::routes::sync::search_users,
     ),

@@ -80,10 +80,13 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         ..GatewayConfig::default()
     };
     let state = AppState {
-        caas: Arc::new(Caas::new(
-            caas_transport::metered::metered(backends),
-            Config::default(),
-        )),
+        caas: Arc::new(
+            Caas::new(
+                caas_transport::metered::metered(backends),
+                Config::default(),
+            )
+            .with_key_verifier(Arc::new(caas_transport::keys::CryptoKeyVerifier)),
+        ),
         auth: Arc::new(auth),
         config: Arc::new(gateway),
         metrics: caas_transport::metrics::install(),

@@ -846,6 +846,7 @@ async fn keys_need_a_verifier_and_one_time_keys_go_once() {
     let keys = |sig: &str| DeviceKeys {
         identity_signing_key: "ik".into(),
         identity_agreement_key: "dh".into(),
+        identity_signature: "isig".into(),
         signed_prekey: SignedPrekey {
             key_id: 1,
             public_key: "spk".into(),

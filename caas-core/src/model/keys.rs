@@ -33,6 +33,8 @@ pub struct DeviceKeys {
     pub identity_signing_key: String,
     /// X25519 identity agreement key (base64url).
     pub identity_agreement_key: String,
+    /// The signing key's signature binding the agreement key to it (base64url).
+    pub identity_signature: String,
     /// The current signed prekey.
     pub signed_prekey: SignedPrekey,
     /// One-time prekeys to add to the device's pool.
@@ -52,6 +54,8 @@ pub struct KeyBundle {
     pub identity_signing_key: String,
     /// X25519 identity agreement key.
     pub identity_agreement_key: String,
+    /// The binding signature of the identity keys.
+    pub identity_signature: String,
     /// The signed prekey.
     pub signed_prekey: SignedPrekey,
     /// One one-time prekey, if the pool was not empty; never handed out twice.

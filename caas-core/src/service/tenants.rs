@@ -355,6 +355,24 @@ impl Caas {
         Ok(user)
     }
 
+    /// The tenant's audit log after position `after` (tenant server).
+    pub async fn audit_log(
+        &self,
+        p: &Principal,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::model::AuditRecord>> {
+        let ctx = self.ctx(p).await?;
+        Self::authorize(
+            &ctx,
+            Action::AuditRead,
+            Self::subject(&ctx, None),
+            Attrs::default().with("kind", "audit"),
+        )?;
+        self.check_limit(limit)?;
+        self.b.audit.list(&ctx.tenant, after, limit).await
+    }
+
     /// Reads a user of the caller's tenant.
     pub async fn get_user(&self, p: &Principal, id: &UserId) -> Result<User> {
         let ctx = self.ctx(p).await?;

@@ -12,6 +12,7 @@ fn keys(tag: &str, otks: std::ops::Range<u32>) -> DeviceKeys {
     DeviceKeys {
         identity_signing_key: format!("sig-{tag}"),
         identity_agreement_key: format!("dh-{tag}"),
+        identity_signature: format!("isig-{tag}"),
         signed_prekey: SignedPrekey {
             key_id: 1,
             public_key: format!("spk-{tag}"),

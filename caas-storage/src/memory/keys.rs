@@ -59,6 +59,7 @@ impl KeyDirectory for MemoryKeyDirectory {
                 device: id.clone(),
                 identity_signing_key: d.keys.identity_signing_key.clone(),
                 identity_agreement_key: d.keys.identity_agreement_key.clone(),
+                identity_signature: d.keys.identity_signature.clone(),
                 signed_prekey: d.keys.signed_prekey.clone(),
                 one_time_prekey: d.pool.pop_front(),
             })

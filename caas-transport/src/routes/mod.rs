@@ -3,6 +3,7 @@
 pub(crate) mod auth;
 pub(crate) mod conversations;
 pub(crate) mod health;
+pub(crate) mod keys;
 pub(crate) mod messages;
 pub(crate) mod sync;
 pub(crate) mod tenants;
@@ -72,6 +73,9 @@ pub(crate) fn routes() -> Router<AppState> {
             put(messages::react).delete(messages::unreact),
         )
         .route("/v1/conversations/{id}/read", post(messages::read))
+        .route("/v1/devices/{device_id}/keys", put(keys::publish))
+        .route("/v1/users/{user_id}/keys", get(keys::claim))
+        .route("/v1/audit", get(keys::audit))
         .route("/v1/sync", get(sync::sync))
         .route("/v1/search/messages", get(sync::search_messages))
         .route("/v1/search/conversations", get(sync::search_conversations))

@@ -634,3 +634,88 @@ async fn cors_only_for_configured_origins() {
         "no CORS unless configured"
     );
 }
+
+#[tokio::test]
+async fn e2ee_keys_are_verified_on_upload_and_one_time_keys_go_once() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let (alice, bob) = (
+        s.token(&secret, "alice").await,
+        s.token(&secret, "bob").await,
+    );
+    let mut device = caas_crypto::e2ee::LocalDevice::generate("bob", "phone", 0).unwrap();
+    device.add_one_time_prekeys(2).unwrap();
+    let wire = serde_json::to_value(device.device_keys().unwrap()).unwrap();
+    let keys = json!({
+        "identity_signing_key": wire["identity"]["signing"],
+        "identity_agreement_key": wire["identity"]["agreement"],
+        "identity_signature": wire["identity"]["signature"],
+        "signed_prekey": {"key_id": wire["signed_prekey"]["id"], "public_key": wire["signed_prekey"]["public"], "signature": wire["signed_prekey"]["signature"]},
+        "one_time_prekeys": wire["one_time_prekeys"].as_array().unwrap().iter().map(|k| json!({"key_id": k["id"], "public_key": k["public"]})).collect::<Vec<_>>(),
+    });
+    let mut forged = keys.clone();
+    forged["signed_prekey"]["signature"] = keys["identity_signature"].clone();
+    problem(
+        &s.call(
+            Method::PUT,
+            "/v1/devices/phone/keys",
+            Some(&bob),
+            Some(forged),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+    );
+    let r = s
+        .call(
+            Method::PUT,
+            "/v1/devices/phone/keys",
+            Some(&bob),
+            Some(keys),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["one_time_prekeys"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{:?}",
+        r.body
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let b = s
+            .call(Method::GET, "/v1/users/bob/keys", Some(&alice), None)
+            .await;
+        assert_eq!(b.status, StatusCode::OK);
+        if let Some(k) = b.body["items"][0]["one_time_prekey"]["key_id"].as_u64() {
+            assert!(seen.insert(k), "a one-time prekey was handed out twice");
+        }
+    }
+    assert_eq!(seen.len(), 2);
+}
+
+#[tokio::test]
+async fn the_audit_log_is_for_the_tenant() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let r = s
+        .call(Method::GET, "/v1/audit?limit=10", Some(&secret), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let actions: Vec<_> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        actions.contains(&"tenant.create".to_owned())
+            && actions.contains(&"user.upsert".to_owned()),
+        "{actions:?}"
+    );
+    problem(
+        &s.call(Method::GET, "/v1/audit", Some(&alice), None).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+}

@@ -40,7 +40,10 @@ impl Server {
         let operator = TenantSecret::generate().unwrap();
         let auth = Authenticator::new(operator.hash(), &[42u8; 32], "test-1").unwrap();
         let state = AppState {
-            caas: Arc::new(Caas::new(backends, Config::default())),
+            caas: Arc::new(
+                Caas::new(backends, Config::default())
+                    .with_key_verifier(Arc::new(caas_transport::keys::CryptoKeyVerifier)),
+            ),
             auth: Arc::new(auth),
             config: Arc::new(config),
             metrics: caas_transport::metrics::install(),
