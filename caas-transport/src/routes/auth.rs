@@ -390,6 +390,24 @@ pub(super) async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The caller's tenant, user and password login (TOTP belongs to a user who has one).
+async fn caller_login(
+    state: &AppState,
+    p: &Principal,
+) -> Result<(TenantId, UserId, PasswordLogin), ApiError> {
+    let (Some(tenant), Some(user)) = (p.tenant.clone(), p.user.clone()) else {
+        return Err(ApiError::invalid(
+            "principal: TOTP belongs to a user; use a user token",
+        ));
+    };
+    let login = state
+        .credentials
+        .login(&tenant, &user)
+        .await?
+        .ok_or_else(|| ApiError::from(Error::conflict("the user has no password login")))?;
+    Ok((tenant, user, login))
+}
+
 /// `POST /v1/auth/totp`: starts TOTP enrolment for the caller's password login.
 #[utoipa::path(post, path = "/v1/auth/totp", tag = "auth", security(("bearer" = [])),
     responses((status = 200, description = "`{secret, otpauth_uri}`; confirm with a first code", body = Object)))]
@@ -397,17 +415,7 @@ pub(super) async fn totp_enroll(
     State(state): State<AppState>,
     Auth(p): Auth,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (tenant, user) = (p.tenant.clone(), p.user.clone());
-    let (Some(tenant), Some(user)) = (tenant, user) else {
-        return Err(ApiError::invalid(
-            "principal: TOTP belongs to a user; use a user token",
-        ));
-    };
-    let mut login = state
-        .credentials
-        .login(&tenant, &user)
-        .await?
-        .ok_or_else(|| ApiError::from(Error::conflict("the user has no password login")))?;
+    let (tenant, user, mut login) = caller_login(&state, &p).await?;
     if login.totp.as_ref().is_some_and(|f| f.confirmed) {
         return Err(Error::conflict("TOTP is already enrolled").into());
     }
@@ -439,16 +447,7 @@ pub(super) async fn totp_confirm(
     Auth(p): Auth,
     ApiJson(body): ApiJson<TotpConfirm>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (Some(tenant), Some(user)) = (p.tenant.clone(), p.user.clone()) else {
-        return Err(ApiError::invalid(
-            "principal: TOTP belongs to a user; use a user token",
-        ));
-    };
-    let mut login = state
-        .credentials
-        .login(&tenant, &user)
-        .await?
-        .ok_or_else(|| ApiError::from(Error::conflict("the user has no password login")))?;
+    let (_, _, mut login) = caller_login(&state, &p).await?;
     let now = state.caas.backends().clock.now();
     let factor = login
         .totp
