@@ -64,6 +64,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/v1/conversations/{id}/read", post(messages::read))
         .route("/v1/sync", get(sync::sync))
+        .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/search/messages", get(sync::search_messages))
         .route("/v1/search/conversations", get(sync::search_conversations))
         .route("/v1/search/users", get(sync::search_users))

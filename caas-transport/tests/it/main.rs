@@ -1,5 +1,6 @@
 //! The gateway end to end: a real server on 127.0.0.1:0 over memory backends and a
-//! manual clock, driven over HTTP.
+//! manual clock, driven over HTTP and WebSocket.
 
 mod api;
 mod server;
+mod ws;
