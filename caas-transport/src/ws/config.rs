@@ -45,7 +45,8 @@ pub struct WsConfig {
     pub ping_interval: Duration,
     /// How long the last frames and the close frame may take to go out.
     pub close_timeout: Duration,
-    /// Most events one `sync` frame returns.
+    /// Most events one `sync` frame returns; smaller than `queue_capacity`, since
+    /// a page is queued at once beside live events.
     pub max_sync_page: usize,
 }
 
@@ -101,6 +102,11 @@ impl WsConfig {
         }
         if self.max_connections_per_user == 0 || self.max_sync_page == 0 {
             return Err("max_connections_per_user and max_sync_page must be at least 1");
+        }
+        if self.max_sync_page >= self.queue_capacity {
+            // A sync page is queued at once; live events need room beside it, or a
+            // client catching up would be taken for a slow consumer.
+            return Err("max_sync_page must be smaller than queue_capacity");
         }
         self.frame_quota.validate()?;
         self.flood_quota.validate()?;

@@ -107,7 +107,6 @@ async fn write_loop(
         config.ping_interval.max(Duration::from_millis(10)),
     );
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut wrote = false;
     let healthy = loop {
         let first = tokio::select! {
             biased;
@@ -116,15 +115,10 @@ async fn write_loop(
                 Some(m) => m,
                 None => break true,
             },
-            _ = ping.tick() => {
-                // Only an idle connection needs a ping to prove it is alive.
-                if std::mem::take(&mut wrote) {
-                    continue;
-                }
-                Message::Ping(bytes::Bytes::new())
-            }
+            // Pinged even while events flow: a client that only listens proves it
+            // is alive (and keeps the reader's idle timer from firing) by its pongs.
+            _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
         };
-        wrote = true;
         let batch = async {
             sink.feed(first).await?;
             for _ in 1..max_batch {
@@ -219,6 +213,11 @@ impl Conn<'_> {
                 None => return CloseReason::GONE,
                 Some(Err(e)) => return read_error(e),
                 Some(Ok(Message::Close(_))) => return CloseReason::PEER_CLOSED,
+                // A pong answers our ping: a silent client still meets its token's
+                // end within a ping interval.
+                Some(Ok(Message::Pong(_))) if self.expired(self.now()) => {
+                    return CloseReason::TOKEN_EXPIRED;
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Text(t))) => self.on_frame(true, t.as_bytes()).await,
                 Some(Ok(Message::Binary(b))) => self.on_frame(false, &b).await,
@@ -231,6 +230,10 @@ impl Conn<'_> {
 
     fn now(&self) -> Timestamp {
         self.caas.backends().clock.now()
+    }
+
+    fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| now >= e)
     }
 
     /// Queues a frame, waiting for room.
@@ -248,7 +251,7 @@ impl Conn<'_> {
 
     async fn on_frame(&mut self, text: bool, bytes: &[u8]) -> Result<(), Abort> {
         let now = self.now();
-        if self.expires_at.is_some_and(|e| now >= e) {
+        if self.expired(now) {
             return Err(Abort::Close(CloseReason::TOKEN_EXPIRED));
         }
         match ratelimit::check(&self.config.frame_quota, self.frame_tat, now) {
@@ -445,12 +448,17 @@ impl Conn<'_> {
                 AckResult::default()
             }
             Request::Sync(s) => {
+                // A page is queued at once: keep it below the queue's capacity so
+                // live events still fit beside it.
+                let cap = self
+                    .config
+                    .max_sync_page
+                    .min(self.config.queue_capacity.saturating_sub(1))
+                    .max(1);
                 let limit = s
                     .limit
-                    .map_or(self.config.max_sync_page, |l| {
-                        usize::try_from(l).unwrap_or(usize::MAX)
-                    })
-                    .min(self.config.max_sync_page.max(1));
+                    .map_or(cap, |l| usize::try_from(l).unwrap_or(usize::MAX))
+                    .min(cap);
                 let page = caas.sync(p, s.since.unwrap_or(Cursor(0)), limit).await?;
                 // Events go out as ordinary event frames carrying their cursor, so
                 // no frame is larger than one event; the ack follows them.

@@ -75,3 +75,74 @@ pub(crate) async fn heartbeat(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use caas_core::Principal;
+    use caas_core::events::{Event, EventPayload};
+    use caas_core::ids::{ConversationId, CorrelationId, TenantId, UserId};
+    use caas_core::ports::EventBus;
+    use caas_core::time::Timestamp;
+    use caas_storage::memory::MemoryBus;
+    use tokio::sync::{mpsc, watch};
+
+    use super::*;
+    use crate::ws::frames::{Codec, ServerFrame};
+    use crate::ws::registry::NewConnection;
+
+    fn typing(n: u64) -> Arc<Event> {
+        Arc::new(Event {
+            tenant: TenantId::parse("t").unwrap(),
+            correlation_id: CorrelationId::parse("r").unwrap(),
+            at: Timestamp::from_secs(n),
+            audience: Arc::from(vec![UserId::parse("bob").unwrap()]),
+            payload: EventPayload::Typing {
+                conversation_id: ConversationId::parse("c").unwrap(),
+                user_id: UserId::parse("alice").unwrap(),
+                typing: true,
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn a_lagging_node_tells_clients_to_resync_and_a_closed_bus_closes_them() {
+        let registry = Arc::new(Registry::default());
+        let (tx, mut rx) = mpsc::channel(16);
+        let (tenant, bob) = (TenantId::parse("t").unwrap(), UserId::parse("bob").unwrap());
+        let reg = registry
+            .register(
+                NewConnection {
+                    principal: Principal::user(tenant.clone(), bob.clone()),
+                    tenant,
+                    user: bob,
+                    device: None,
+                    codec: Codec::Json,
+                    tx,
+                },
+                4,
+            )
+            .unwrap();
+        // Room for two: publishing five before the fan-out reads loses three.
+        let bus = MemoryBus::new(2);
+        let subscription = bus.subscribe().await.unwrap();
+        for n in 0..5 {
+            bus.publish(typing(n)).await.unwrap();
+        }
+        drop(bus);
+        let (_stop, stop_rx) = watch::channel(false);
+        run(registry.clone(), subscription, stop_rx).await;
+
+        let mut frames = Vec::new();
+        while let Ok(axum::extract::ws::Message::Text(t)) = rx.try_recv() {
+            frames.push(crate::ws::decode_server_frame(Codec::Json, t.as_bytes()).unwrap());
+        }
+        assert!(
+            matches!(&frames[0], ServerFrame::Error(e) if e.resync && e.message.contains('3')),
+            "{frames:?}"
+        );
+        assert_eq!(frames.len(), 3, "the notice, then the two kept events");
+        assert_eq!(reg.handle().close_reason(), Some(CloseReason::BUS_CLOSED));
+    }
+}

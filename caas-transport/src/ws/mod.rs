@@ -254,6 +254,10 @@ async fn accept(
         .map_err(|e| caas_core::Error::QuotaExceeded {
             quota: format!("{} WebSocket connections per user", e.limit),
         })?;
+    // A shutdown that began after the check above has already swept the registry.
+    if hub.is_closing() {
+        registration.handle().close(CloseReason::RESTART);
+    }
     let session = connection::Session {
         caas: state.caas.clone(),
         config,

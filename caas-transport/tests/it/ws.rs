@@ -548,6 +548,45 @@ async fn an_open_connection_closes_when_its_token_expires() {
 }
 
 #[tokio::test]
+async fn idle_connections_close_but_listeners_stay_and_expiry_reaches_them() {
+    let s = Server::with_ws(WsConfig {
+        idle_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(50),
+        ..WsConfig::default()
+    })
+    .await;
+    let f = fixture(&s, json!({})).await;
+    // Never reads, so never answers the server's pings: closed as idle.
+    let mut mute = raw(&s, Some(&f.alice), None).await.unwrap();
+    // Only reads (answering pings on the way), never sends: kept.
+    let mut listener = raw(&s, Some(&f.bob), None).await.unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_millis(700);
+    while let Ok(m) = tokio::time::timeout_at(until, listener.next()).await {
+        let m = m.expect("open").expect("readable");
+        assert!(
+            !matches!(m, Message::Close(_)),
+            "a listener is not idle: {m:?}"
+        );
+    }
+    assert_eq!(s.ws.connections(), 1, "the mute one is gone");
+    // It was sent 1001, but reading first flushes the pongs it owes to a socket
+    // the server has closed: either ending is fine.
+    loop {
+        match tokio::time::timeout(WAIT, mute.next()).await.unwrap() {
+            Some(Ok(Message::Close(f))) => {
+                assert_eq!(f.map(|f| u16::from(f.code)), Some(1001));
+                break;
+            }
+            Some(Ok(_)) => {} // its presence event, pings
+            None | Some(Err(_)) => break,
+        }
+    }
+    // Its token expires: the next pong ends it, with no frame from the client.
+    s.advance(Duration::from_secs(600 + 31));
+    assert_eq!(close_of(&mut listener).await.0, 4001);
+}
+
+#[tokio::test]
 async fn a_non_member_gets_a_forbidden_ack_and_stays_connected() {
     let s = Server::start().await;
     let f = fixture(&s, json!({})).await;
@@ -744,6 +783,7 @@ async fn too_many_connections_per_user_are_refused() {
 async fn a_slow_consumer_is_dropped_without_slowing_others() {
     let s = Server::with_ws(WsConfig {
         queue_capacity: 16,
+        max_sync_page: 8,
         close_timeout: Duration::from_millis(200),
         frame_quota: Quota::per_second(1_000_000),
         ..WsConfig::default()
