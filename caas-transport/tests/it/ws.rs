@@ -941,3 +941,77 @@ async fn sync_over_ws_pages_through_the_log() {
     }
     assert_eq!(seqs, (1..=5).map(|s| (s, 1)).collect());
 }
+
+/// The server's resident memory per idle connection. The clients live in a child
+/// process (this test binary again), so the parent's growth is the server's side
+/// alone: sockets, buffers, tasks, queues and registry entries.
+///
+/// `cargo test -p caas-transport --test it -- --ignored --nocapture memory_per`
+/// (`CAAS_WS_MEMORY_N` connections, 2000 by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn memory_per_idle_connection() {
+    const CHILD: &str = "CAAS_WS_MEMORY_CLIENT";
+    if let Ok(spec) = std::env::var(CHILD) {
+        let (url, n) = spec.split_once('|').unwrap();
+        let mut held = Vec::new();
+        for _ in 0..n.parse::<usize>().unwrap() {
+            held.push(tokio_tungstenite::connect_async(url).await.unwrap().0);
+        }
+        // The parent measures, then kills this process.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        return;
+    }
+    fn rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let n: usize = std::env::var("CAAS_WS_MEMORY_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    // CAAS_WS_MEMORY_BUFFER=131072 compares with tungstenite's default buffers.
+    let buffer = std::env::var("CAAS_WS_MEMORY_BUFFER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(WsConfig::default().read_buffer_bytes);
+    let s = Server::with_ws(WsConfig {
+        max_connections_per_user: usize::MAX,
+        read_buffer_bytes: buffer,
+        write_buffer_bytes: buffer,
+        ..WsConfig::default()
+    })
+    .await;
+    let f = fixture(&s, json!({})).await;
+    let url = format!("{}?access_token={}", url(&s), f.alice);
+    // Warm up: the hub's tasks, the tenant cache, allocator arenas.
+    let warm = raw(&s, Some(&f.alice), None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "ws::memory_per_idle_connection"])
+        .env(CHILD, format!("{url}|{n}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while s.ws.connections() < n + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{} connected",
+            s.ws.connections()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(warm);
+    eprintln!(
+        "{n} idle connections, {buffer} B buffers: server RSS +{} KiB, {:.1} KiB per connection",
+        after - before,
+        (after - before) as f64 / n as f64
+    );
+}
