@@ -26,6 +26,11 @@
 //! flight when the connection drops fails with [`ClientError::Disconnected`], and
 //! a `send` may then be repeated with the same `client_msg_id`, which the server
 //! deduplicates.
+//!
+//! **Order.** Live events arrive in publish order, but after a reconnect the
+//! catch-up runs beside live delivery: a message missed while away can arrive
+//! after a newer live one. Place messages by `(conversation, seq)`, which is
+//! gap-free, rather than by arrival.
 
 mod dedupe;
 mod session;
