@@ -19,6 +19,8 @@ use crate::problem::ApiError;
 pub const ISSUER: &str = "caas";
 /// The audience of access tokens.
 pub const AUDIENCE: &str = "caas";
+/// Clock skew tolerated on token times, in seconds.
+const LEEWAY_SECS: u64 = 30;
 /// Longest access-token lifetime a tenant may ask for.
 pub const MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
 
@@ -51,7 +53,7 @@ impl Authenticator {
             operator,
             signing,
             keys,
-            validation: Validation::new(ISSUER, AUDIENCE).with_leeway(30),
+            validation: Validation::new(ISSUER, AUDIENCE).with_leeway(LEEWAY_SECS),
         })
     }
 
@@ -91,13 +93,27 @@ impl Authenticator {
         bearer: &str,
         correlation: CorrelationId,
     ) -> Result<Principal, ApiError> {
+        self.authenticate_with_expiry(state, bearer, correlation)
+            .await
+            .map(|(p, _)| p)
+    }
+
+    /// As [`Authenticator::authenticate`], with the time the credential stops
+    /// being accepted (an access token's expiry plus leeway; `None` for secrets),
+    /// for long-lived connections that must end when their token does.
+    pub async fn authenticate_with_expiry(
+        &self,
+        state: &AppState,
+        bearer: &str,
+        correlation: CorrelationId,
+    ) -> Result<(Principal, Option<Timestamp>), ApiError> {
         let now = state.caas.backends().clock.now();
         if bearer.starts_with("sk_") {
             let hash = TenantSecret::parse(bearer)
                 .map_err(|_| ApiError::unauthenticated("malformed secret"))?
                 .hash();
             if hash.ct_eq(&self.operator) {
-                return Ok(Principal::operator().with_correlation_id(correlation));
+                return Ok((Principal::operator().with_correlation_id(correlation), None));
             }
             let tenant = state
                 .caas
@@ -113,7 +129,10 @@ impl Authenticator {
             if !live {
                 return Err(ApiError::unauthenticated("the secret has expired"));
             }
-            return Ok(Principal::tenant_server(tenant.id).with_correlation_id(correlation));
+            return Ok((
+                Principal::tenant_server(tenant.id).with_correlation_id(correlation),
+                None,
+            ));
         }
         let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let claims = self
@@ -130,7 +149,10 @@ impl Authenticator {
         if let Some(d) = &claims.device {
             p = p.with_device(DeviceId::parse(d).map_err(bad)?);
         }
-        Ok(p)
+        let until = u64::try_from(claims.exp.saturating_add(LEEWAY_SECS as i64))
+            .map(Timestamp::from_secs)
+            .unwrap_or(Timestamp::EPOCH);
+        Ok((p, Some(until)))
     }
 }
 
@@ -162,8 +184,12 @@ impl FromRequestParts<AppState> for Auth {
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
+    bearer_of(&parts.headers)
+}
+
+/// The token of an `Authorization: Bearer` header, if there is one.
+pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?;

@@ -16,6 +16,7 @@ use caas_core::ratelimit::{Decision, Quota, RateKey};
 
 use crate::auth::{Authenticator, Correlation};
 use crate::problem::ApiError;
+use crate::ws::{WsConfig, WsHub};
 
 /// The correlation header, echoed or generated on every response.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -61,6 +62,41 @@ pub struct AppState {
     pub passwords: Arc<caas_crypto::password::PasswordHasher>,
     /// The Prometheus registry behind `/metrics` ([`crate::metrics::install`]).
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The WebSocket server: its limits, live connections and shutdown.
+    pub ws: Arc<WsHub>,
+}
+
+impl AppState {
+    /// A state with the default gateway and WebSocket configurations and the
+    /// process-wide metrics recorder.
+    pub fn new(
+        caas: Arc<Caas>,
+        auth: Arc<Authenticator>,
+        credentials: Arc<dyn caas_core::ports::CredentialStore>,
+        passwords: Arc<caas_crypto::password::PasswordHasher>,
+    ) -> Self {
+        Self {
+            caas,
+            auth,
+            config: Arc::new(GatewayConfig::default()),
+            credentials,
+            passwords,
+            metrics: crate::metrics::install(),
+            ws: Arc::new(WsHub::default()),
+        }
+    }
+
+    /// With these gateway limits.
+    pub fn with_gateway_config(mut self, config: GatewayConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// With this WebSocket configuration (a fresh hub: call before serving).
+    pub fn with_ws_config(mut self, config: WsConfig) -> Self {
+        self.ws = Arc::new(WsHub::new(config));
+        self
+    }
 }
 
 /// The gateway's router with every layer, ready for [`serve`].
@@ -129,11 +165,22 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 
 /// Serves `router` on `listener` until `shutdown` completes, with client addresses
 /// available to the edge limit.
+///
+/// Sockets get `TCP_NODELAY`: a small frame (an ack) written while a large one is
+/// still unacknowledged would otherwise wait for the peer's delayed ACK (about
+/// 40 ms) under Nagle's algorithm. For WebSocket clients, have `shutdown` call
+/// [`crate::WsHub::shutdown`] first, so they are told to reconnect.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

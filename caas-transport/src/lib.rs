@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
+pub mod client;
 pub mod gateway;
 pub mod keys;
 pub mod metered;
@@ -9,7 +10,9 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 mod routes;
+pub mod ws;
 
 pub use auth::Authenticator;
 pub use gateway::{AppState, GatewayConfig, router, serve};
 pub use problem::ApiError;
+pub use ws::{WsConfig, WsHub};

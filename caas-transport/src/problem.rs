@@ -76,6 +76,16 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The human-readable detail (never an internal cause).
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// When a retry can succeed, for `rate_limited` and temporary `unavailable`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
 }
 
 fn title(code: &str) -> &'static str {

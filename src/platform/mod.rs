@@ -79,23 +79,20 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         cors_origins: config.cors_origins.clone(),
         ..GatewayConfig::default()
     };
-    let state = AppState {
-        caas: Arc::new(
-            Caas::new(
-                caas_transport::metered::metered(backends),
-                Config::default(),
-            )
-            .with_key_verifier(Arc::new(caas_transport::keys::CryptoKeyVerifier)),
-        ),
-        auth: Arc::new(auth),
-        config: Arc::new(gateway),
-        metrics: caas_transport::metrics::install(),
-        credentials: Arc::new(caas_storage::memory::MemoryCredentialStore::default()),
-        passwords: Arc::new(
-            caas_crypto::password::PasswordHasher::new(Default::default())
-                .map_err(|e| PlatformError::Io(e.to_string()))?,
-        ),
-    };
+    let caas = Caas::new(
+        caas_transport::metered::metered(backends),
+        Config::default(),
+    )
+    .with_key_verifier(Arc::new(caas_transport::keys::CryptoKeyVerifier));
+    let passwords = caas_crypto::password::PasswordHasher::new(Default::default())
+        .map_err(|e| PlatformError::Io(e.to_string()))?;
+    let state = AppState::new(
+        Arc::new(caas),
+        Arc::new(auth),
+        Arc::new(caas_storage::memory::MemoryCredentialStore::default()),
+        Arc::new(passwords),
+    )
+    .with_gateway_config(gateway);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| PlatformError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -103,11 +100,15 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         .local_addr()
         .map_err(|e| PlatformError::Io(e.to_string()))?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let hub = state.ws.clone();
     let server = tokio::spawn(caas_transport::serve(
         listener,
         caas_transport::router(state.clone()),
-        async {
+        async move {
             let _ = rx.await;
+            // WebSocket clients first: told to reconnect (1012), their queues
+            // flushed, then the listener stops and requests in flight finish.
+            hub.shutdown(std::time::Duration::from_secs(5)).await;
         },
     ));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "caas platform listening");

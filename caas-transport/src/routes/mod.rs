@@ -77,6 +77,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/users/{user_id}/keys", get(keys::claim))
         .route("/v1/audit", get(keys::audit))
         .route("/v1/sync", get(sync::sync))
+        .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/search/messages", get(sync::search_messages))
         .route("/v1/search/conversations", get(sync::search_conversations))
         .route("/v1/search/users", get(sync::search_users))

@@ -5,7 +5,7 @@ use caas_core::ratelimit::Quota;
 use caas_core::time::{ManualClock, Timestamp};
 use caas_core::{Caas, Config};
 use caas_crypto::secret::TenantSecret;
-use caas_transport::{AppState, Authenticator, GatewayConfig};
+use caas_transport::{AppState, Authenticator, GatewayConfig, WsConfig, WsHub};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -14,6 +14,8 @@ pub(crate) struct Server {
     pub(crate) http: reqwest::Client,
     pub(crate) operator: String,
     pub(crate) clock: Arc<ManualClock>,
+    /// The WebSocket hub, to watch connections and shut down.
+    pub(crate) ws: Arc<WsHub>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -33,28 +35,45 @@ impl Server {
     }
 
     pub(crate) async fn with_config(config: GatewayConfig) -> Self {
+        Self::with_configs(config, WsConfig::default()).await
+    }
+
+    /// A server with these WebSocket limits (and no edge limit).
+    pub(crate) async fn with_ws(ws: WsConfig) -> Self {
+        Self::with_configs(
+            GatewayConfig {
+                edge_quota: None,
+                ..GatewayConfig::default()
+            },
+            ws,
+        )
+        .await
+    }
+
+    pub(crate) async fn with_configs(config: GatewayConfig, ws: WsConfig) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
         let backends = caas_transport::metered::metered(caas_storage::memory::backends_with_clock(
             clock.clone(),
         ));
         let operator = TenantSecret::generate().unwrap();
         let auth = Authenticator::new(operator.hash(), &[42u8; 32], "test-1").unwrap();
-        let state = AppState {
-            caas: Arc::new(
+        let state = AppState::new(
+            Arc::new(
                 Caas::new(backends, Config::default())
                     .with_key_verifier(Arc::new(caas_transport::keys::CryptoKeyVerifier)),
             ),
-            auth: Arc::new(auth),
-            config: Arc::new(config),
-            metrics: caas_transport::metrics::install(),
-            credentials: Arc::new(caas_storage::memory::MemoryCredentialStore::default()),
-            passwords: Arc::new(
+            Arc::new(auth),
+            Arc::new(caas_storage::memory::MemoryCredentialStore::default()),
+            Arc::new(
                 caas_crypto::password::PasswordHasher::new(
                     caas_crypto::password::PasswordParams::INSECURE_FOR_TESTS,
                 )
                 .unwrap(),
             ),
-        };
+        )
+        .with_gateway_config(config)
+        .with_ws_config(ws);
+        let hub = state.ws.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -70,6 +89,7 @@ impl Server {
             http: reqwest::Client::new(),
             operator: operator.expose_secret().to_owned(),
             clock,
+            ws: hub,
             _shutdown: tx,
         }
     }
@@ -106,12 +126,17 @@ impl Server {
 
     /// A tenant with users; returns (tenant id, tenant secret).
     pub(crate) async fn tenant(&self, users: &[&str]) -> (String, String) {
+        self.tenant_with(users, json!({})).await
+    }
+
+    /// A tenant with these settings and users; returns (tenant id, tenant secret).
+    pub(crate) async fn tenant_with(&self, users: &[&str], settings: Value) -> (String, String) {
         let r = self
             .call(
                 Method::POST,
                 "/v1/tenants",
                 Some(&self.operator),
-                Some(json!({"name": "acme"})),
+                Some(json!({"name": "acme", "settings": settings})),
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
