@@ -27,6 +27,12 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("caas_ws_frames_per_write".into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -56,6 +62,21 @@ fn describe() {
     metrics::describe_counter!(
         "caas_messages_sent_total",
         "messages stored through the gateway (retries excluded)"
+    );
+    metrics::describe_gauge!("caas_ws_connections", "open WebSocket connections");
+    metrics::describe_counter!("caas_ws_frames_in_total", "WebSocket frames received");
+    metrics::describe_counter!("caas_ws_frames_out_total", "WebSocket frames written");
+    metrics::describe_histogram!(
+        "caas_ws_frames_per_write",
+        "frames coalesced into one socket write"
+    );
+    metrics::describe_counter!(
+        "caas_ws_deliveries_total",
+        "events handed to connections by fan-out"
+    );
+    metrics::describe_counter!(
+        "caas_ws_slow_consumer_closes_total",
+        "connections closed because their queue was full"
     );
 }
 

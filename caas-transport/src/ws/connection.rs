@@ -121,13 +121,20 @@ async fn write_loop(
         };
         let batch = async {
             sink.feed(first).await?;
+            let mut frames = 1u64;
             for _ in 1..max_batch {
                 match rx.try_recv() {
-                    Ok(m) => sink.feed(m).await?,
+                    Ok(m) => {
+                        sink.feed(m).await?;
+                        frames += 1;
+                    }
                     Err(_) => break,
                 }
             }
-            sink.flush().await
+            let r = sink.flush().await;
+            metrics::counter!("caas_ws_frames_out_total").increment(frames);
+            metrics::histogram!("caas_ws_frames_per_write").record(frames as f64);
+            r
         };
         // A socket that does not drain must not keep the writer (and so the
         // connection) alive once fan-out has given up on it.
@@ -250,6 +257,7 @@ impl Conn<'_> {
     }
 
     async fn on_frame(&mut self, text: bool, bytes: &[u8]) -> Result<(), Abort> {
+        metrics::counter!("caas_ws_frames_in_total", "frame" => if text { "text" } else { "binary" }).increment(1);
         let now = self.now();
         if self.expired(now) {
             return Err(Abort::Close(CloseReason::TOKEN_EXPIRED));

@@ -157,6 +157,7 @@ impl ConnHandle {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("caas_ws_slow_consumer_closes_total").increment(1);
                 self.close(CloseReason::SLOW_CONSUMER);
                 false
             }
@@ -239,6 +240,7 @@ impl Registry {
             conns.push(handle.clone());
         }
         self.live.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!("caas_ws_connections").increment(1.0);
         Ok(Registration {
             registry: self.clone(),
             handle,
@@ -328,6 +330,7 @@ impl Registry {
                 }
             }
         }
+        metrics::counter!("caas_ws_deliveries_total").increment(delivered as u64);
         delivered
     }
 
@@ -401,6 +404,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         self.unlist();
         self.registry.live.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("caas_ws_connections").decrement(1.0);
         self.registry.drained.notify_waiters();
     }
 }

@@ -1015,3 +1015,27 @@ async fn memory_per_idle_connection() {
         (after - before) as f64 / n as f64
     );
 }
+
+#[tokio::test]
+async fn websocket_traffic_shows_in_metrics() {
+    two_users_chat(Codec::Json).await;
+    let s = Server::start().await;
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "caas_ws_connections",
+        "caas_ws_frames_in_total",
+        "caas_ws_deliveries_total",
+        "caas_ws_frames_per_write_bucket{le=\"1\"}",
+        "caas_ws_frames_out_total",
+    ] {
+        assert!(text.contains(series), "{series} missing from /metrics");
+    }
+}
