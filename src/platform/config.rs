@@ -23,6 +23,9 @@ pub struct PlatformConfig {
     pub max_body_bytes: usize,
     /// Requests per minute per client IP at the edge (0 turns the limit off).
     pub edge_requests_per_minute: u32,
+    /// WebSocket frames per second per connection before `rate_limited` (bursts
+    /// of twice that).
+    pub ws_frames_per_second: u32,
     /// Browser origins allowed to call the API (CORS); none by default.
     pub cors_origins: Vec<String>,
     /// SQLite `synchronous=FULL` (true, the default) or `NORMAL` (false: a power
@@ -41,6 +44,7 @@ impl Default for PlatformConfig {
             edge_requests_per_minute: 100,
             durable: true,
             cors_origins: Vec::new(),
+            ws_frames_per_second: 30,
         }
     }
 }
@@ -83,6 +87,11 @@ impl PlatformConfig {
         }
         if let Some(v) = env("CAAS_LOG") {
             c.log = v;
+        }
+        if c.ws_frames_per_second == 0 {
+            return Err(ConfigError(
+                "ws_frames_per_second must be at least 1".into(),
+            ));
         }
         if c.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));

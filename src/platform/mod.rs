@@ -92,7 +92,15 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         Arc::new(caas_storage::memory::MemoryCredentialStore::default()),
         Arc::new(passwords),
     )
-    .with_gateway_config(gateway);
+    .with_gateway_config(gateway)
+    .with_ws_config(caas_transport::WsConfig {
+        frame_quota: Quota {
+            limit: config.ws_frames_per_second,
+            period_secs: 1,
+            burst: Some(config.ws_frames_per_second.saturating_mul(2)),
+        },
+        ..caas_transport::WsConfig::default()
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| PlatformError::Io(format!("cannot listen on {}: {e}", config.listen)))?;

@@ -1,0 +1,460 @@
+//! A load generator for the caas platform, on loopback only.
+//!
+//! It starts the `platform` example as a child process on 127.0.0.1 (so it can read
+//! the server's RSS and CPU time from `/proc`), creates a tenant, `--users` users
+//! with one WebSocket connection each, and `--conversations` groups of `--size`
+//! members; then sends `--rate` messages a second for `--duration` seconds from
+//! random members, and measures every delivery's send-to-deliver latency in an HDR
+//! histogram.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --users 2 --conversations 1 --size 2 --rate 200 --duration 10
+//! cargo run --release --example loadgen -- --users 5000 --idle 10   # memory per idle connection
+//! ```
+//!
+//! Bounded: at most 10 000 users, 300 s, 100 000 messages a second, and only
+//! 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use caas::core::events::EventPayload;
+use caas::core::ids::{ClientMsgId, ConversationId};
+use caas_transport::client::{Client, ClientConfig, Notice};
+use caas_transport::ws::Codec;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+const MAX_USERS: usize = 10_000;
+const MAX_SECONDS: u64 = 300;
+const MAX_RATE: u64 = 100_000;
+
+#[derive(Debug, Clone)]
+struct Args {
+    users: usize,
+    conversations: usize,
+    size: usize,
+    rate: u64,
+    duration: u64,
+    idle: Option<u64>,
+    codec: Codec,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("{msg}");
+    eprintln!(
+        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json]"
+    );
+    std::process::exit(2)
+}
+
+fn parse() -> Args {
+    let mut a = Args {
+        users: 2,
+        conversations: 1,
+        size: 2,
+        rate: 100,
+        duration: 10,
+        idle: None,
+        codec: Codec::Proto,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = |name: &str| -> u64 {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| usage(&format!("{name} needs a number")))
+        };
+        match flag.as_str() {
+            "--users" => a.users = num("--users") as usize,
+            "--conversations" => a.conversations = num("--conversations") as usize,
+            "--size" => a.size = num("--size") as usize,
+            "--rate" => a.rate = num("--rate"),
+            "--duration" => a.duration = num("--duration"),
+            "--idle" => a.idle = Some(num("--idle")),
+            "--json" => a.codec = Codec::Json,
+            other => usage(&format!("unknown argument `{other}`")),
+        }
+    }
+    if a.users == 0 || a.users > MAX_USERS {
+        usage(&format!("--users must be 1 to {MAX_USERS}"));
+    }
+    if a.size < 2 || a.size > a.users {
+        usage("--size must be at least 2 and at most --users");
+    }
+    if a.duration == 0 || a.duration > MAX_SECONDS || a.idle.is_some_and(|s| s > MAX_SECONDS) {
+        usage(&format!("durations are 1 to {MAX_SECONDS} s"));
+    }
+    if a.rate > MAX_RATE {
+        usage(&format!("--rate is at most {MAX_RATE}"));
+    }
+    a
+}
+
+/// The server process and what `/proc` says about it.
+struct Server {
+    child: Child,
+    base: String,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Server {
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// User plus system CPU seconds (clock ticks of 1/100 s on Linux).
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the
+        // 12th and 13th of them.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        (field(11) + field(12)) as f64 / 100.0
+    }
+}
+
+async fn start_server(args: &Args) -> Server {
+    let exe =
+        std::env::current_exe().unwrap_or_else(|e| usage(&format!("cannot find myself: {e}")));
+    let binary = exe.with_file_name("platform");
+    if !binary.exists() {
+        usage(&format!(
+            "{} is missing: build it with `cargo build --release --example platform`",
+            binary.display()
+        ));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18_099);
+    let dir = std::env::temp_dir().join(format!("caas-loadgen-{}-{port}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let config = dir.join("caas.toml");
+    // The edge limit is per IP and every connection here comes from 127.0.0.1.
+    let frames = (args.rate * 4).max(100);
+    let toml = format!(
+        "listen = \"127.0.0.1:{port}\"\nedge_requests_per_minute = 0\nws_frames_per_second = {frames}\nlog = \"warn\"\n"
+    );
+    if let Err(e) = std::fs::write(&config, toml) {
+        usage(&format!("cannot write {}: {e}", config.display()));
+    }
+    let operator =
+        caas_crypto::secret::TenantSecret::generate().unwrap_or_else(|e| usage(&e.to_string()));
+    let child = Command::new(&binary)
+        .args(["--config", &config.display().to_string()])
+        .env("CAAS_DATA_DIR", dir.join("data"))
+        .env("CAAS_OPERATOR_KEY", operator.expose_secret())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| usage(&format!("cannot start {}: {e}", binary.display())));
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        dir,
+    };
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http
+            .get(format!("{}/health/ready", server.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            OPERATOR.set(operator.expose_secret().to_owned()).ok();
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    usage("the platform did not become ready");
+}
+
+static OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    bearer: &str,
+    body: Value,
+) -> Value {
+    let r = http
+        .request(method, &url)
+        .bearer_auth(bearer)
+        .json(&body)
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
+        Ok(r) => usage(&format!(
+            "{url}: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        )),
+        Err(e) => usage(&format!("{url}: {e}")),
+    }
+}
+
+/// Runs `n` jobs with at most `width` in flight.
+async fn bounded<F, T>(n: usize, width: usize, f: impl Fn(usize) -> F) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut out = Vec::with_capacity(n);
+    let mut set = tokio::task::JoinSet::new();
+    let mut next = 0;
+    while next < n || !set.is_empty() {
+        while next < n && set.len() < width {
+            let fut = f(next);
+            set.spawn(async move { (next, fut.await) });
+            next += 1;
+        }
+        if let Some(Ok(r)) = set.join_next().await {
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse();
+    let server = start_server(&args).await;
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let operator = OPERATOR.get().cloned().unwrap_or_default();
+    let tenant = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/tenants"),
+        &operator,
+        json!({"name": "loadgen", "settings": {"limits": {"message.send": {"limit": 1_000_000, "period_secs": 1}}}}),
+    )
+    .await;
+    let secret = tenant["secret"].as_str().unwrap_or_default().to_owned();
+
+    let setup = Instant::now();
+    let tokens: Vec<String> = bounded(args.users, 32, |i| {
+        let (http, base, secret) = (http.clone(), base.clone(), secret.clone());
+        async move {
+            call(
+                &http,
+                reqwest::Method::PUT,
+                format!("{base}/v1/users/u{i}"),
+                &secret,
+                json!({"name": format!("user {i}")}),
+            )
+            .await;
+            let t = call(
+                &http,
+                reqwest::Method::POST,
+                format!("{base}/v1/users/u{i}/tokens"),
+                &secret,
+                json!({"ttl_s": 3600}),
+            )
+            .await;
+            t["access_token"].as_str().unwrap_or_default().to_owned()
+        }
+    })
+    .await;
+    let rss_before = server.rss_kib();
+    let clients: Vec<(Client, caas_transport::client::Events)> = bounded(args.users, 64, |i| {
+        let (base, token, codec) = (base.clone(), tokens[i].clone(), args.codec);
+        async move {
+            Client::connect(ClientConfig::new(base, token).codec(codec))
+                .await
+                .unwrap_or_else(|e| usage(&format!("connect u{i}: {e}")))
+        }
+    })
+    .await;
+    let rss_connected = server.rss_kib();
+    println!(
+        "setup: {} users and connections in {:.1} s; server RSS {} KiB before connecting, {} KiB after: {:.1} KiB per connection",
+        args.users,
+        setup.elapsed().as_secs_f64(),
+        rss_before,
+        rss_connected,
+        (rss_connected.saturating_sub(rss_before)) as f64 / args.users as f64
+    );
+    if let Some(idle) = args.idle {
+        tokio::time::sleep(Duration::from_secs(idle)).await;
+        let rss = server.rss_kib();
+        println!(
+            "idle {idle} s: server RSS {rss} KiB, {:.1} KiB per idle authenticated connection over the empty server",
+            (rss.saturating_sub(rss_before)) as f64 / args.users as f64
+        );
+        return;
+    }
+
+    // Conversations: member j of conversation c is user (c * size + j) % users.
+    let members: Vec<Vec<usize>> = (0..args.conversations)
+        .map(|c| {
+            (0..args.size)
+                .map(|j| (c * args.size + j) % args.users)
+                .collect()
+        })
+        .collect();
+    let convs: Vec<ConversationId> = bounded(args.conversations, 16, |c| {
+        let (http, base, secret) = (http.clone(), base.clone(), secret.clone());
+        let ids: Vec<String> = members[c].iter().map(|u| format!("u{u}")).collect();
+        async move {
+            let v = call(
+                &http,
+                reqwest::Method::POST,
+                format!("{base}/v1/conversations"),
+                &secret,
+                json!({"kind": "group", "members": ids, "name": format!("load {c}")}),
+            )
+            .await;
+            ConversationId::parse(v["id"].as_str().unwrap_or_default())
+                .unwrap_or_else(|e| usage(&e.to_string()))
+        }
+    })
+    .await;
+
+    // Receivers: every delivery of someone else's message is a latency sample.
+    let epoch = Instant::now();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for (i, (client, mut events)) in clients.into_iter().enumerate() {
+        senders.push(client);
+        let me = format!("u{i}");
+        let stop = stop.clone();
+        receivers.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|e| usage(&e.to_string()));
+            let mut deliveries = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stop.notified() => break,
+                    n = events.next() => match n {
+                        Some(Notice::Event(e)) => {
+                            if let EventPayload::MessageCreated { message } = &e.payload {
+                                deliveries += 1;
+                                if message.sender.as_str() != me {
+                                    if let Some(sent) = message.body.as_deref().and_then(|b| b.parse::<u64>().ok()) {
+                                        let now = epoch.elapsed().as_micros() as u64;
+                                        let _ = h.record(now.saturating_sub(sent).max(1));
+                                    }
+                                }
+                            }
+                        }
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+            }
+            (h, deliveries)
+        }));
+    }
+
+    // Senders: `rate` a second, spread over 1 ms ticks, from random members.
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let cpu_before = server.cpu_secs();
+    let run = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut due = 0f64;
+    let mut n = 0u64;
+    let senders = Arc::new(senders);
+    let mut inflight = tokio::task::JoinSet::new();
+    while run.elapsed() < Duration::from_secs(args.duration) {
+        tick.tick().await;
+        due += args.rate as f64 / 1000.0;
+        while due >= 1.0 {
+            due -= 1.0;
+            let c = fastrand::usize(..convs.len());
+            let who = members[c][fastrand::usize(..args.size)];
+            let (senders, conv, sent, failed) = (
+                senders.clone(),
+                convs[c].clone(),
+                sent.clone(),
+                failed.clone(),
+            );
+            let key =
+                ClientMsgId::parse(&format!("l{n}")).unwrap_or_else(|e| usage(&e.to_string()));
+            n += 1;
+            inflight.spawn(async move {
+                let body = (epoch.elapsed().as_micros() as u64).to_string();
+                match senders[who].send_text(&conv, &key, body).await {
+                    Ok(_) => sent.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            });
+        }
+        while inflight.try_join_next().is_some() {}
+    }
+    let send_window = run.elapsed().as_secs_f64();
+    while inflight.join_next().await.is_some() {}
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu = server.cpu_secs() - cpu_before;
+    stop.notify_waiters();
+    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|e| usage(&e.to_string()));
+    let mut deliveries = 0;
+    for r in receivers {
+        if let Ok((h, d)) = r.await {
+            let _ = total.add(&h);
+            deliveries += d;
+        }
+    }
+    let sent = sent.load(Ordering::Relaxed);
+    let mut report = BTreeMap::new();
+    report.insert("sends_acked", sent as f64);
+    report.insert("sends_failed", failed.load(Ordering::Relaxed) as f64);
+    println!(
+        "run: {} users, {} conversations of {}, {} msg/s offered for {} s ({:?})",
+        args.users, args.conversations, args.size, args.rate, args.duration, args.codec
+    );
+    println!(
+        "  sends acked {sent} ({:.0}/s), failed {}",
+        sent as f64 / send_window,
+        failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "  deliveries {deliveries} ({:.0}/s)",
+        deliveries as f64 / send_window
+    );
+    println!(
+        "  send-to-deliver latency (others' messages): p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs over {} samples",
+        total.value_at_quantile(0.5),
+        total.value_at_quantile(0.99),
+        total.value_at_quantile(0.999),
+        total.max(),
+        total.len()
+    );
+    println!(
+        "  server: {:.2} CPU s, {:.0} deliveries per CPU second, RSS {} KiB",
+        cpu,
+        if cpu > 0.0 {
+            deliveries as f64 / cpu
+        } else {
+            0.0
+        },
+        server.rss_kib()
+    );
+    drop(server);
+}
