@@ -58,7 +58,7 @@ impl Default for WsConfig {
         Self {
             max_frame_bytes: 48 * 1024,
             max_message_bytes: 64 * 1024,
-            read_buffer_bytes: 8 * 1024,
+            read_buffer_bytes: 1024,
             write_buffer_bytes: 8 * 1024,
             max_write_buffer_bytes: 4 * 1024 * 1024,
             queue_capacity: 256,
