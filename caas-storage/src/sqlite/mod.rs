@@ -1,0 +1,339 @@
+//! The embedded durable default: every store port and the search index on one
+//! SQLite file.
+//!
+//! One [`SqliteStore`] (cheap to clone) implements [`TenantStore`], [`UserStore`],
+//! [`ConversationStore`], [`MessageStore`], [`ReceiptStore`], [`EventLog`],
+//! [`KeyDirectory`], [`AuditStore`], [`CredentialStore`] and [`SearchIndex`].
+//!
+//! * **WAL mode, one writer with group commit.** Every write is a command sent to a
+//!   single writer thread, which commits whatever has queued in one transaction and
+//!   answers each caller only after that commit (see `writer.rs`). A send is
+//!   acknowledged only once it is durable, and concurrent sends share the fsync.
+//! * **Reads** run on a small pool of read-only connections that see the last
+//!   commit and never wait for the writer.
+//! * **Seqs and idempotency** are decided inside the writer's transaction, under
+//!   `UNIQUE (conversation, seq)` and `UNIQUE (conversation, sender, client_msg_id)`:
+//!   a crash can lose an unacknowledged batch as a whole, never leave a gap or a
+//!   duplicate.
+//! * **Schema** migrations are compiled in and applied at open; a database written
+//!   by a newer caas is refused (see `schema.rs`).
+//!
+//! [`TenantStore`]: caas_core::ports::TenantStore
+//! [`UserStore`]: caas_core::ports::UserStore
+//! [`ConversationStore`]: caas_core::ports::ConversationStore
+//! [`MessageStore`]: caas_core::ports::MessageStore
+//! [`ReceiptStore`]: caas_core::ports::ReceiptStore
+//! [`EventLog`]: caas_core::ports::EventLog
+//! [`KeyDirectory`]: caas_core::ports::KeyDirectory
+//! [`AuditStore`]: caas_core::ports::AuditStore
+//! [`CredentialStore`]: caas_core::ports::CredentialStore
+//! [`SearchIndex`]: caas_core::ports::SearchIndex
+
+mod audit;
+mod codec;
+mod conversations;
+mod credentials;
+mod error;
+mod events;
+#[cfg(feature = "encryption")]
+mod keyrings;
+mod keys;
+mod messages;
+mod readers;
+mod receipts;
+mod schema;
+mod search;
+mod tenants;
+mod users;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use caas_core::ids::{ConversationId, TenantId};
+use caas_core::{Error, Result};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+pub use writer::WriterStats;
+
+use crate::temp::TempDir;
+use error::Ctx;
+use readers::Readers;
+use writer::Writer;
+
+/// What a commit promises. Both modes keep the database consistent (never corrupt,
+/// never a gap in a conversation's seqs); they differ in which acknowledged writes
+/// an outage can take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: each batch's commit fsyncs the WAL before anyone in it is
+    /// answered. Nothing acknowledged is lost on a process crash, a kernel panic or a
+    /// power loss (on disks that honour fsync). The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit hands the WAL to the operating system without
+    /// waiting for the disk; the WAL is fsynced at checkpoints. Nothing acknowledged
+    /// is lost when the process crashes or is killed (the kernel still writes it
+    /// out), but a power loss or kernel panic can take back the last transactions
+    /// acknowledged before it (whole batches; the database stays consistent, and
+    /// their seqs may then be given to other messages). Opt in for throughput where
+    /// that is acceptable.
+    Normal,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How a [`SqliteStore`] runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteConfig {
+    /// What a commit promises (default [`Durability::Full`]).
+    pub durability: Durability,
+    /// Read connections, each on its own thread (default 4, at least 1).
+    pub read_connections: usize,
+    /// The most commands one transaction carries (default 1024). Larger batches
+    /// share an fsync among more callers but make each wait for more work.
+    pub max_batch: usize,
+    /// Commands that may wait for the writer before callers are held back
+    /// (default 16384).
+    pub queue_capacity: usize,
+    /// Page cache of each connection, in KiB (default 16 MiB for the writer; readers
+    /// get half).
+    pub cache_kib: u32,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            read_connections: 4,
+            max_batch: 1024,
+            queue_capacity: 16 * 1024,
+            cache_kib: 16 * 1024,
+        }
+    }
+}
+
+/// Every durable store port and the search index over one SQLite database file.
+/// Clones share one writer thread and one read pool; the threads stop and the file
+/// is closed when the last clone is dropped (dropping waits for the batch in flight).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    // Field order is drop order: threads (and their connections) before the
+    // temporary directory holding the files.
+    writer: Writer,
+    readers: Readers,
+    path: PathBuf,
+    config: SqliteConfig,
+    _temp: Option<TempDir>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies missing schema
+    /// migrations, and starts the writer and reader threads. Refuses a database of a
+    /// newer schema version, or a SQLite file of another application.
+    pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self> {
+        Self::open_inner(path.as_ref(), config, None)
+    }
+
+    /// A fresh database in a new temporary directory that is deleted when the last
+    /// clone drops: for tests and benchmarks.
+    pub fn open_temp() -> Result<Self> {
+        Self::open_temp_with(SqliteConfig {
+            read_connections: 2,
+            ..SqliteConfig::default()
+        })
+    }
+
+    /// [`SqliteStore::open_temp`] with a configuration.
+    pub fn open_temp_with(config: SqliteConfig) -> Result<Self> {
+        let dir = TempDir::new("caas-sqlite")
+            .map_err(|e| Error::unavailable("sqlite", "create a temporary directory", false, e))?;
+        let path = dir.path().join("caas.db");
+        Self::open_inner(&path, config, Some(dir))
+    }
+
+    fn open_inner(path: &Path, config: SqliteConfig, temp: Option<TempDir>) -> Result<Self> {
+        let conn = connect(path, &config, true)?;
+        schema::migrate(&conn)?;
+        let readers = (0..config.read_connections.max(1))
+            .map(|_| connect(path, &config, false))
+            .collect::<Result<Vec<_>>>()?;
+        let writer = Writer::start(conn, config.max_batch, config.queue_capacity)?;
+        let readers = Readers::start(readers)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                path: path.to_path_buf(),
+                config,
+                _temp: temp,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.inner.config
+    }
+
+    /// How many transactions the writer committed and how many commands they
+    /// carried: `commands / batches` is the group-commit factor.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
+
+    /// Writes a consistent copy of the database to `dest` (which must not exist)
+    /// while reads and writes go on, then fsyncs it. Uses `VACUUM INTO` on a
+    /// connection of its own, so the copy is also compacted. Open the copy with
+    /// [`SqliteStore::open`] to restore.
+    pub async fn backup(&self, dest: impl AsRef<Path>) -> Result<()> {
+        let dest = dest.as_ref().to_path_buf();
+        let target = dest
+            .to_str()
+            .ok_or_else(|| Error::invalid("backup path", "must be valid UTF-8"))?
+            .to_owned();
+        if dest.exists() {
+            return Err(Error::conflict(format!(
+                "backup destination {} exists",
+                dest.display()
+            )));
+        }
+        let (config, path) = (self.inner.config.clone(), self.inner.path.clone());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("caas-sqlite-backup".into())
+            .spawn(move || {
+                let run = || -> Result<()> {
+                    let conn = connect(&path, &config, false)?;
+                    conn.execute_batch("PRAGMA query_only = 0")
+                        .ctx("prepare backup")?;
+                    conn.execute("VACUUM INTO ?1", params![target])
+                        .ctx("write backup")?;
+                    drop(conn);
+                    std::fs::File::open(&dest)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| Error::unavailable("sqlite", "fsync the backup", true, e))
+                };
+                let _ = reply.send(run());
+            })
+            .map_err(|e| Error::unavailable("sqlite", "start the backup thread", true, e))?;
+        answer.await.map_err(|_| error::stopped("backup"))?
+    }
+
+    /// SQLite's `PRAGMA integrity_check` of the whole file: the problems found, or
+    /// an empty list when the database is sound. Reads every page: slow on big files.
+    pub async fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("PRAGMA integrity_check").ctx("integrity check")?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .ctx("integrity check")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .ctx("integrity check")?;
+            Ok(rows.into_iter().filter(|r| r != "ok").collect())
+        })
+        .await
+    }
+
+    /// Runs `work` on a read connection.
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.readers.read(work).await
+    }
+
+    /// Runs `work` in the writer's next batch; returns once that batch is committed.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&writer::Tx<'_, '_>) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.write(work).await
+    }
+
+    /// [`SqliteStore::write`] without a savepoint, for commands that check
+    /// everything before their first change (see `writer.rs`).
+    async fn write_prechecked<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&writer::Tx<'_, '_>) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.write_prechecked(work).await
+    }
+}
+
+/// Opens and configures one connection.
+fn connect(path: &Path, config: &SqliteConfig, writer: bool) -> Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if writer {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| error::map(&format!("open {}", path.display()), e))?;
+    // Another process holding the file (a backup tool, a second caas by mistake)
+    // makes us wait a little rather than fail at once.
+    conn.busy_timeout(Duration::from_secs(5))
+        .ctx("set busy timeout")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let cache = if writer {
+        config.cache_kib
+    } else {
+        config.cache_kib / 2
+    };
+    if writer {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .ctx("enable WAL")?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Unavailable {
+                backend: "sqlite",
+                context: format!("the database refused WAL mode (it is in `{mode}` mode)"),
+                temporary: false,
+                source: None,
+            });
+        }
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync};
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{cache};
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA wal_autocheckpoint = 16384;
+         PRAGMA query_only = {query_only};",
+        sync = config.durability.pragma(),
+        query_only = i32::from(!writer),
+    ))
+    .ctx("configure connection")?;
+    Ok(conn)
+}
+
+/// The stream (interned conversation key) of a conversation, if it has one.
+fn stream_of(conn: &Connection, tenant: &TenantId, conv: &ConversationId) -> Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM streams WHERE tenant = ?1 AND conversation = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![tenant.as_str(), conv.as_str()], |r| r.get(0))
+                .optional()
+        })
+        .ctx("look up conversation stream")
+}
