@@ -1,5 +1,6 @@
 //! The whole platform in one process on the embedded default: configuration, keys,
-//! storage, the service, and the gateway on one listener. `examples/platform` is a
+//! storage (SQLite and local blobs under the data dir, `caas_storage::embedded`),
+//! the service, and the gateway on one listener. `examples/platform` is a
 //! thin `main` around [`start`]; end-to-end tests start it on `127.0.0.1:0`.
 
 mod config;
@@ -12,9 +13,10 @@ use std::sync::Arc;
 pub use config::{ConfigError, PlatformConfig};
 pub use demo::{Demo, create_demo};
 
-use caas_core::ports::Backends;
 use caas_core::ratelimit::Quota;
 use caas_core::{Caas, Config};
+use caas_storage::embedded::{Embedded, EmbeddedConfig};
+use caas_storage::sqlite::{Durability, SqliteConfig};
 use caas_transport::{AppState, Authenticator, GatewayConfig};
 
 /// Why the platform could not start.
@@ -46,17 +48,31 @@ pub struct Platform {
     pub state: AppState,
     /// The operator key, when it was generated at this start (print it once).
     pub generated_operator_key: Option<String>,
+    /// The embedded storage, for backups and integrity checks.
+    pub storage: Embedded,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// The backends of the embedded default.
-fn backends(config: &PlatformConfig) -> Result<Backends, PlatformError> {
-    // The SQLite + fs default lands with the embedded-storage issue; until then the
-    // platform runs on the memory backends and says so at start.
-    let _ = config;
-    tracing::warn!("running on the in-memory backends: nothing survives a restart");
-    Ok(caas_storage::memory::backends())
+fn open_storage(config: &PlatformConfig) -> Result<Embedded, PlatformError> {
+    let durability = if config.durable {
+        Durability::Full
+    } else {
+        Durability::Normal
+    };
+    let embedded = caas_storage::embedded::open(
+        &config.data_dir,
+        EmbeddedConfig {
+            sqlite: SqliteConfig {
+                durability,
+                ..SqliteConfig::default()
+            },
+            ..EmbeddedConfig::default()
+        },
+    )?;
+    tracing::info!(database = %embedded.sqlite.path().display(), ?durability, "embedded storage open");
+    Ok(embedded)
 }
 
 /// Opens storage, loads or generates keys, binds the listener and serves.
@@ -71,7 +87,8 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     let seed = keys::signing_seed(&config.data_dir)?;
     let auth = Authenticator::new(operator.hash, &seed, "platform-1")
         .map_err(|e| PlatformError::Io(e.to_string()))?;
-    let backends = backends(&config)?;
+    let storage = open_storage(&config)?;
+    let backends = storage.backends.clone();
     let gateway = GatewayConfig {
         max_body_bytes: config.max_body_bytes,
         edge_quota: (config.edge_requests_per_minute > 0)
@@ -89,7 +106,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     let state = AppState::new(
         Arc::new(caas),
         Arc::new(auth),
-        Arc::new(caas_storage::memory::MemoryCredentialStore::default()),
+        Arc::new(storage.sqlite.clone()),
         Arc::new(passwords),
     )
     .with_gateway_config(gateway)
@@ -124,6 +141,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         addr,
         state,
         generated_operator_key: operator.generated.map(|k| k.expose_secret().to_owned()),
+        storage,
         shutdown: Some(tx),
         server,
     })

@@ -1,5 +1,6 @@
 //! End-to-end tests of the caas-core service on the memory backends (one binary).
 
+mod crash;
 mod pipeline;
 mod platform;
 mod props;

@@ -42,6 +42,8 @@ async fn first_start_generates_the_operator_key_once_and_keys_survive_restarts()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    let first: serde_json::Value = r.json().await.unwrap();
+    let first_id = first["tenant_id"].as_str().unwrap().to_owned();
     let jwks = http
         .get(format!("{base}/.well-known/jwks.json"))
         .send()
@@ -79,6 +81,17 @@ async fn first_start_generates_the_operator_key_once_and_keys_survive_restarts()
         .await
         .unwrap();
     assert_eq!(jwks, again, "the token-signing key survives restarts");
+    let kept = http
+        .get(format!("{base}/v1/tenants/{first_id}"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.status(),
+        200,
+        "data written before the restart is there after it"
+    );
     p.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
