@@ -140,7 +140,11 @@ async fn acked_messages_survive_kill_9() {
                         let m: Value = r.json().await.unwrap();
                         acked.push((key, m["seq"].as_u64().unwrap()));
                     }
-                    Ok(r) => panic!("send refused: {} {}", r.status(), r.text().await.unwrap_or_default()),
+                    Ok(r) => panic!(
+                        "send refused: {} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    ),
                     Err(e) => panic!("send failed: {e}"),
                 }
             }
