@@ -46,6 +46,8 @@ async fn start(dir: &std::path::Path, port: u16, operator: &str) -> Running {
         .stderr(Stdio::null())
         .spawn()
         .expect("the platform example is built by cargo test");
+    // Owned by the guard at once, so a failed start is killed and reaped too.
+    let running = Running(child);
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -55,7 +57,7 @@ async fn start(dir: &std::path::Path, port: u16, operator: &str) -> Running {
             .await
         {
             if r.status() == 200 {
-                return Running(child);
+                return running;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
