@@ -12,6 +12,8 @@
 //! cargo run --release --example loadgen -- --users 5000 --idle 10   # memory per idle connection
 //! ```
 //!
+//! `--normal` runs the platform's SQLite with `synchronous=NORMAL` instead of FULL.
+//!
 //! Bounded: at most 10 000 users, 300 s, 100 000 messages a second, and only
 //! 127.0.0.1.
 
@@ -42,12 +44,13 @@ struct Args {
     duration: u64,
     idle: Option<u64>,
     codec: Codec,
+    normal: bool,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("{msg}");
     eprintln!(
-        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json]"
+        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json] [--normal]"
     );
     std::process::exit(2)
 }
@@ -61,6 +64,7 @@ fn parse() -> Args {
         duration: 10,
         idle: None,
         codec: Codec::Proto,
+        normal: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +81,7 @@ fn parse() -> Args {
             "--duration" => a.duration = num("--duration"),
             "--idle" => a.idle = Some(num("--idle")),
             "--json" => a.codec = Codec::Json,
+            "--normal" => a.normal = true,
             other => usage(&format!("unknown argument `{other}`")),
         }
     }
@@ -154,7 +159,8 @@ async fn start_server(args: &Args) -> Server {
     // The edge limit is per IP and every connection here comes from 127.0.0.1.
     let frames = (args.rate * 4).max(100);
     let toml = format!(
-        "listen = \"127.0.0.1:{port}\"\nedge_requests_per_minute = 0\nws_frames_per_second = {frames}\nlog = \"warn\"\n"
+        "listen = \"127.0.0.1:{port}\"\nedge_requests_per_minute = 0\nws_frames_per_second = {frames}\nlog = \"warn\"\ndurable = {}\n",
+        !args.normal
     );
     if let Err(e) = std::fs::write(&config, toml) {
         usage(&format!("cannot write {}: {e}", config.display()));
