@@ -165,7 +165,9 @@ pub const EDGE_ACTION: &str = "edge.request";
 impl Default for Limits {
     /// The platform defaults: upload 10/min, download 100/min, delete 20/min,
     /// search 30/min, 100 requests/min per IP at the edge; sending 600/min with
-    /// bursts of 60, typing 60/min, call signals 600/min.
+    /// bursts of 60, typing 60/min, call signals 600/min; edits 60/min, reactions
+    /// 120/min, pins 30/min, new conversations 30/min, member adds 120/min,
+    /// receipts 600/min, presence reports 120/min, key claims 60/min.
     fn default() -> Self {
         let mut by_action = BTreeMap::new();
         by_action.insert("media.upload".to_owned(), Quota::per_minute(10));
@@ -182,6 +184,16 @@ impl Default for Limits {
             },
         );
         by_action.insert("typing".to_owned(), Quota::per_minute(60));
+        // Everything a user can repeat gets a ceiling, so no single client can
+        // keep the store's writer busy.
+        by_action.insert("message.edit".to_owned(), Quota::per_minute(60));
+        by_action.insert("message.react".to_owned(), Quota::per_minute(120));
+        by_action.insert("message.pin".to_owned(), Quota::per_minute(30));
+        by_action.insert("conversation.create".to_owned(), Quota::per_minute(30));
+        by_action.insert("member.add".to_owned(), Quota::per_minute(120));
+        by_action.insert("receipt.update".to_owned(), Quota::per_minute(600));
+        by_action.insert("presence.update".to_owned(), Quota::per_minute(120));
+        by_action.insert("keys.claim".to_owned(), Quota::per_minute(60));
         by_action.insert("call.signal".to_owned(), Quota::per_minute(600));
         Self { by_action }
     }

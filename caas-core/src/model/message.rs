@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{BlobId, ClientMsgId, ConversationId, MessageId, Seq, TenantId, UserId};
 use crate::time::Timestamp;
 
+/// How many earlier bodies an edited message keeps (the oldest are dropped).
+pub const MAX_EDIT_HISTORY: usize = 10;
+
+/// How many different emoji one message can carry.
+pub const MAX_DISTINCT_REACTIONS: usize = 32;
+
 /// An opaque end-to-end encrypted payload; the server never sees its plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -187,6 +193,11 @@ impl Message {
     /// Replaces the body, keeping the old one in the history.
     pub fn apply_edit(&mut self, body: String, at: Timestamp) {
         if let Some(old) = self.body.replace(body) {
+            // Bounded, so repeated edits cannot grow a message (and every event
+            // and row that carries it) without limit.
+            if self.edits.len() >= MAX_EDIT_HISTORY {
+                self.edits.remove(0);
+            }
             self.edits.push(Edit {
                 body: old,
                 replaced_at: at,
@@ -212,6 +223,12 @@ impl Message {
 
     /// Adds or removes `user`'s `emoji`; returns whether anything changed.
     pub fn apply_reaction(&mut self, user: &UserId, emoji: &str, add: bool) -> bool {
+        if add
+            && !self.reactions.contains_key(emoji)
+            && self.reactions.len() >= MAX_DISTINCT_REACTIONS
+        {
+            return false;
+        }
         if add {
             let users = self.reactions.entry(emoji.to_owned()).or_default();
             match users.binary_search(user) {
@@ -300,5 +317,25 @@ mod tests {
         assert!(!m.apply_reaction(&a, "+1", false));
         assert!(m.apply_reaction(&b, "+1", false));
         assert!(m.reactions.is_empty());
+    }
+
+    #[test]
+    fn edit_history_and_distinct_reactions_are_bounded() {
+        let mut m = msg();
+        for i in 0..(MAX_EDIT_HISTORY + 5) {
+            m.apply_edit(format!("v{i}"), Timestamp::from_secs(i as u64 + 2));
+        }
+        assert_eq!(m.edits.len(), MAX_EDIT_HISTORY);
+        assert_eq!(m.edits[0].body, "v4", "the oldest bodies go first");
+        let a = UserId::parse("a").unwrap();
+        for i in 0..MAX_DISTINCT_REACTIONS {
+            assert!(m.apply_reaction(&a, &format!("e{i}"), true));
+        }
+        assert!(!m.apply_reaction(&a, "one-too-many", true));
+        assert!(
+            m.apply_reaction(&UserId::parse("b").unwrap(), "e0", true),
+            "an existing emoji still takes more users"
+        );
+        assert_eq!(m.reactions.len(), MAX_DISTINCT_REACTIONS);
     }
 }

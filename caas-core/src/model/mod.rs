@@ -16,7 +16,10 @@ pub use audit::AuditRecord;
 pub use conversation::{Conversation, ConversationKind, Member, Role};
 pub use keys::{DeviceKeys, KeyBundle, OneTimePrekey, SignedPrekey};
 pub use media::BlobMeta;
-pub use message::{Attachment, Ciphertext, Edit, ForwardRef, Message, NewMessage, Pin, Tombstone};
+pub use message::{
+    Attachment, Ciphertext, Edit, ForwardRef, MAX_DISTINCT_REACTIONS, MAX_EDIT_HISTORY, Message,
+    NewMessage, Pin, Tombstone,
+};
 pub use presence::{Presence, PresenceStatus};
 pub use receipt::{Receipt, ReceiptKind};
 pub use tenant::{PolicySource, Tenant, TenantCredential, TenantSettings, TenantStatus};

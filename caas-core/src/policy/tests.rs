@@ -298,6 +298,18 @@ fn adding_members() {
         decide(Action::MemberAdd, member("x", 2), target("group")),
         "admins-add-members",
     );
+    // No one adds a member with a role as high as their own.
+    let as_admin = conv("group")
+        .with("target_user", "new")
+        .with("new_rank", 2i64);
+    denied(
+        decide(Action::MemberAdd, member("x", 2), as_admin.clone()),
+        DEFAULT_DENY,
+    );
+    allowed(
+        decide(Action::MemberAdd, member("o", 3), as_admin),
+        "admins-add-members",
+    );
     denied(
         decide(Action::MemberAdd, member("x", 2), target("direct")),
         DEFAULT_DENY,

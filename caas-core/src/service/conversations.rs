@@ -91,6 +91,7 @@ impl Caas {
             Self::subject(&ctx, None),
             resource,
         )?;
+        self.rate_limit(&ctx, Action::ConversationCreate).await?;
 
         let creator = ctx.p.user.clone();
         let mut ordered: Vec<UserId> = Vec::with_capacity(new.members.len() + 1);

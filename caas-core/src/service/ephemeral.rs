@@ -90,6 +90,7 @@ impl Caas {
             Self::subject(&ctx, None),
             Attrs::default().with("owner", user.shared()),
         )?;
+        self.rate_limit(&ctx, Action::PresenceUpdate).await?;
         let device = ctx
             .p
             .device

@@ -61,6 +61,7 @@ impl Caas {
                 .with("kind", "keys")
                 .with("owner", user.shared()),
         )?;
+        self.rate_limit(&ctx, Action::KeysClaim).await?;
         self.b.keys.claim(&ctx.tenant, user).await
     }
 }

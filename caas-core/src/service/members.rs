@@ -66,6 +66,7 @@ impl Caas {
             Self::member_subject(&ctx, actor.as_ref()),
             target_resource(&conv, user, existing.as_ref(), Some(role)),
         )?;
+        self.rate_limit(&ctx, Action::MemberAdd).await?;
         if conv.kind == ConversationKind::Direct {
             return Err(Error::invalid(
                 "conversation_id",

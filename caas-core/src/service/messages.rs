@@ -335,6 +335,7 @@ impl Caas {
         let ctx = self.ctx(p).await?;
         self.message_action(&ctx, conv, id, Action::MessageEdit)
             .await?;
+        self.rate_limit(&ctx, Action::MessageEdit).await?;
         check_text("body", body, 1, ctx.max_message_bytes(&self.cfg))?;
         let message = self
             .b
@@ -342,12 +343,14 @@ impl Caas {
             .edit(&ctx.tenant, conv, id, body, ctx.now)
             .await?;
         let audience = self.audience(&ctx.tenant, conv).await?;
+        // The event carries the new body; the edit history stays in the store
+        // (history reads return it), so events stay the size of one message.
+        let mut edited = message.clone();
+        edited.edits.clear();
         self.emit(
             &ctx,
             audience,
-            EventPayload::MessageEdited {
-                message: message.clone(),
-            },
+            EventPayload::MessageEdited { message: edited },
         )
         .await?;
         Ok(message)
@@ -410,10 +413,22 @@ impl Caas {
     ) -> Result<Message> {
         let ctx = self.ctx(p).await?;
         let user = ctx.user()?.clone();
-        let (_, audience, _) = self
+        let (current, audience, _) = self
             .message_action(&ctx, conv, id, Action::MessageReact)
             .await?;
         check_emoji(emoji)?;
+        self.rate_limit(&ctx, Action::MessageReact).await?;
+        if add
+            && !current.reactions.contains_key(emoji)
+            && current.reactions.len() >= crate::model::MAX_DISTINCT_REACTIONS
+        {
+            return Err(Error::QuotaExceeded {
+                quota: format!(
+                    "at most {} different reactions per message",
+                    crate::model::MAX_DISTINCT_REACTIONS
+                ),
+            });
+        }
         let changed = self
             .b
             .messages
@@ -461,6 +476,7 @@ impl Caas {
         let (_, audience, _) = self
             .message_action(&ctx, conv, id, Action::MessagePin)
             .await?;
+        self.rate_limit(&ctx, Action::MessagePin).await?;
         let pin = if pinned { Some((&user, ctx.now)) } else { None };
         let changed = self.b.messages.pin(&ctx.tenant, conv, id, pin).await?;
         if changed.changed {

@@ -52,6 +52,7 @@ impl Caas {
         let user = ctx.user()?.clone();
         self.conversation_action(&ctx, conv, Action::ReceiptUpdate)
             .await?;
+        self.rate_limit(&ctx, Action::ReceiptUpdate).await?;
         let head = self
             .b
             .messages

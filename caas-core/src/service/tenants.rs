@@ -90,6 +90,9 @@ impl Caas {
             .get(id)
             .await?
             .ok_or_else(|| Error::not_found(EntityKind::Tenant, id))?;
+        if p.kind != PrincipalKind::Operator && tenant.status == TenantStatus::Suspended {
+            return Err(Error::forbidden("tenant-suspended"));
+        }
         let policy = match p.kind {
             PrincipalKind::Operator => crate::policy::default_set(),
             _ if p.tenant.as_ref() != Some(id) => {

@@ -50,7 +50,9 @@ pub(super) fn from_source(
     source: impl std::error::Error + Send + Sync + 'static,
 ) -> Error {
     match kind {
-        Failure::Constraint => Error::conflict(format!("{context}: {source}")),
+        // The context says what clashed; SQLite's own text names tables and
+        // columns, which callers must never see.
+        Failure::Constraint => Error::conflict(format!("{context}: already exists")),
         Failure::Transient => Error::unavailable(BACKEND, context, true, source),
         Failure::Unusable => Error::unavailable(BACKEND, context, false, source),
         Failure::Internal => Error::Internal {

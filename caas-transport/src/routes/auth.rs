@@ -84,7 +84,32 @@ fn check_password(p: &str) -> Result<(), ApiError> {
 }
 
 /// Argon2 takes milliseconds of CPU: never on the async workers.
+/// Argon2 calls allowed at once: each takes ~19 MiB and a core for ~14 ms, so
+/// unauthenticated callers must not be able to start more than the machine runs.
+fn argon2_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cores * 2)
+    })
+}
+
+/// Waits briefly for an Argon2 permit; a queue that stays full is overload (503).
+async fn argon2_permit() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    match tokio::time::timeout(Duration::from_secs(2), argon2_permits().acquire()).await {
+        Ok(Ok(p)) => Ok(p),
+        _ => Err(Error::Unavailable {
+            backend: "passwords",
+            context: "too many password checks in progress".into(),
+            temporary: true,
+            source: None,
+        }
+        .into()),
+    }
+}
+
 async fn hash(hasher: Arc<PasswordHasher>, password: String) -> Result<String, ApiError> {
+    let _permit = argon2_permit().await?;
     tokio::task::spawn_blocking(move || hasher.hash(&password))
         .await
         .map_err(|_| ApiError::internal())?
@@ -96,6 +121,7 @@ async fn verify(
     password: String,
     phc: String,
 ) -> Result<Option<PasswordVerdict>, ApiError> {
+    let _permit = argon2_permit().await?;
     tokio::task::spawn_blocking(move || hasher.verify(&password, &phc).ok())
         .await
         .map_err(|_| ApiError::internal())

@@ -45,6 +45,9 @@ pub struct WsConfig {
     pub ping_interval: Duration,
     /// How long the last frames and the close frame may take to go out.
     pub close_timeout: Duration,
+    /// How long one socket write may block before the peer counts as not reading
+    /// (closed as a slow consumer).
+    pub write_timeout: Duration,
     /// Most events one `sync` frame returns; smaller than `queue_capacity`, since
     /// a page is queued at once beside live events.
     pub max_sync_page: usize,
@@ -78,6 +81,7 @@ impl Default for WsConfig {
             idle_timeout: Duration::from_secs(90),
             ping_interval: Duration::from_secs(30),
             close_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(10),
             max_sync_page: 100,
         }
     }

@@ -137,11 +137,20 @@ async fn write_loop(
             r
         };
         // A socket that does not drain must not keep the writer (and so the
-        // connection) alive once fan-out has given up on it.
+        // connection) alive once fan-out has given up on it, nor when its peer
+        // stops reading while nothing is fanned out to it (only its own acks).
         tokio::select! {
             biased;
             _ = close.wait_for(|c| c.as_ref().is_some_and(|c| !c.drain)) => break true,
-            r = batch => if r.is_err() { break false },
+            r = tokio::time::timeout(config.write_timeout, batch) => match r {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break false,
+                Err(_) => {
+                    metrics::counter!("caas_ws_slow_consumer_closes_total").increment(1);
+                    handle.close(CloseReason::SLOW_CONSUMER);
+                    break false;
+                }
+            },
         }
     };
     if !healthy {
