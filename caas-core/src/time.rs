@@ -65,13 +65,16 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-22T10:04:05.123Z`.
     pub fn to_rfc3339(self) -> String {
+        self.format(format!("{:03}", (self.0 / 1_000_000) % 1000))
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.<fraction>Z`.
+    fn format(self, fraction: String) -> String {
         let secs = self.0 / 1_000_000_000;
-        let millis = (self.0 / 1_000_000) % 1000;
-        let days = secs / 86_400;
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
         let rem = secs % 86_400;
-        let (y, m, d) = civil_from_days(days as i64);
         format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{fraction}Z",
             rem / 3600,
             (rem / 60) % 60,
             rem % 60
@@ -82,16 +85,7 @@ impl Timestamp {
 impl Timestamp {
     /// RFC 3339 in UTC with all nine fractional digits: the lossless form.
     pub fn to_rfc3339_nanos(self) -> String {
-        let secs = self.0 / 1_000_000_000;
-        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-        let rem = secs % 86_400;
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-            rem / 3600,
-            (rem / 60) % 60,
-            rem % 60,
-            self.0 % 1_000_000_000
-        )
+        self.format(format!("{:09}", self.0 % 1_000_000_000))
     }
 
     /// Parses RFC 3339 (`Z` or a numeric offset, any number of fractional digits up

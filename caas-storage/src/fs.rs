@@ -28,6 +28,7 @@
 //! File I/O runs on tokio's blocking pool (`spawn_blocking`), so a tokio runtime
 //! must be running when the store is used.
 
+use crate::sha256_hex;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -98,11 +99,6 @@ fn io_err(context: &str) -> impl FnOnce(io::Error) -> Error + '_ {
         );
         Error::unavailable("fs", context, temporary, e)
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn corrupt(id: &BlobId, why: &str) -> Error {

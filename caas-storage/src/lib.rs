@@ -20,3 +20,9 @@ mod temp;
 /// in a body, so no plain text can be mistaken for it; stores must not index such
 /// bodies as words.
 pub const SEALED_BODY_PREFIX: &str = "\u{1}caas-sealed-v1:";
+
+/// Hex SHA-256 of `bytes`: the blob checksum every blob store records and checks.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}

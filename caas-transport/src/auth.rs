@@ -112,6 +112,7 @@ impl Authenticator {
             let hash = TenantSecret::parse(bearer)
                 .map_err(|_| ApiError::unauthenticated("malformed secret"))?
                 .hash();
+            let hash_text = hash.to_string();
             if hash.ct_eq(&self.operator) {
                 return Ok((Principal::operator().with_correlation_id(correlation), None));
             }
@@ -119,13 +120,13 @@ impl Authenticator {
                 .caas
                 .backends()
                 .tenants
-                .find_by_credential(&hash.to_string())
+                .find_by_credential(&hash_text)
                 .await?
                 .ok_or_else(|| ApiError::unauthenticated("unknown secret"))?;
             let live = tenant
                 .credentials
                 .iter()
-                .any(|c| c.hash == hash.to_string() && c.expires_at.is_none_or(|e| e > now));
+                .any(|c| c.hash == hash_text && c.expires_at.is_none_or(|e| e > now));
             if !live {
                 return Err(ApiError::unauthenticated("the secret has expired"));
             }

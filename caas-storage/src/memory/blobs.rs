@@ -7,6 +7,8 @@ use caas_core::ports::{BlobCapabilities, BlobStore, UrlMethod};
 use caas_core::time::Timestamp;
 use caas_core::{Error, Result};
 
+use crate::sha256_hex;
+
 use super::{Map, poisoned};
 
 /// A blob's metadata and bytes.
@@ -35,11 +37,6 @@ impl Default for MemoryBlobStore {
     fn default() -> Self {
         Self::new(16 * 1024 * 1024)
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[async_trait]
