@@ -62,6 +62,7 @@ pub fn open(data_dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Embedd
         messages: db.clone(),
         receipts: db.clone(),
         events: db.clone(),
+        journal: Some(db.clone()),
         keys: db.clone(),
         audit: db.clone(),
         search: db,

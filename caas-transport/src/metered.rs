@@ -8,11 +8,11 @@ use std::time::Instant;
 use async_trait::async_trait;
 use caas_core::Result;
 use caas_core::events::{Event, LoggedEvent};
-use caas_core::ids::{ConversationId, Cursor, MessageId, Seq, TenantId, UserId};
+use caas_core::ids::{ConversationId, CorrelationId, Cursor, MessageId, Seq, TenantId, UserId};
 use caas_core::model::{Conversation, Member, Message, NewMessage};
 use caas_core::ports::{
     Appended, Backends, Changed, ConversationHead, ConversationStore, Created, EventBus, EventLog,
-    HistoryPage, MessageStore, Subscription,
+    HistoryPage, Journaled, MessageJournal, MessageStore, Subscription,
 };
 use caas_core::time::Timestamp;
 
@@ -35,6 +35,12 @@ pub fn metered(mut backends: Backends) -> Backends {
     backends.events = Arc::new(Metered {
         inner: backends.events,
         port: "event_log",
+    });
+    backends.journal = backends.journal.map(|inner| {
+        Arc::new(Metered {
+            inner,
+            port: "journal",
+        }) as Arc<dyn MessageJournal>
     });
     backends.bus = Arc::new(Metered {
         inner: backends.bus,
@@ -60,6 +66,22 @@ impl<T: ?Sized> Metered<T> {
         let outcome = if r.is_ok() { "ok" } else { "error" };
         metrics::histogram!("caas_store_duration_seconds", "port" => self.port, "op" => op, "outcome" => outcome).record(start.elapsed().as_secs_f64());
         r
+    }
+}
+
+#[async_trait]
+impl MessageJournal for Metered<dyn MessageJournal> {
+    async fn append_announced(
+        &self,
+        m: NewMessage,
+        audience: Arc<[UserId]>,
+        correlation_id: CorrelationId,
+    ) -> Result<Journaled> {
+        self.time(
+            "append_announced",
+            self.inner.append_announced(m, audience, correlation_id),
+        )
+        .await
     }
 }
 

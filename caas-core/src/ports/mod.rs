@@ -14,6 +14,7 @@ mod bus;
 mod conversations;
 mod credentials;
 mod events;
+mod journal;
 mod keys;
 mod messages;
 mod presence;
@@ -31,6 +32,7 @@ pub use bus::{BusMessage, EventBus, Subscription};
 pub use conversations::{ConversationStore, Created};
 pub use credentials::{CredentialStore, PasswordLogin, RefreshSession, SessionStatus, TotpFactor};
 pub use events::EventLog;
+pub use journal::{Journaled, MessageJournal};
 pub use keys::{KeyDirectory, KeyVerifier};
 pub use messages::{Appended, Changed, ConversationHead, HistoryPage, MessageStore};
 pub use presence::{PresenceChange, PresenceStore};
@@ -57,6 +59,10 @@ pub struct Backends {
     pub receipts: Arc<dyn ReceiptStore>,
     /// The per-tenant event log behind `sync`.
     pub events: Arc<dyn EventLog>,
+    /// Set when `messages` and `events` are one store that can append a message
+    /// and log its event in one write ([`MessageJournal`]); sends then go through
+    /// it.
+    pub journal: Option<Arc<dyn MessageJournal>>,
     /// E2EE public key material.
     pub keys: Arc<dyn KeyDirectory>,
     /// The audit log.

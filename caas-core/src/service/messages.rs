@@ -8,7 +8,7 @@ use crate::events::EventPayload;
 use crate::ids::{ClientMsgId, ConversationId, MessageId, UserId};
 use crate::model::{Attachment, Ciphertext, Conversation, ForwardRef, Member, Message, NewMessage};
 use crate::policy::Action;
-use crate::ports::{Appended, HistoryPage};
+use crate::ports::{Appended, HistoryPage, Journaled};
 use crate::principal::Principal;
 
 /// What a sender sends.
@@ -215,17 +215,38 @@ impl Caas {
             mentions,
             created_at: ctx.now,
         };
+        let audience: Arc<[UserId]> = members
+            .into_iter()
+            .filter(Member::is_active)
+            .map(|m| m.user)
+            .collect();
+        if let Some(journal) = &self.b.journal {
+            // One write stores the message and logs its event.
+            let correlation = ctx.p.correlation_id.clone();
+            return match journal.append_announced(new, audience, correlation).await? {
+                Journaled::Existing(message) => Ok(Sent {
+                    message,
+                    duplicate: true,
+                }),
+                Journaled::Created { message, event, .. } => {
+                    // Published before indexing, so delivery does not wait on the
+                    // search backend (the embedded store has already indexed the
+                    // message in the same write; its `index_message` is a check).
+                    self.b.bus.publish(event.clone()).await?;
+                    self.index(&event).await;
+                    Ok(Sent {
+                        message,
+                        duplicate: false,
+                    })
+                }
+            };
+        }
         match self.b.messages.append(new).await? {
             Appended::Existing(message) => Ok(Sent {
                 message,
                 duplicate: true,
             }),
             Appended::Created(message) => {
-                let audience: Arc<[UserId]> = members
-                    .into_iter()
-                    .filter(Member::is_active)
-                    .map(|m| m.user)
-                    .collect();
                 self.emit(
                     ctx,
                     audience,

@@ -18,6 +18,7 @@ pub mod bus;
 pub mod conversations;
 pub mod credentials;
 pub mod events;
+pub mod journal;
 pub mod keys;
 pub mod messages;
 pub mod presence;

@@ -53,6 +53,7 @@ pub fn backends_with_clock(clock: Arc<dyn Clock>) -> Backends {
         messages: Arc::new(MemoryMessageStore::default()),
         receipts: Arc::new(MemoryReceiptStore::default()),
         events: Arc::new(MemoryEventLog::default()),
+        journal: None,
         keys: Arc::new(MemoryKeyDirectory::default()),
         audit: Arc::new(MemoryAuditStore::default()),
         bus: Arc::new(MemoryBus::default()),

@@ -10,12 +10,51 @@ use rusqlite::{Connection, params};
 use super::SqliteStore;
 use super::codec::{bound, from_json, limit, to_json, to_u64};
 use super::error::Ctx;
+use super::writer::Tx;
 
 fn head(c: &Connection, tenant: &str) -> Result<i64> {
     // MAX over the primary key's prefix is one b-tree seek.
     c.prepare_cached("SELECT COALESCE(MAX(cursor), 0) FROM events WHERE tenant = ?1")
         .and_then(|mut s| s.query_row([tenant], |r| r.get(0)))
         .ctx("read event log head")
+}
+
+/// The writer's first half of logging an event: its cursor (a read, no change).
+pub(super) fn next_cursor(c: &Tx<'_, '_>, tenant: &str) -> Result<i64> {
+    Ok(
+        c.hot("SELECT COALESCE(MAX(cursor), 0) FROM events WHERE tenant = ?1")?
+            .borrow_mut()
+            .query_row([tenant], |r| r.get::<_, i64>(0))
+            .ctx("read event log head")?
+            + 1,
+    )
+}
+
+/// The writer's second half: the event row and its audience rows. Without a
+/// savepoint (see `writer.rs`): the event row is new by construction (the single
+/// writer picked its cursor) and the audience rows ignore duplicates, so nothing
+/// can refuse a write after the first.
+pub(super) fn put_event(
+    c: &Tx<'_, '_>,
+    tenant: &str,
+    cursor: i64,
+    doc: &str,
+    audience: &[UserId],
+) -> Result<()> {
+    c.hot("INSERT INTO events (tenant, cursor, doc) VALUES (?1, ?2, ?3)")?
+        .borrow_mut()
+        .execute(params![tenant, cursor, doc])
+        .ctx("append event")?;
+    let add = c.hot(
+        "INSERT INTO event_audience (tenant, user, cursor) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+    )?;
+    let mut add = add.borrow_mut();
+    for user in audience {
+        add.execute(params![tenant, user.as_str(), cursor])
+            .ctx("append event audience")?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -28,32 +67,12 @@ impl EventLog for SqliteStore {
             ));
         }
         let doc = to_json(&*event, "event")?;
-        // Runs for every durable event (every send), so without a savepoint (see
-        // `writer.rs`): the only check is a read, the event row is new by
-        // construction (the single writer picks its cursor), and the audience rows
-        // ignore duplicates; nothing can refuse a write after the first.
         self.write_prechecked(move |c| {
             let tenant = event.tenant.as_str();
-            let cursor = c
-                .hot("SELECT COALESCE(MAX(cursor), 0) FROM events WHERE tenant = ?1")?
-                .borrow_mut()
-                .query_row([tenant], |r| r.get::<_, i64>(0))
-                .ctx("read event log head")?
-                + 1;
-            c.hot("INSERT INTO events (tenant, cursor, doc) VALUES (?1, ?2, ?3)")?
-                .borrow_mut()
-                .execute(params![tenant, cursor, doc])
-                .ctx("append event")?;
-            let add = c.hot(
-                "INSERT INTO event_audience (tenant, user, cursor) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
-            )?;
-            let mut add = add.borrow_mut();
-            for user in event.audience.iter() {
-                add.execute(params![tenant, user.as_str(), cursor])
-                    .ctx("append event audience")?;
-            }
-            Ok(Cursor(to_u64(cursor, "cursor")?))
+            let cursor = next_cursor(c, tenant)?;
+            let logged = Cursor(to_u64(cursor, "cursor")?);
+            put_event(c, tenant, cursor, &doc, &event.audience)?;
+            Ok(logged)
         })
         .await
     }

@@ -112,56 +112,104 @@ fn query_rows(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<V
         .ctx("read messages")
 }
 
+/// A message made ready for the writer on the caller's thread, so the writer
+/// only runs SQL.
+pub(super) struct Prepared {
+    msg: Message,
+    created_at: i64,
+    doc: String,
+    words: Option<Words>,
+}
+
+impl Prepared {
+    pub(super) fn new(message: NewMessage) -> Result<Self> {
+        let created_at = ts_to_i64(message.created_at, "created_at")?;
+        let msg = message.into_message(Seq::ZERO);
+        let doc = message_doc(&msg)?;
+        let words = search::message_words(&msg);
+        Ok(Self {
+            msg,
+            created_at,
+            doc,
+            words,
+        })
+    }
+}
+
+/// What [`insert`] did.
+pub(super) enum Inserted<T> {
+    /// Stored, with what `announce` made of it.
+    Created(Message, T),
+    /// A retry: the original, and nothing changed.
+    Existing(Message),
+}
+
+/// The writer's half of an append. `announce` runs once the message has its
+/// seq and before the first change, so whatever it reads or prepares can still
+/// fail with nothing written; its value comes back with a created message.
+///
+/// No savepoint (see `writer.rs`): the changes are single-row statements that
+/// SQLite makes atomic, the insert first, since it alone can be refused (a taken
+/// message id) or be a no-op (a retry).
+pub(super) fn insert<T>(
+    c: &Tx<'_, '_>,
+    p: Prepared,
+    announce: impl FnOnce(&Message) -> Result<T>,
+) -> Result<Inserted<T>> {
+    let Prepared {
+        mut msg,
+        created_at,
+        doc,
+        words,
+    } = p;
+    let (stream, seq) = c.next_seq(&msg.tenant, &msg.conversation)?;
+    msg.seq = Seq(to_u64(seq, "seq")?);
+    let announced = announce(&msg)?;
+    // The seq comes from the stream's head inside this transaction. The insert is
+    // also the idempotency check: the unique (client_msg_id, stream, sender) index
+    // turns a retry into a no-op, and the primary key (stream, seq) makes a second
+    // writer (or a bug) fail rather than store a duplicate seq.
+    let inserted = c
+        .hot(
+            "INSERT INTO messages (stream, seq, id, sender, client_msg_id, doc)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (client_msg_id, stream, sender) DO NOTHING",
+        )?
+        .borrow_mut()
+        .execute(params![
+            stream,
+            seq,
+            msg.id.as_str(),
+            msg.sender.as_str(),
+            msg.client_msg_id.as_str(),
+            doc
+        ])
+        .ctx("append message")?;
+    if inserted == 0 {
+        let original = by_client_msg_id(c, stream, &msg.sender, &msg.client_msg_id)?
+            .ok_or_else(|| Error::internal("sqlite: a retried message vanished"))?;
+        return Ok(Inserted::Existing(
+            original.decode(&msg.tenant, &msg.conversation)?,
+        ));
+    }
+    c.hot("UPDATE streams SET last_seq = ?2, last_activity = ?3 WHERE id = ?1")?
+        .borrow_mut()
+        .execute(params![stream, seq, created_at])
+        .ctx("advance conversation head")?;
+    sync_index(c, stream, &msg, true, words.as_ref())?;
+    c.advanced(&msg.tenant, &msg.conversation, stream, seq);
+    Ok(Inserted::Created(msg, announced))
+}
+
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn append(&self, message: NewMessage) -> Result<Appended> {
-        // Everything that does not need the database is prepared here, on the
-        // caller's thread, so the writer only runs SQL.
-        let created_at = ts_to_i64(message.created_at, "created_at")?;
-        let mut msg = message.into_message(Seq::ZERO);
-        let doc = message_doc(&msg)?;
-        let words = search::message_words(&msg);
-        // No savepoint (see `writer.rs`): the changes are single-row statements
-        // that SQLite makes atomic, the insert first, since it alone can be
-        // refused (a taken message id) or be a no-op (a retry).
+        let prepared = Prepared::new(message)?;
         self.write_prechecked(move |c| {
-            let (stream, seq) = c.next_seq(&msg.tenant, &msg.conversation)?;
-            // The seq comes from the stream's head inside this transaction. The
-            // insert is also the idempotency check: the unique (client_msg_id,
-            // stream, sender) index turns a retry into a no-op, and the primary key
-            // (stream, seq) makes a second writer (or a bug) fail rather than store
-            // a duplicate seq.
-            let inserted = c
-                .hot(
-                    "INSERT INTO messages (stream, seq, id, sender, client_msg_id, doc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (client_msg_id, stream, sender) DO NOTHING",
-                )?
-                .borrow_mut()
-                .execute(params![
-                    stream,
-                    seq,
-                    msg.id.as_str(),
-                    msg.sender.as_str(),
-                    msg.client_msg_id.as_str(),
-                    doc
-                ])
-                .ctx("append message")?;
-            if inserted == 0 {
-                let original = by_client_msg_id(c, stream, &msg.sender, &msg.client_msg_id)?
-                    .ok_or_else(|| Error::internal("sqlite: a retried message vanished"))?;
-                return Ok(Appended::Existing(
-                    original.decode(&msg.tenant, &msg.conversation)?,
-                ));
-            }
-            c.hot("UPDATE streams SET last_seq = ?2, last_activity = ?3 WHERE id = ?1")?
-                .borrow_mut()
-                .execute(params![stream, seq, created_at])
-                .ctx("advance conversation head")?;
-            msg.seq = Seq(to_u64(seq, "seq")?);
-            sync_index(c, stream, &msg, true, words.as_ref())?;
-            c.advanced(&msg.tenant, &msg.conversation, stream, seq);
-            Ok(Appended::Created(msg))
+            Ok(match insert(c, prepared, |_| Ok(()))? {
+                Inserted::Created(m, ()) => Appended::Created(m),
+                Inserted::Existing(m) => Appended::Existing(m),
+            })
         })
         .await
     }

@@ -35,6 +35,7 @@ mod conversations;
 mod credentials;
 mod error;
 mod events;
+mod journal;
 #[cfg(feature = "encryption")]
 mod keyrings;
 mod keys;

@@ -47,3 +47,7 @@ mod search {
     use super::*;
     caas_core::search_index_contract!(fresh());
 }
+mod journal {
+    use super::*;
+    caas_core::message_journal_contract!(fresh());
+}

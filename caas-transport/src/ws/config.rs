@@ -24,8 +24,9 @@ pub struct WsConfig {
     /// largest event the server sends (an often-edited message carries its
     /// history); a larger one fails the connection.
     pub max_write_buffer_bytes: usize,
-    /// Frames a connection may have queued for its socket; a client that lets the
-    /// queue fill is disconnected (4008) and catches up with `sync` later.
+    /// Events a connection may have queued for its socket; a client that lets the
+    /// queue fill is disconnected (4008) and catches up with `sync` later. The
+    /// queue takes memory only while it holds frames.
     pub queue_capacity: usize,
     /// Most frames gathered into one socket flush.
     pub max_batch: usize,
@@ -48,8 +49,8 @@ pub struct WsConfig {
     /// How long one socket write may block before the peer counts as not reading
     /// (closed as a slow consumer).
     pub write_timeout: Duration,
-    /// Most events one `sync` frame returns; smaller than `queue_capacity`, since
-    /// a page is queued at once beside live events.
+    /// Most events one `sync` frame returns (they go out with its ack, outside
+    /// the event queue).
     pub max_sync_page: usize,
 }
 
@@ -106,11 +107,6 @@ impl WsConfig {
         }
         if self.max_connections_per_user == 0 || self.max_sync_page == 0 {
             return Err("max_connections_per_user and max_sync_page must be at least 1");
-        }
-        if self.max_sync_page >= self.queue_capacity {
-            // A sync page is queued at once; live events need room beside it, or a
-            // client catching up would be taken for a slow consumer.
-            return Err("max_sync_page must be smaller than queue_capacity");
         }
         self.frame_quota.validate()?;
         self.flood_quota.validate()?;

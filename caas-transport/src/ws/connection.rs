@@ -1,11 +1,15 @@
-//! One WebSocket connection: a reader that turns frames into service calls and
-//! acks, a bounded outbound queue, and a writer task that drains the queue into
-//! as few socket writes as possible.
+//! One WebSocket connection, served by one task: it reads a frame, runs the
+//! request it carries and writes the reply; between requests it drains the
+//! connection's outbox (events from fan-out) into as few socket writes as
+//! possible, pings, and watches for a close.
 //!
-//! The reader awaits its own queue (a client that does not read its acks stops
-//! being read: that is its own backpressure), while fan-out only ever `try_send`s
-//! into it (see [`super::registry`]). Either side ends the connection by setting
-//! its close reason; the other sees it and stops.
+//! One task instead of a reader and a writer halves what an idle connection
+//! costs, and the request's own state (the deepest future here) is boxed for the
+//! request's duration only, so an idle connection holds little beyond its
+//! socket. Requests on one connection never overlapped anyway (a client waits
+//! for nothing, but the server answers in order). A client that does not read
+//! its replies blocks the write, which times out and closes it as a slow
+//! consumer; fan-out never waits on it (see [`super::registry`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +22,7 @@ use caas_core::model::{PresenceStatus, ReceiptKind};
 use caas_core::ratelimit::{self, Decision};
 use caas_core::service::SendMessage;
 use caas_core::time::Timestamp;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::codec::{self, Encoded};
@@ -35,24 +37,19 @@ pub(crate) struct Session {
     pub(crate) caas: Arc<Caas>,
     pub(crate) config: Arc<WsConfig>,
     pub(crate) registration: Registration,
-    pub(crate) outbound: mpsc::Receiver<Message>,
     /// When the access token stops being valid (expiry plus leeway).
     pub(crate) expires_at: Option<Timestamp>,
 }
 
 /// Serves one upgraded connection until it closes.
-pub(crate) async fn run(socket: WebSocket, session: Session) {
+pub(crate) async fn run(mut socket: WebSocket, session: Session) {
     let Session {
         caas,
         config,
         mut registration,
-        outbound,
         expires_at,
     } = session;
     let handle = registration.handle().clone();
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, outbound, handle.clone(), config.clone()));
-
     let principal = handle.principal.clone();
     presence(&caas, &principal, PresenceStatus::Online).await;
 
@@ -65,18 +62,25 @@ pub(crate) async fn run(socket: WebSocket, session: Session) {
         frame_tat: None,
         flood_tat: None,
         typing: Vec::new(),
+        reply: Vec::new(),
     };
-    let reason = conn.read_loop(stream).await;
-    handle.close(reason);
-    // The writer bounds its own goodbye by `close_timeout`; a join error means it
-    // panicked, which is logged by the runtime and changes nothing here.
-    let _ = writer.await;
-    if registration.unlist() {
+    let ended = conn.serve(&mut socket).await;
+    handle.close(ended.clone());
+    // A socket that failed or stopped draining gets no goodbye; otherwise the
+    // first reason asked (perhaps while the loop ended) is the one told.
+    let reason = match ended {
+        CloseReason::GONE => ended,
+        _ => handle.close_reason().unwrap_or(ended),
+    };
+    // Fan-out stops before the goodbye, so the drain below ends.
+    let last = registration.unlist();
+    goodbye(&mut socket, &handle, &config, &reason).await;
+    if last {
         presence(&caas, &principal, PresenceStatus::Offline).await;
     }
     tracing::debug!(
         connection = handle.id,
-        reason = handle.close_reason().map(|r| r.reason),
+        reason = reason.reason,
         "WebSocket connection closed"
     );
 }
@@ -92,91 +96,43 @@ async fn presence(caas: &Caas, principal: &Principal, status: PresenceStatus) {
     }
 }
 
-/// The writer: waits for a frame, then feeds every frame already queued (up to
-/// `max_batch`) and flushes once, so a burst of events costs one write.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Message>,
-    handle: Arc<ConnHandle>,
-    config: Arc<WsConfig>,
+/// The last frames and the close frame, bounded by `close_timeout`. Nothing is
+/// sent to a socket that failed or a peer that closed first (only tungstenite's
+/// close reply, which flushing sends).
+async fn goodbye(
+    socket: &mut WebSocket,
+    handle: &ConnHandle,
+    config: &WsConfig,
+    reason: &CloseReason,
 ) {
-    let mut close = handle.watch_close();
-    let max_batch = config.max_batch.max(1);
-    let mut ping = tokio::time::interval_at(
-        Instant::now() + config.ping_interval,
-        config.ping_interval.max(Duration::from_millis(10)),
-    );
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let healthy = loop {
-        let first = tokio::select! {
-            biased;
-            _ = close.wait_for(Option::is_some) => break true,
-            m = rx.recv() => match m {
-                Some(m) => m,
-                None => break true,
-            },
-            // Pinged even while events flow: a client that only listens proves it
-            // is alive (and keeps the reader's idle timer from firing) by its pongs.
-            _ = ping.tick() => Message::Ping(bytes::Bytes::new()),
-        };
-        let batch = async {
-            sink.feed(first).await?;
-            let mut frames = 1u64;
-            for _ in 1..max_batch {
-                match rx.try_recv() {
-                    Ok(m) => {
-                        sink.feed(m).await?;
-                        frames += 1;
-                    }
-                    Err(_) => break,
-                }
-            }
-            let r = sink.flush().await;
-            metrics::counter!("caas_ws_frames_out_total").increment(frames);
-            metrics::histogram!("caas_ws_frames_per_write").record(frames as f64);
-            r
-        };
-        // A socket that does not drain must not keep the writer (and so the
-        // connection) alive once fan-out has given up on it, nor when its peer
-        // stops reading while nothing is fanned out to it (only its own acks).
-        tokio::select! {
-            biased;
-            _ = close.wait_for(|c| c.as_ref().is_some_and(|c| !c.drain)) => break true,
-            r = tokio::time::timeout(config.write_timeout, batch) => match r {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break false,
-                Err(_) => {
-                    metrics::counter!("caas_ws_slow_consumer_closes_total").increment(1);
-                    handle.close(CloseReason::SLOW_CONSUMER);
-                    break false;
-                }
-            },
-        }
-    };
-    if !healthy {
-        handle.close(CloseReason::GONE);
+    if reason == &CloseReason::GONE {
         return;
     }
-    let reason = handle.close_reason().unwrap_or(CloseReason::GONE);
-    let goodbye = async {
+    let bye = async {
         if reason.drain {
-            while let Ok(m) = rx.try_recv() {
-                sink.feed(m).await?;
+            while let Some(m) = handle.take() {
+                socket.feed(m).await?;
             }
         }
         match reason.code {
             Some(code) => {
-                sink.send(Message::Close(Some(CloseFrame {
-                    code,
-                    reason: reason.reason.into(),
-                })))
-                .await
+                socket
+                    .send(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.reason.into(),
+                    })))
+                    .await
             }
-            // The peer closed: flushing sends tungstenite's close reply.
-            None => sink.flush().await,
+            None => socket.flush().await,
         }
     };
-    let _ = tokio::time::timeout(config.close_timeout, goodbye).await;
+    let _ = tokio::time::timeout(config.close_timeout, bye).await;
+}
+
+/// What woke the connection's task.
+enum Step {
+    Read(Option<Result<Message, axum::Error>>),
+    Ping,
 }
 
 /// Typing throttle state for one conversation.
@@ -207,39 +163,118 @@ struct Conn<'a> {
     frame_tat: Option<u64>,
     flood_tat: Option<u64>,
     typing: Vec<TypingSlot>,
+    /// The frames answering the request being served.
+    reply: Vec<Message>,
 }
 
 impl Conn<'_> {
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) -> CloseReason {
-        let mut close = self.handle.watch_close();
+    /// Serves the connection until it must close; returns why.
+    async fn serve(&mut self, socket: &mut WebSocket) -> CloseReason {
+        let handle = self.handle;
         let idle = tokio::time::sleep(self.config.idle_timeout);
         tokio::pin!(idle);
+        // Pinged even while events flow: a client that only listens proves it is
+        // alive (and keeps the idle timer from firing) by its pongs.
+        let period = self.config.ping_interval.max(Duration::from_millis(10));
+        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next = tokio::select! {
-                biased;
-                _ = close.wait_for(Option::is_some) => {
-                    return self.handle.close_reason().unwrap_or(CloseReason::GONE);
-                }
-                _ = &mut idle => return CloseReason::IDLE,
-                m = stream.next() => m,
-            };
-            idle.as_mut()
-                .reset(Instant::now() + self.config.idle_timeout);
-            let outcome = match next {
-                None => return CloseReason::GONE,
-                Some(Err(e)) => return read_error(e),
-                Some(Ok(Message::Close(_))) => return CloseReason::PEER_CLOSED,
-                // A pong answers our ping: a silent client still meets its token's
-                // end within a ping interval.
-                Some(Ok(Message::Pong(_))) if self.expired(self.now()) => {
-                    return CloseReason::TOKEN_EXPIRED;
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Text(t))) => self.on_frame(true, t.as_bytes()).await,
-                Some(Ok(Message::Binary(b))) => self.on_frame(false, &b).await,
-            };
-            if let Err(Abort::Close(reason)) = outcome {
+            if let Some(reason) = handle.close_reason() {
                 return reason;
+            }
+            if handle.has_frames() {
+                if let Err(reason) = self.write(socket, Vec::new()).await {
+                    return reason;
+                }
+                continue;
+            }
+            let step = tokio::select! {
+                biased;
+                () = handle.woken() => continue,
+                () = &mut idle => return CloseReason::IDLE,
+                _ = ping.tick() => Step::Ping,
+                m = socket.next() => Step::Read(m),
+            };
+            let reply = match step {
+                Step::Ping => vec![Message::Ping(bytes::Bytes::new())],
+                Step::Read(next) => {
+                    idle.as_mut()
+                        .reset(Instant::now() + self.config.idle_timeout);
+                    // Boxed: the request's futures are the largest state here, and
+                    // an idle connection should not carry them.
+                    let outcome = match next {
+                        None => return CloseReason::GONE,
+                        Some(Err(e)) => return read_error(e),
+                        Some(Ok(Message::Close(_))) => return CloseReason::PEER_CLOSED,
+                        // A pong answers our ping: a silent client still meets its
+                        // token's end within a ping interval.
+                        Some(Ok(Message::Pong(_))) if self.expired(self.now()) => {
+                            return CloseReason::TOKEN_EXPIRED;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Text(t))) => {
+                            Box::pin(self.on_frame(true, t.as_bytes())).await
+                        }
+                        Some(Ok(Message::Binary(b))) => Box::pin(self.on_frame(false, &b)).await,
+                    };
+                    if let Err(Abort::Close(reason)) = outcome {
+                        return reason;
+                    }
+                    // Taken, not drained: a large reply's buffer leaves with it.
+                    std::mem::take(&mut self.reply)
+                }
+            };
+            if let Err(reason) = self.write(socket, reply).await {
+                return reason;
+            }
+        }
+    }
+
+    /// Writes `first`, then what the outbox holds (up to `max_batch` frames in
+    /// all, beyond `first`'s own), and flushes once: a burst of events costs one
+    /// socket write.
+    async fn write(&self, socket: &mut WebSocket, first: Vec<Message>) -> Result<(), CloseReason> {
+        let handle = self.handle;
+        let max_batch = self.config.max_batch.max(1);
+        let batch = async {
+            let mut frames = 0usize;
+            for m in first {
+                socket.feed(m).await?;
+                frames += 1;
+            }
+            while frames < max_batch {
+                let Some(m) = handle.take() else { break };
+                socket.feed(m).await?;
+                frames += 1;
+            }
+            let r = socket.flush().await;
+            metrics::counter!("caas_ws_frames_out_total").increment(frames as u64);
+            metrics::histogram!("caas_ws_frames_per_write").record(frames as f64);
+            r
+        };
+        let batch = tokio::time::timeout(self.config.write_timeout, batch);
+        tokio::pin!(batch);
+        loop {
+            tokio::select! {
+                biased;
+                // A socket that does not drain must not keep the connection alive
+                // once fan-out has given up on it.
+                () = handle.woken() => {
+                    if let Some(reason) = handle.close_reason().filter(|r| !r.drain) {
+                        return Err(reason);
+                    }
+                }
+                r = &mut batch => return match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(CloseReason::GONE),
+                    // The peer stopped reading, even if nothing is fanned out to it
+                    // (only its own replies): no goodbye, it would not be read.
+                    Err(_) => {
+                        metrics::counter!("caas_ws_slow_consumer_closes_total").increment(1);
+                        handle.close(CloseReason::SLOW_CONSUMER);
+                        Err(CloseReason::GONE)
+                    }
+                },
             }
         }
     }
@@ -252,17 +287,14 @@ impl Conn<'_> {
         self.expires_at.is_some_and(|e| now >= e)
     }
 
-    /// Queues a frame, waiting for room.
-    async fn send(&self, frame: Encoded) -> Result<(), Abort> {
-        self.handle
-            .sender()
-            .send(message(frame))
-            .await
-            .map_err(|_| Abort::Close(CloseReason::GONE))
+    /// Adds a frame to the reply, written once the request is done.
+    fn send(&mut self, frame: Encoded) {
+        self.reply.push(message(frame));
     }
 
-    async fn send_error(&self, e: ErrorFrame) -> Result<(), Abort> {
-        self.send(codec::encode_error(self.handle.codec, &e)).await
+    fn send_error(&mut self, e: ErrorFrame) -> Result<(), Abort> {
+        self.send(codec::encode_error(self.handle.codec, &e));
+        Ok(())
     }
 
     async fn on_frame(&mut self, text: bool, bytes: &[u8]) -> Result<(), Abort> {
@@ -289,7 +321,6 @@ impl Conn<'_> {
                             retry_after_ms: Some(millis(retry_after)),
                             resync: false,
                         })
-                        .await
                     }
                     Decision::Deny { .. } => Err(Abort::Close(CloseReason::FLOOD)),
                 };
@@ -300,11 +331,11 @@ impl Conn<'_> {
                 size: bytes.len(),
                 limit: self.config.max_frame_bytes,
             };
-            return self.send_error(e.to_frame()).await;
+            return self.send_error(e.to_frame());
         }
         let frame = match codec::decode_client(self.handle.codec, text, bytes) {
             Ok(f) => f,
-            Err(e) => return self.send_error(e.to_frame()).await,
+            Err(e) => return self.send_error(e.to_frame()),
         };
         self.on_request(frame, now).await
     }
@@ -317,11 +348,7 @@ impl Conn<'_> {
             .clone()
             .with_correlation_id(CorrelationId::generate(now));
         let kind = request.kind();
-        let outcome = match self.call(&p, request, now).await {
-            Ok(r) => Ok(r),
-            Err(Failure::Core(e)) => Err(e),
-            Err(Failure::Abort(a)) => return Err(a),
-        };
+        let outcome = self.call(&p, request, now).await;
         let ack = match outcome {
             Ok(result) => Ack {
                 reference,
@@ -345,7 +372,8 @@ impl Conn<'_> {
                 }
             }
         };
-        self.send(codec::encode_ack(self.handle.codec, &ack)).await
+        self.send(codec::encode_ack(self.handle.codec, &ack));
+        Ok(())
     }
 
     async fn call(
@@ -353,7 +381,7 @@ impl Conn<'_> {
         p: &Principal,
         request: Request,
         now: Timestamp,
-    ) -> Result<AckResult, Failure> {
+    ) -> Result<AckResult, caas_core::Error> {
         let caas = self.caas;
         Ok(match request {
             Request::Send(s) => {
@@ -465,13 +493,7 @@ impl Conn<'_> {
                 AckResult::default()
             }
             Request::Sync(s) => {
-                // A page is queued at once: keep it below the queue's capacity so
-                // live events still fit beside it.
-                let cap = self
-                    .config
-                    .max_sync_page
-                    .min(self.config.queue_capacity.saturating_sub(1))
-                    .max(1);
+                let cap = self.config.max_sync_page.max(1);
                 let limit = s
                     .limit
                     .map_or(cap, |l| usize::try_from(l).unwrap_or(usize::MAX))
@@ -484,9 +506,7 @@ impl Conn<'_> {
                         self.handle.codec,
                         &e.event,
                         Some(e.cursor),
-                    ))
-                    .await
-                    .map_err(Failure::Abort)?;
+                    ));
                 }
                 AckResult {
                     next_cursor: Some(page.next_cursor),
@@ -538,18 +558,6 @@ impl Conn<'_> {
             last_start: now,
             active: typing,
         });
-    }
-}
-
-/// A request that failed in the service, or a connection that must close.
-enum Failure {
-    Core(caas_core::Error),
-    Abort(Abort),
-}
-
-impl From<caas_core::Error> for Failure {
-    fn from(e: caas_core::Error) -> Self {
-        Failure::Core(e)
     }
 }
 

@@ -86,7 +86,7 @@ mod tests {
     use caas_core::ports::EventBus;
     use caas_core::time::Timestamp;
     use caas_storage::memory::MemoryBus;
-    use tokio::sync::{mpsc, watch};
+    use tokio::sync::watch;
 
     use super::*;
     use crate::ws::frames::{Codec, ServerFrame};
@@ -109,7 +109,6 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_node_tells_clients_to_resync_and_a_closed_bus_closes_them() {
         let registry = Arc::new(Registry::default());
-        let (tx, mut rx) = mpsc::channel(16);
         let (tenant, bob) = (TenantId::parse("t").unwrap(), UserId::parse("bob").unwrap());
         let reg = registry
             .register(
@@ -119,7 +118,7 @@ mod tests {
                     user: bob,
                     device: None,
                     codec: Codec::Json,
-                    tx,
+                    capacity: 16,
                 },
                 4,
             )
@@ -135,7 +134,7 @@ mod tests {
         run(registry.clone(), subscription, stop_rx).await;
 
         let mut frames = Vec::new();
-        while let Ok(axum::extract::ws::Message::Text(t)) = rx.try_recv() {
+        while let Some(axum::extract::ws::Message::Text(t)) = reg.handle().take() {
             frames.push(crate::ws::decode_server_frame(Codec::Json, t.as_bytes()).unwrap());
         }
         assert!(

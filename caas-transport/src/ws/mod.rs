@@ -4,8 +4,8 @@
 //!   `proto/caas.v1.proto` is the `caas.v1.proto` form.
 //! - the upgrade (here): authenticates before upgrading (401/403 as
 //!   problem+json), registers the connection, sizes its buffers.
-//! - `connection`: the reader, the bounded outbound queue and the coalescing
-//!   writer of one connection.
+//! - `connection`: one connection's task: it serves requests and drains the
+//!   bounded outbox into coalesced socket writes.
 //! - `registry`: the node's connections by tenant, user and device.
 //! - `fanout`: the node's one bus subscriber, and the presence heartbeat.
 //!
@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use caas_core::ids::{CorrelationId, DeviceId};
 use caas_core::{Caas, PrincipalKind};
 use serde::Deserialize;
-use tokio::sync::{OnceCell, mpsc, watch};
+use tokio::sync::{OnceCell, watch};
 
 pub use codec::FrameError;
 pub use config::WsConfig;
@@ -237,7 +237,6 @@ async fn accept(
         .and_then(Codec::from_protocol)
         .unwrap_or_default();
 
-    let (tx, outbound) = mpsc::channel(config.queue_capacity.max(1));
     let registration = hub
         .registry
         .register(
@@ -247,7 +246,7 @@ async fn accept(
                 tenant,
                 user,
                 codec,
-                tx,
+                capacity: config.queue_capacity,
             },
             config.max_connections_per_user,
         )
@@ -262,7 +261,6 @@ async fn accept(
         caas: state.caas.clone(),
         config,
         registration,
-        outbound,
         expires_at,
     };
     Ok(upgrade

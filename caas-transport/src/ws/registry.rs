@@ -1,22 +1,26 @@
 //! The node's live connections by tenant, user and device, and the non-blocking
 //! hand-off of frames to them.
 //!
-//! Fan-out never awaits a connection: it `try_send`s into the connection's bounded
-//! queue, and a connection whose queue is full is told to close (slow consumer)
-//! instead of slowing everyone else. The lock is a std `RwLock` because it is
-//! never held across an `.await`: dispatch takes it for reading, connects and
-//! disconnects take it briefly for writing.
+//! Fan-out never awaits a connection: it appends to the connection's bounded
+//! outbox, and a connection whose outbox is full is told to close (slow
+//! consumer) instead of slowing everyone else. The locks are std locks because
+//! they are never held across an `.await`: dispatch takes the registry's for
+//! reading, connects and disconnects take it briefly for writing.
+//!
+//! The outbox is a plain deque behind a mutex rather than a channel: it holds no
+//! memory while empty (a channel allocates its first block of slots up front),
+//! and most connections are idle most of the time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::ws::Message;
 use caas_core::Principal;
 use caas_core::events::Event;
 use caas_core::ids::{DeviceId, TenantId, UserId};
 use caas_core::model::PresenceStatus;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::Notify;
 
 use super::codec::{self, Encoded};
 use super::frames::{Codec, ErrorFrame};
@@ -93,10 +97,26 @@ pub(crate) struct ConnHandle {
     pub(crate) codec: Codec,
     /// The verified principal, for the presence heartbeat.
     pub(crate) principal: Principal,
-    tx: mpsc::Sender<Message>,
-    close: watch::Sender<Option<CloseReason>>,
+    /// Most frames the outbox holds before the connection counts as slow.
+    capacity: usize,
+    outbox: Mutex<Outbox>,
+    /// Wakes the connection's task: the outbox went from empty to not, or a
+    /// close was asked. One waiter (the connection), so a stored permit is
+    /// never lost.
+    wake: Notify,
     status: AtomicU8,
 }
+
+/// What waits for a connection's socket.
+#[derive(Debug, Default)]
+struct Outbox {
+    frames: VecDeque<Message>,
+    close: Option<CloseReason>,
+}
+
+/// An emptied outbox larger than this gives its memory back, so a connection
+/// that once took a burst does not hold the burst's buffer while idle.
+const OUTBOX_KEEP: usize = 8;
 
 fn status_to_u8(s: PresenceStatus) -> u8 {
     match s {
@@ -115,31 +135,50 @@ fn status_from_u8(v: u8) -> PresenceStatus {
 }
 
 impl ConnHandle {
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        // Nothing panics while holding it; a poisoned lock still holds a
+        // consistent deque.
+        self.outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Asks the connection to close; the first reason wins.
     pub(crate) fn close(&self, reason: CloseReason) {
-        self.close.send_if_modified(|c| {
-            if c.is_none() {
-                *c = Some(reason);
-                true
-            } else {
-                false
-            }
-        });
+        let mut o = self.outbox();
+        if o.close.is_none() {
+            o.close = Some(reason);
+            drop(o);
+            self.wake.notify_one();
+        }
     }
 
     /// The reason the connection is closing, once it is.
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
-        self.close.borrow().clone()
+        self.outbox().close.clone()
     }
 
-    /// A receiver that sees the close reason.
-    pub(crate) fn watch_close(&self) -> watch::Receiver<Option<CloseReason>> {
-        self.close.subscribe()
+    /// Resolves once a frame was queued or a close asked since the last time it
+    /// resolved (at once if that happened while nobody waited). The connection's
+    /// task checks [`ConnHandle::take`] and [`ConnHandle::close_reason`] before
+    /// waiting, so nothing slips between the check and the wait.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
     }
 
-    /// The sender of the connection's outbound queue.
-    pub(crate) fn sender(&self) -> &mpsc::Sender<Message> {
-        &self.tx
+    /// The oldest queued frame.
+    pub(crate) fn take(&self) -> Option<Message> {
+        let mut o = self.outbox();
+        let frame = o.frames.pop_front();
+        if o.frames.is_empty() && o.frames.capacity() > OUTBOX_KEEP {
+            o.frames = VecDeque::new();
+        }
+        frame
+    }
+
+    /// Whether frames wait for the socket.
+    pub(crate) fn has_frames(&self) -> bool {
+        !self.outbox().frames.is_empty()
     }
 
     /// The presence this connection reported (online until it says otherwise).
@@ -151,19 +190,29 @@ impl ConnHandle {
         self.status.store(status_to_u8(s), Ordering::Relaxed);
     }
 
-    /// Queues a frame without waiting; a full queue closes the connection.
+    /// Queues a frame without waiting; a full outbox closes the connection.
     /// Returns whether the frame was queued.
     fn offer(&self, frame: Message) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("caas_ws_slow_consumer_closes_total").increment(1);
-                self.close(CloseReason::SLOW_CONSUMER);
-                false
-            }
-            // Already closing: its task is on the way out.
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let mut o = self.outbox();
+        if o.close.is_some() {
+            // Already closing: its task is on the way out (or draining what
+            // it has).
+            return false;
         }
+        if o.frames.len() >= self.capacity {
+            o.close = Some(CloseReason::SLOW_CONSUMER);
+            drop(o);
+            metrics::counter!("caas_ws_slow_consumer_closes_total").increment(1);
+            self.wake.notify_one();
+            return false;
+        }
+        let was_empty = o.frames.is_empty();
+        o.frames.push_back(frame);
+        drop(o);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        true
     }
 }
 
@@ -200,7 +249,8 @@ pub(crate) struct NewConnection {
     pub(crate) user: UserId,
     pub(crate) device: Option<DeviceId>,
     pub(crate) codec: Codec,
-    pub(crate) tx: mpsc::Sender<Message>,
+    /// Most frames queued for the socket before the connection counts as slow.
+    pub(crate) capacity: usize,
 }
 
 impl Registry {
@@ -210,7 +260,6 @@ impl Registry {
         new: NewConnection,
         max_per_user: usize,
     ) -> Result<Registration, TooManyConnections> {
-        let (close, _) = watch::channel(None);
         let handle = Arc::new(ConnHandle {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             tenant: new.tenant,
@@ -218,8 +267,9 @@ impl Registry {
             device: new.device,
             codec: new.codec,
             principal: new.principal,
-            tx: new.tx,
-            close,
+            capacity: new.capacity.max(1),
+            outbox: Mutex::new(Outbox::default()),
+            wake: Notify::new(),
             status: AtomicU8::new(status_to_u8(PresenceStatus::Online)),
         });
         {
@@ -415,29 +465,21 @@ mod tests {
     use caas_core::ids::CorrelationId;
     use caas_core::time::Timestamp;
 
-    fn conn(
-        r: &Arc<Registry>,
-        user: &str,
-        device: Option<&str>,
-        cap: usize,
-    ) -> (Registration, mpsc::Receiver<Message>) {
-        let (tx, rx) = mpsc::channel(cap);
+    fn conn(r: &Arc<Registry>, user: &str, device: Option<&str>, cap: usize) -> Registration {
         let tenant = TenantId::parse("t").unwrap();
         let user = UserId::parse(user).unwrap();
-        let reg = r
-            .register(
-                NewConnection {
-                    principal: Principal::user(tenant.clone(), user.clone()),
-                    tenant,
-                    user,
-                    device: device.map(|d| DeviceId::parse(d).unwrap()),
-                    codec: Codec::Json,
-                    tx,
-                },
-                2,
-            )
-            .unwrap();
-        (reg, rx)
+        r.register(
+            NewConnection {
+                principal: Principal::user(tenant.clone(), user.clone()),
+                tenant,
+                user,
+                device: device.map(|d| DeviceId::parse(d).unwrap()),
+                codec: Codec::Json,
+                capacity: cap,
+            },
+            2,
+        )
+        .unwrap()
     }
 
     fn event(to: &[&str]) -> Event {
@@ -457,10 +499,11 @@ mod tests {
     #[test]
     fn dispatch_reaches_the_audience_and_closes_a_full_queue() {
         let r = Arc::new(Registry::default());
-        let (a, mut rx_a) = conn(&r, "alice", None, 8);
-        let (b, _rx_b) = conn(&r, "bob", None, 1);
+        let a = conn(&r, "alice", None, 8);
+        let b = conn(&r, "bob", None, 1);
         assert_eq!(r.dispatch(&event(&["alice", "bob"])), 2);
-        assert!(rx_a.try_recv().is_ok());
+        assert!(a.handle().take().is_some());
+        assert!(a.handle().take().is_none());
         // Bob's queue of one is full and nobody reads it: he is closed, Alice is not.
         assert_eq!(r.dispatch(&event(&["alice", "bob"])), 1);
         assert_eq!(b.handle().close_reason(), Some(CloseReason::SLOW_CONSUMER));
@@ -468,12 +511,42 @@ mod tests {
         assert_eq!(r.dispatch(&event(&["carol"])), 0);
     }
 
+    #[tokio::test]
+    async fn the_outbox_keeps_order_wakes_its_task_and_gives_memory_back() {
+        let r = Arc::new(Registry::default());
+        let a = conn(&r, "alice", None, 64);
+        let h = a.handle().clone();
+        assert!(!h.has_frames());
+        for n in 0..40 {
+            assert_eq!(r.dispatch(&event(&["alice"])), 1, "frame {n}");
+        }
+        // The first frame stored a wake-up for the (not yet waiting) task.
+        tokio::time::timeout(std::time::Duration::from_secs(1), h.woken())
+            .await
+            .unwrap();
+        let mut n = 0;
+        while h.take().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 40);
+        assert_eq!(h.outbox().frames.capacity(), 0, "a drained burst is freed");
+        // A close wakes the task too, and refuses later frames.
+        h.close(CloseReason::RESTART);
+        tokio::time::timeout(std::time::Duration::from_secs(1), h.woken())
+            .await
+            .unwrap();
+        assert_eq!(r.dispatch(&event(&["alice"])), 0);
+        assert!(!h.has_frames());
+        // The first reason stands.
+        h.close(CloseReason::IDLE);
+        assert_eq!(h.close_reason(), Some(CloseReason::RESTART));
+    }
+
     #[test]
     fn limits_per_user_and_last_device() {
         let r = Arc::new(Registry::default());
-        let (mut one, _r1) = conn(&r, "alice", Some("phone"), 1);
-        let (mut two, _r2) = conn(&r, "alice", Some("phone"), 1);
-        let (tx, _rx) = mpsc::channel(1);
+        let mut one = conn(&r, "alice", Some("phone"), 1);
+        let mut two = conn(&r, "alice", Some("phone"), 1);
         let tenant = TenantId::parse("t").unwrap();
         let alice = UserId::parse("alice").unwrap();
         let third = r.register(
@@ -483,7 +556,7 @@ mod tests {
                 user: alice,
                 device: None,
                 codec: Codec::Json,
-                tx,
+                capacity: 1,
             },
             2,
         );

@@ -13,11 +13,12 @@
 //! ```
 //!
 //! `--normal` runs the platform's SQLite with `synchronous=NORMAL` instead of FULL.
+//! `--baseline` runs the same load against `fanout_baseline`, a bare
+//! tokio-tungstenite fan-out server writing once per delivery (see `baseline.rs`).
 //!
 //! Bounded: at most 10 000 users, 300 s, 100 000 messages a second, and only
 //! 127.0.0.1.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use caas_transport::client::{Client, ClientConfig, Notice};
 use caas_transport::ws::Codec;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+
+mod baseline;
 
 const MAX_USERS: usize = 10_000;
 const MAX_SECONDS: u64 = 300;
@@ -45,12 +48,13 @@ struct Args {
     idle: Option<u64>,
     codec: Codec,
     normal: bool,
+    baseline: bool,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("{msg}");
     eprintln!(
-        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json] [--normal]"
+        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json] [--normal] [--baseline]"
     );
     std::process::exit(2)
 }
@@ -65,6 +69,7 @@ fn parse() -> Args {
         idle: None,
         codec: Codec::Proto,
         normal: false,
+        baseline: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -82,6 +87,7 @@ fn parse() -> Args {
             "--idle" => a.idle = Some(num("--idle")),
             "--json" => a.codec = Codec::Json,
             "--normal" => a.normal = true,
+            "--baseline" => a.baseline = true,
             other => usage(&format!("unknown argument `{other}`")),
         }
     }
@@ -139,20 +145,31 @@ impl Server {
     }
 }
 
-async fn start_server(args: &Args) -> Server {
+/// The example binary `name`, built beside this one.
+fn sibling(name: &str) -> PathBuf {
     let exe =
         std::env::current_exe().unwrap_or_else(|e| usage(&format!("cannot find myself: {e}")));
-    let binary = exe.with_file_name("platform");
+    let binary = exe.with_file_name(name);
     if !binary.exists() {
         usage(&format!(
-            "{} is missing: build it with `cargo build --release --example platform`",
+            "{} is missing: build it with `cargo build --release --example {name}`",
             binary.display()
         ));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    binary
+}
+
+/// A free port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or(18_099);
+        .unwrap_or(18_099)
+}
+
+async fn start_server(args: &Args) -> Server {
+    let binary = sibling("platform");
+    let port = free_port();
     let dir = std::env::temp_dir().join(format!("caas-loadgen-{}-{port}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let config = dir.join("caas.toml");
@@ -248,6 +265,10 @@ where
 #[tokio::main]
 async fn main() {
     let args = parse();
+    if args.baseline {
+        baseline::run(args).await;
+        return;
+    }
     let server = start_server(&args).await;
     let base = server.base.clone();
     let http = reqwest::Client::new();
@@ -296,33 +317,11 @@ async fn main() {
         }
     })
     .await;
-    let rss_connected = server.rss_kib();
-    println!(
-        "setup: {} users and connections in {:.1} s; server RSS {} KiB before connecting, {} KiB after: {:.1} KiB per connection",
-        args.users,
-        setup.elapsed().as_secs_f64(),
-        rss_before,
-        rss_connected,
-        (rss_connected.saturating_sub(rss_before)) as f64 / args.users as f64
-    );
-    if let Some(idle) = args.idle {
-        tokio::time::sleep(Duration::from_secs(idle)).await;
-        let rss = server.rss_kib();
-        println!(
-            "idle {idle} s: server RSS {rss} KiB, {:.1} KiB per idle authenticated connection over the empty server",
-            (rss.saturating_sub(rss_before)) as f64 / args.users as f64
-        );
+    if connected(&args, &server, setup, rss_before).await {
         return;
     }
 
-    // Conversations: member j of conversation c is user (c * size + j) % users.
-    let members: Vec<Vec<usize>> = (0..args.conversations)
-        .map(|c| {
-            (0..args.size)
-                .map(|j| (c * args.size + j) % args.users)
-                .collect()
-        })
-        .collect();
+    let members = membership(&args);
     let convs: Vec<ConversationId> = bounded(args.conversations, 16, |c| {
         let (http, base, secret) = (http.clone(), base.clone(), secret.clone());
         let ids: Vec<String> = members[c].iter().map(|u| format!("u{u}")).collect();
@@ -377,47 +376,127 @@ async fn main() {
         }));
     }
 
-    // Senders: `rate` a second, spread over 1 ms ticks, from random members.
+    let cpu_before = server.cpu_secs();
+    let senders = Arc::new(senders);
+    let outcome = drive(&args, &members, move |c, who, n| {
+        let (senders, conv) = (senders.clone(), convs[c].clone());
+        async move {
+            let key =
+                ClientMsgId::parse(&format!("l{n}")).unwrap_or_else(|e| usage(&e.to_string()));
+            let body = (epoch.elapsed().as_micros() as u64).to_string();
+            senders[who].send_text(&conv, &key, body).await.is_ok()
+        }
+    })
+    .await;
+    let cpu = server.cpu_secs() - cpu_before;
+    stop.notify_waiters();
+    report(&args, &server, outcome, cpu, receivers).await;
+    drop(server);
+}
+
+/// Reports the memory the connections took; with `--idle`, waits and reports it
+/// again, and returns true (the run ends there).
+async fn connected(args: &Args, server: &Server, setup: Instant, rss_before: u64) -> bool {
+    let rss_connected = server.rss_kib();
+    println!(
+        "setup: {} users and connections in {:.1} s; server RSS {} KiB before connecting, {} KiB after: {:.1} KiB per connection",
+        args.users,
+        setup.elapsed().as_secs_f64(),
+        rss_before,
+        rss_connected,
+        (rss_connected.saturating_sub(rss_before)) as f64 / args.users as f64
+    );
+    let Some(idle) = args.idle else {
+        return false;
+    };
+    tokio::time::sleep(Duration::from_secs(idle)).await;
+    let rss = server.rss_kib();
+    println!(
+        "idle {idle} s: server RSS {rss} KiB, {:.1} KiB per idle connection over the empty server",
+        (rss.saturating_sub(rss_before)) as f64 / args.users as f64
+    );
+    true
+}
+
+/// Members of each conversation: member j of conversation c is user
+/// `(c * size + j) % users`.
+fn membership(args: &Args) -> Vec<Vec<usize>> {
+    (0..args.conversations)
+        .map(|c| {
+            (0..args.size)
+                .map(|j| (c * args.size + j) % args.users)
+                .collect()
+        })
+        .collect()
+}
+
+/// What the timed phase did.
+struct Outcome {
+    sent: u64,
+    failed: u64,
+    window: f64,
+}
+
+/// The timed phase: `rate` sends a second, spread over 1 ms ticks, each from a
+/// random member of a random conversation by `send(conversation, member, n)`;
+/// then waits for the sends in flight and one more second for deliveries.
+async fn drive<F, Fut>(args: &Args, members: &[Vec<usize>], send: F) -> Outcome
+where
+    F: Fn(usize, usize, u64) -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let cpu_before = server.cpu_secs();
     let run = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut due = 0f64;
     let mut n = 0u64;
-    let senders = Arc::new(senders);
     let mut inflight = tokio::task::JoinSet::new();
     while run.elapsed() < Duration::from_secs(args.duration) {
         tick.tick().await;
         due += args.rate as f64 / 1000.0;
         while due >= 1.0 {
             due -= 1.0;
-            let c = fastrand::usize(..convs.len());
+            let c = fastrand::usize(..members.len());
             let who = members[c][fastrand::usize(..args.size)];
-            let (senders, conv, sent, failed) = (
-                senders.clone(),
-                convs[c].clone(),
-                sent.clone(),
-                failed.clone(),
-            );
-            let key =
-                ClientMsgId::parse(&format!("l{n}")).unwrap_or_else(|e| usage(&e.to_string()));
+            let (sent, failed) = (sent.clone(), failed.clone());
+            let fut = send(c, who, n);
             n += 1;
             inflight.spawn(async move {
-                let body = (epoch.elapsed().as_micros() as u64).to_string();
-                match senders[who].send_text(&conv, &key, body).await {
-                    Ok(_) => sent.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                match fut.await {
+                    true => sent.fetch_add(1, Ordering::Relaxed),
+                    false => failed.fetch_add(1, Ordering::Relaxed),
                 };
             });
         }
         while inflight.try_join_next().is_some() {}
     }
-    let send_window = run.elapsed().as_secs_f64();
+    let window = run.elapsed().as_secs_f64();
     while inflight.join_next().await.is_some() {}
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let cpu = server.cpu_secs() - cpu_before;
-    stop.notify_waiters();
+    Outcome {
+        sent: sent.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        window,
+    }
+}
+
+/// A receiver's latency samples and deliveries.
+type Received = tokio::task::JoinHandle<(Histogram<u64>, u64)>;
+
+/// Prints the run's numbers.
+async fn report(
+    args: &Args,
+    server: &Server,
+    outcome: Outcome,
+    cpu: f64,
+    receivers: Vec<Received>,
+) {
+    let Outcome {
+        sent,
+        failed,
+        window: send_window,
+    } = outcome;
     let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
         .unwrap_or_else(|e| usage(&e.to_string()));
     let mut deliveries = 0;
@@ -427,18 +506,19 @@ async fn main() {
             deliveries += d;
         }
     }
-    let sent = sent.load(Ordering::Relaxed);
-    let mut report = BTreeMap::new();
-    report.insert("sends_acked", sent as f64);
-    report.insert("sends_failed", failed.load(Ordering::Relaxed) as f64);
+    let what = if args.baseline {
+        "bare fan-out baseline".to_owned()
+    } else {
+        format!("{:?}", args.codec)
+    };
     println!(
-        "run: {} users, {} conversations of {}, {} msg/s offered for {} s ({:?})",
-        args.users, args.conversations, args.size, args.rate, args.duration, args.codec
+        "run: {} users, {} conversations of {}, {} msg/s offered for {} s ({what})",
+        args.users, args.conversations, args.size, args.rate, args.duration
     );
     println!(
-        "  sends acked {sent} ({:.0}/s), failed {}",
+        "  sends {} {sent} ({:.0}/s), failed {failed}",
+        if args.baseline { "written" } else { "acked" },
         sent as f64 / send_window,
-        failed.load(Ordering::Relaxed)
     );
     println!(
         "  deliveries {deliveries} ({:.0}/s)",
@@ -462,5 +542,4 @@ async fn main() {
         },
         server.rss_kib()
     );
-    drop(server);
 }
