@@ -12,13 +12,16 @@
 //! cargo run --release --example loadgen -- --users 5000 --idle 10   # memory per idle connection
 //! ```
 //!
-//! `--normal` runs the platform's SQLite with `synchronous=NORMAL` instead of FULL.
+//! `--normal` runs the platform's SQLite with `synchronous=NORMAL` instead of FULL;
+//! `--memory` runs it on its in-memory storage (no durability: to measure the
+//! transport alone). `--metrics` prints the server's store and bus timings.
 //! `--baseline` runs the same load against `fanout_baseline`, a bare
 //! tokio-tungstenite fan-out server writing once per delivery (see `baseline.rs`).
 //!
 //! Bounded: at most 10 000 users, 300 s, 100 000 messages a second, and only
 //! 127.0.0.1.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -48,13 +51,15 @@ struct Args {
     idle: Option<u64>,
     codec: Codec,
     normal: bool,
+    memory: bool,
+    metrics: bool,
     baseline: bool,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("{msg}");
     eprintln!(
-        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json] [--normal] [--baseline]"
+        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json] [--normal | --memory | --baseline] [--metrics]"
     );
     std::process::exit(2)
 }
@@ -69,6 +74,8 @@ fn parse() -> Args {
         idle: None,
         codec: Codec::Proto,
         normal: false,
+        memory: false,
+        metrics: false,
         baseline: false,
     };
     let mut it = std::env::args().skip(1);
@@ -88,6 +95,8 @@ fn parse() -> Args {
             "--json" => a.codec = Codec::Json,
             "--normal" => a.normal = true,
             "--baseline" => a.baseline = true,
+            "--memory" => a.memory = true,
+            "--metrics" => a.metrics = true,
             other => usage(&format!("unknown argument `{other}`")),
         }
     }
@@ -102,6 +111,14 @@ fn parse() -> Args {
     }
     if a.rate > MAX_RATE {
         usage(&format!("--rate is at most {MAX_RATE}"));
+    }
+    if [a.normal, a.memory, a.baseline]
+        .iter()
+        .filter(|f| **f)
+        .count()
+        > 1
+    {
+        usage("--normal, --memory and --baseline exclude each other");
     }
     a
 }
@@ -176,8 +193,9 @@ async fn start_server(args: &Args) -> Server {
     // The edge limit is per IP and every connection here comes from 127.0.0.1.
     let frames = (args.rate * 4).max(100);
     let toml = format!(
-        "listen = \"127.0.0.1:{port}\"\nedge_requests_per_minute = 0\nws_frames_per_second = {frames}\nlog = \"warn\"\ndurable = {}\n",
-        !args.normal
+        "listen = \"127.0.0.1:{port}\"\nedge_requests_per_minute = 0\nws_frames_per_second = {frames}\nlog = \"warn\"\ndurable = {}\nstorage = \"{}\"\n",
+        !args.normal,
+        if args.memory { "memory" } else { "embedded" }
     );
     if let Err(e) = std::fs::write(&config, toml) {
         usage(&format!("cannot write {}: {e}", config.display()));
@@ -391,6 +409,9 @@ async fn main() {
     let cpu = server.cpu_secs() - cpu_before;
     stop.notify_waiters();
     report(&args, &server, outcome, cpu, receivers).await;
+    if args.metrics {
+        print_store_timings(&http, &base).await;
+    }
     drop(server);
 }
 
@@ -428,6 +449,39 @@ fn membership(args: &Args) -> Vec<Vec<usize>> {
                 .collect()
         })
         .collect()
+}
+
+/// The server's mean store and bus call times by port and operation, from its
+/// `/metrics`.
+async fn print_store_timings(http: &reqwest::Client, base: &str) {
+    let text = match http.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => return eprintln!("metrics: {e}"),
+    };
+    let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+    let mut sums = BTreeMap::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("caas_store_duration_seconds_") else {
+            continue;
+        };
+        let (kind, labels) = rest.split_once('{').unwrap_or((rest, ""));
+        let labels = labels.split('}').next().unwrap_or("").to_owned();
+        let entry = sums.entry(labels).or_insert((0.0, 0.0));
+        match kind {
+            "sum" => entry.0 += value(l).unwrap_or(0.0),
+            "count" => entry.1 += value(l).unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    println!("  store and bus calls (mean):");
+    for (labels, (sum, count)) in sums {
+        if count > 0.0 {
+            println!(
+                "    {labels}: {count:.0} calls, {:.1} µs",
+                sum / count * 1e6
+            );
+        }
+    }
 }
 
 /// What the timed phase did.

@@ -31,6 +31,21 @@ pub struct PlatformConfig {
     /// SQLite `synchronous=FULL` (true, the default) or `NORMAL` (false: a power
     /// loss may lose the last commits; a process crash loses nothing).
     pub durable: bool,
+    /// Where data lives (`CAAS_STORAGE`): `embedded` (SQLite and files under the
+    /// data dir, the default) or `memory` (nothing survives a restart: for
+    /// throwaway runs and for benchmarking the transport without storage).
+    pub storage: Storage,
+}
+
+/// Where the platform keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// SQLite and local files under the data dir.
+    #[default]
+    Embedded,
+    /// In process memory only: everything is lost when the process stops.
+    Memory,
 }
 
 impl Default for PlatformConfig {
@@ -45,6 +60,7 @@ impl Default for PlatformConfig {
             durable: true,
             cors_origins: Vec::new(),
             ws_frames_per_second: 30,
+            storage: Storage::Embedded,
         }
     }
 }
@@ -88,6 +104,17 @@ impl PlatformConfig {
         if let Some(v) = env("CAAS_LOG") {
             c.log = v;
         }
+        if let Some(v) = env("CAAS_STORAGE") {
+            c.storage = match v.as_str() {
+                "embedded" => Storage::Embedded,
+                "memory" => Storage::Memory,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "CAAS_STORAGE `{v}` is neither `embedded` nor `memory`"
+                    )));
+                }
+            };
+        }
         if c.ws_frames_per_second == 0 {
             return Err(ConfigError(
                 "ws_frames_per_second must be at least 1".into(),
@@ -128,6 +155,11 @@ mod tests {
         let bad =
             PlatformConfig::load(None, |k| (k == "CAAS_LISTEN").then(|| "nowhere".to_owned()));
         assert!(bad.unwrap_err().to_string().contains("CAAS_LISTEN"));
+        let memory =
+            PlatformConfig::load(None, |k| (k == "CAAS_STORAGE").then(|| "memory".to_owned()));
+        assert_eq!(memory.unwrap().storage, Storage::Memory);
+        let bad = PlatformConfig::load(None, |k| (k == "CAAS_STORAGE").then(|| "disk".to_owned()));
+        assert!(bad.unwrap_err().to_string().contains("CAAS_STORAGE"));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

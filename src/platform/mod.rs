@@ -10,9 +10,10 @@ mod keys;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{ConfigError, PlatformConfig};
+pub use config::{ConfigError, PlatformConfig, Storage};
 pub use demo::{Demo, create_demo};
 
+use caas_core::ports::{Backends, CredentialStore};
 use caas_core::ratelimit::Quota;
 use caas_core::{Caas, Config};
 use caas_storage::embedded::{Embedded, EmbeddedConfig};
@@ -48,8 +49,9 @@ pub struct Platform {
     pub state: AppState,
     /// The operator key, when it was generated at this start (print it once).
     pub generated_operator_key: Option<String>,
-    /// The embedded storage, for backups and integrity checks.
-    pub storage: Embedded,
+    /// The embedded storage, for backups and integrity checks (`None` with
+    /// [`Storage::Memory`]).
+    pub storage: Option<Embedded>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -87,8 +89,23 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     let seed = keys::signing_seed(&config.data_dir)?;
     let auth = Authenticator::new(operator.hash, &seed, "platform-1")
         .map_err(|e| PlatformError::Io(e.to_string()))?;
-    let storage = open_storage(&config)?;
-    let backends = storage.backends.clone();
+    let (storage, backends, credentials): (_, Backends, Arc<dyn CredentialStore>) = match config
+        .storage
+    {
+        Storage::Embedded => {
+            let embedded = open_storage(&config)?;
+            let (backends, credentials) =
+                (embedded.backends.clone(), Arc::new(embedded.sqlite.clone()));
+            (Some(embedded), backends, credentials)
+        }
+        Storage::Memory => {
+            tracing::warn!(
+                "storage = memory: nothing is written to disk and everything is lost when the process stops"
+            );
+            let credentials = Arc::new(caas_storage::memory::MemoryCredentialStore::default());
+            (None, caas_storage::memory::backends(), credentials)
+        }
+    };
     let gateway = GatewayConfig {
         max_body_bytes: config.max_body_bytes,
         edge_quota: (config.edge_requests_per_minute > 0)
@@ -106,7 +123,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     let state = AppState::new(
         Arc::new(caas),
         Arc::new(auth),
-        Arc::new(storage.sqlite.clone()),
+        credentials,
         Arc::new(passwords),
     )
     .with_gateway_config(gateway)

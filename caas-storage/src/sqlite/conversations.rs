@@ -46,6 +46,20 @@ fn reindex(c: &Tx<'_, '_>, conv: &Conversation) -> Result<()> {
     search::put_conversation(c, stream, search::conversation_words(conv).as_ref())
 }
 
+impl SqliteStore {
+    /// For [`Tx::after_batch`] of a write to `conv`'s members: drops its cached
+    /// members once the batch ends, before the writing caller is answered, even
+    /// if that caller stopped waiting (see `member_cache.rs`).
+    fn forget_members(
+        &self,
+        tenant: &TenantId,
+        conv: &ConversationId,
+    ) -> impl FnOnce() + Send + 'static {
+        let (cache, tenant, conv) = (self.inner.members.clone(), tenant.clone(), conv.clone());
+        move || cache.invalidate(&tenant, &conv)
+    }
+}
+
 #[async_trait]
 impl ConversationStore for SqliteStore {
     async fn create(
@@ -59,7 +73,10 @@ impl ConversationStore for SqliteStore {
             .iter()
             .map(|m| Ok((m.clone(), to_json(m, "member")?)))
             .collect::<Result<Vec<_>>>()?;
+        // An empty list may be cached for an id not yet created.
+        let forget = self.forget_members(&conversation.tenant, &conversation.id);
         self.write(move |c| {
+            c.after_batch(forget);
             let tenant = conv.tenant.as_str();
             // The single writer serializes creates, so check-then-insert cannot race;
             // the unique index still backs it up.
@@ -93,7 +110,7 @@ impl ConversationStore for SqliteStore {
 
     async fn get(&self, tenant: &TenantId, id: &ConversationId) -> Result<Option<Conversation>> {
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.read(move |c| get_conversation(c, tenant.as_str(), id.as_str()))
+        self.read_short(move |c| get_conversation(c, tenant.as_str(), id.as_str()))
             .await
     }
 
@@ -147,29 +164,39 @@ impl ConversationStore for SqliteStore {
         tenant: &TenantId,
         conversation: &ConversationId,
     ) -> Result<Vec<Member>> {
+        if let Some(members) = self.inner.members.get(tenant, conversation) {
+            return Ok(members.to_vec());
+        }
+        let generation = self.inner.members.generation();
         let (tenant, conv) = (tenant.clone(), conversation.clone());
-        self.read(move |c| {
-            let mut stmt = c
+        let (t, cv) = (tenant.clone(), conv.clone());
+        let members: Vec<Member> = self
+            .read_short(move |c| {
+                let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM members WHERE tenant = ?1 AND conversation = ?2 ORDER BY user",
                 )
                 .ctx("list members")?;
-            let docs = stmt
-                .query_map(params![tenant.as_str(), conv.as_str()], |r| {
-                    r.get::<_, String>(0)
-                })
-                .ctx("list members")?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .ctx("list members")?;
-            docs.iter().map(|d| from_json(d, "member")).collect()
-        })
-        .await
+                let docs = stmt
+                    .query_map(params![tenant.as_str(), conv.as_str()], |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .ctx("list members")?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .ctx("list members")?;
+                docs.iter().map(|d| from_json(d, "member")).collect()
+            })
+            .await?;
+        self.inner.members.fill(&t, &cv, generation, &members);
+        Ok(members)
     }
 
     async fn put_member(&self, tenant: &TenantId, member: &Member) -> Result<bool> {
+        let forget = self.forget_members(tenant, &member.conversation);
         let (tenant, member) = (tenant.clone(), member.clone());
         let doc = to_json(&member, "member")?;
         self.write(move |c| {
+            c.after_batch(forget);
             if !exists(c, tenant.as_str(), member.conversation.as_str())? {
                 return Err(Error::not_found(
                     EntityKind::Conversation,
@@ -200,8 +227,10 @@ impl ConversationStore for SqliteStore {
         conversation: &ConversationId,
         user: &UserId,
     ) -> Result<bool> {
+        let forget = self.forget_members(tenant, conversation);
         let (tenant, conv, user) = (tenant.clone(), conversation.clone(), user.clone());
         self.write(move |c| {
+            c.after_batch(forget);
             let n = c
                 .prepare_cached(
                     "DELETE FROM members WHERE tenant = ?1 AND conversation = ?2 AND user = ?3",

@@ -39,6 +39,7 @@ mod journal;
 #[cfg(feature = "encryption")]
 mod keyrings;
 mod keys;
+mod member_cache;
 mod messages;
 mod readers;
 mod receipts;
@@ -62,6 +63,10 @@ use crate::temp::TempDir;
 use error::Ctx;
 use readers::Readers;
 use writer::Writer;
+
+/// Connections for reads short enough to run on the caller's thread (see
+/// `readers.rs`): one per core of the machines this targets.
+const SHORT_READ_CONNECTIONS: usize = 2;
 
 /// What a commit promises. Both modes keep the database consistent (never corrupt,
 /// never a gap in a conversation's seqs); they differ in which acknowledged writes
@@ -136,6 +141,7 @@ struct Inner {
     // temporary directory holding the files.
     writer: Writer,
     readers: Readers,
+    members: Arc<member_cache::MemberCache>,
     path: PathBuf,
     config: SqliteConfig,
     _temp: Option<TempDir>,
@@ -172,12 +178,16 @@ impl SqliteStore {
         let readers = (0..config.read_connections.max(1))
             .map(|_| connect(path, &config, false))
             .collect::<Result<Vec<_>>>()?;
+        let short = (0..SHORT_READ_CONNECTIONS)
+            .map(|_| connect(path, &config, false))
+            .collect::<Result<Vec<_>>>()?;
         let writer = Writer::start(conn, config.max_batch, config.queue_capacity)?;
-        let readers = Readers::start(readers)?;
+        let readers = Readers::start(readers, short)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
                 readers,
+                members: Arc::default(),
                 path: path.to_path_buf(),
                 config,
                 _temp: temp,
@@ -261,6 +271,16 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         self.inner.readers.read(work).await
+    }
+
+    /// Runs a point lookup or small range on the caller's thread when it can
+    /// (see `readers.rs`).
+    async fn read_short<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.readers.read_short(work).await
     }
 
     /// Runs `work` in the writer's next batch; returns once that batch is committed.

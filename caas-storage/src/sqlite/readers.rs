@@ -5,6 +5,13 @@
 //! the writer's batches. Each connection lives on one thread for its whole life,
 //! which keeps its prepared-statement cache warm, and keeps blocking SQLite calls
 //! off the async runtime's workers.
+//!
+//! Short reads (a point lookup, a conversation's members) are different: handing
+//! one to a pool thread and the answer back costs two thread wake-ups, ~40 µs
+//! each on a quiet machine, several times the read itself, and a send makes two
+//! of them before its write. So the pool also keeps a few connections behind
+//! locks that the caller's thread uses directly when one is free
+//! ([`Readers::read_short`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, mpsc};
@@ -23,11 +30,13 @@ type Job = Box<dyn FnOnce(&Connection) + Send>;
 pub(super) struct Readers {
     tx: Option<mpsc::Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
+    short: Vec<Mutex<Connection>>,
 }
 
 impl Readers {
-    /// One thread per connection.
-    pub(super) fn start(conns: Vec<Connection>) -> Result<Self> {
+    /// One thread per connection of `conns`; `short` serve
+    /// [`Readers::read_short`] on the caller's thread.
+    pub(super) fn start(conns: Vec<Connection>, short: Vec<Connection>) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::with_capacity(conns.len());
@@ -42,7 +51,27 @@ impl Readers {
         Ok(Self {
             tx: Some(tx),
             threads,
+            short: short.into_iter().map(Mutex::new).collect(),
         })
+    }
+
+    /// Runs a short read on the caller's thread when a short-read connection is
+    /// free (it blocks that thread for the read's duration: only point lookups
+    /// and small ranges belong here), on the pool otherwise.
+    pub(super) async fn read_short<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        for conn in &self.short {
+            // A panic is caught inside the lock, so it is never poisoned; a
+            // poisoned or busy one is passed over.
+            if let Ok(conn) = conn.try_lock() {
+                return catch_unwind(AssertUnwindSafe(|| work(&conn)))
+                    .unwrap_or_else(|_| Err(Error::internal("sqlite: a read panicked")));
+            }
+        }
+        self.read(work).await
     }
 
     /// Runs `work` on the next free read connection.

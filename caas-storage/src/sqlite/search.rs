@@ -380,7 +380,7 @@ impl SearchIndex for SqliteStore {
         let want = words.as_ref().map(|w| w.digest);
         let check = m.clone();
         if !self
-            .read(move |c| needs_index_write(c, &check, want))
+            .read_short(move |c| needs_index_write(c, &check, want))
             .await?
         {
             return Ok(());

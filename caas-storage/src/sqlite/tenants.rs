@@ -30,7 +30,7 @@ impl TenantStore for SqliteStore {
 
     async fn get(&self, id: &TenantId) -> Result<Option<Tenant>> {
         let id = id.clone();
-        self.read(move |c| {
+        self.read_short(move |c| {
             let doc: Option<String> = c
                 .prepare_cached("SELECT doc FROM tenants WHERE id = ?1")
                 .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)).optional())

@@ -57,7 +57,7 @@ impl UserStore for SqliteStore {
 
     async fn get(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>> {
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.read(move |c| get_user(c, &tenant, &id)).await
+        self.read_short(move |c| get_user(c, &tenant, &id)).await
     }
 
     async fn get_many(&self, tenant: &TenantId, ids: &[UserId]) -> Result<Vec<User>> {

@@ -175,7 +175,6 @@ type Hot<'c> = RefCell<Vec<(usize, Rc<RefCell<Statement<'c>>>)>>;
 
 /// The batch transaction as a command sees it: the connection (through `Deref`),
 /// the queue of full-text changes, and the writer's stream cache.
-#[derive(Debug)]
 pub(super) struct Tx<'t, 'c> {
     conn: &'c Connection,
     hot: &'t Hot<'c>,
@@ -183,6 +182,18 @@ pub(super) struct Tx<'t, 'c> {
     streams: &'t RefCell<StreamCache>,
     /// Streams created in this batch, in order.
     created: RefCell<Vec<StreamKey>>,
+    /// Run once the batch has committed or failed, before anyone is answered.
+    after: RefCell<Vec<Box<dyn FnOnce()>>>,
+}
+
+impl std::fmt::Debug for Tx<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("fts", &self.fts.borrow().len())
+            .field("created", &self.created.borrow().len())
+            .field("after", &self.after.borrow().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Deref for Tx<'_, '_> {
@@ -194,6 +205,13 @@ impl Deref for Tx<'_, '_> {
 }
 
 impl<'c> Tx<'_, 'c> {
+    /// Runs `f` once this batch has committed or failed (whichever; also when
+    /// this command alone failed), before any of its callers is answered: for
+    /// caches of what the batch may have changed.
+    pub(super) fn after_batch(&self, f: impl FnOnce() + 'static) {
+        self.after.borrow_mut().push(Box::new(f));
+    }
+
     /// A statement of the hot path (run for every append), prepared once. Use
     /// `prepare_cached` for the rest.
     pub(super) fn hot(&self, sql: &'static str) -> Result<Rc<RefCell<Statement<'c>>>> {
@@ -495,6 +513,7 @@ fn commit<'c>(
         fts: RefCell::new(Vec::new()),
         streams,
         created: RefCell::new(Vec::new()),
+        after: RefCell::new(Vec::new()),
     };
     let result = apply_all(&tx, batch).and_then(|()| exec(&tx, "COMMIT"));
     if result.is_err() {
@@ -504,6 +523,9 @@ fn commit<'c>(
         // Heads cached during the batch are gone with it.
         streams.borrow_mut().streams.clear();
         tx.forget_created(0);
+    }
+    for f in tx.after.take() {
+        f();
     }
     result
 }

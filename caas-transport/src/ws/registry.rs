@@ -107,6 +107,17 @@ pub(crate) struct ConnHandle {
     status: AtomicU8,
 }
 
+/// What a connection's task has to do, by [`ConnHandle::next`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Close, for this reason.
+    Close(CloseReason),
+    /// Write the queued frames.
+    Write,
+    /// Nothing: wait for the socket, the outbox or a timer.
+    Wait,
+}
+
 /// What waits for a connection's socket.
 #[derive(Debug, Default)]
 struct Outbox {
@@ -176,9 +187,14 @@ impl ConnHandle {
         frame
     }
 
-    /// Whether frames wait for the socket.
-    pub(crate) fn has_frames(&self) -> bool {
-        !self.outbox().frames.is_empty()
+    /// What the connection's task has to do now (one lock for both questions).
+    pub(crate) fn next(&self) -> Next {
+        let o = self.outbox();
+        match &o.close {
+            Some(reason) => Next::Close(reason.clone()),
+            None if o.frames.is_empty() => Next::Wait,
+            None => Next::Write,
+        }
     }
 
     /// The presence this connection reported (online until it says otherwise).
@@ -516,7 +532,7 @@ mod tests {
         let r = Arc::new(Registry::default());
         let a = conn(&r, "alice", None, 64);
         let h = a.handle().clone();
-        assert!(!h.has_frames());
+        assert_eq!(h.next(), Next::Wait);
         for n in 0..40 {
             assert_eq!(r.dispatch(&event(&["alice"])), 1, "frame {n}");
         }
@@ -536,7 +552,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.dispatch(&event(&["alice"])), 0);
-        assert!(!h.has_frames());
+        assert_eq!(h.next(), Next::Close(CloseReason::RESTART));
         // The first reason stands.
         h.close(CloseReason::IDLE);
         assert_eq!(h.close_reason(), Some(CloseReason::RESTART));
