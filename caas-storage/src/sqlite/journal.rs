@@ -11,8 +11,8 @@ use caas_core::model::NewMessage;
 use caas_core::ports::{Journaled, MessageJournal};
 
 use super::SqliteStore;
-use super::codec::{to_json, to_u64};
-use super::events::{next_cursor, put_event};
+use super::codec::to_u64;
+use super::events::{PreparedEvent, next_cursor, put_event};
 use super::messages::{Inserted, Prepared, insert};
 
 #[async_trait]
@@ -35,14 +35,14 @@ impl MessageJournal for SqliteStore {
                     audience,
                     payload: EventPayload::MessageCreated { message: m.clone() },
                 });
-                let doc = to_json(&*event, "event")?;
+                let prepared = PreparedEvent::new(&event)?;
                 let cursor = next_cursor(c, event.tenant.as_str())?;
-                Ok((event, doc, cursor, Cursor(to_u64(cursor, "cursor")?)))
+                Ok((event, prepared, cursor, Cursor(to_u64(cursor, "cursor")?)))
             })?;
             match inserted {
                 Inserted::Existing(m) => Ok(Journaled::Existing(m)),
-                Inserted::Created(message, (event, doc, at, cursor)) => {
-                    put_event(c, event.tenant.as_str(), at, &doc, &event.audience)?;
+                Inserted::Created(message, (event, prepared, at, cursor)) => {
+                    put_event(c, event.tenant.as_str(), at, &prepared)?;
                     Ok(Journaled::Created {
                         message,
                         event,

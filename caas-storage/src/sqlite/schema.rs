@@ -17,7 +17,7 @@ pub(super) const APPLICATION_ID: i32 = 0x6361_6173;
 
 /// Migration `i` takes a database from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this binary writes.
 #[cfg(test)]
@@ -213,13 +213,37 @@ CREATE TABLE search_users (
 );
 "#;
 
+/// Version 2: event audiences stored once per distinct set of users instead of
+/// one `event_audience` row per user per event (a 100-member conversation wrote
+/// 100 rows, on ~100 pages, for every message). An event names its set; a user's
+/// sets are indexed by user. Events logged before keep their `event_audience`
+/// rows, which reads still consult.
+const V2: &str = r#"
+CREATE TABLE audiences (
+    tenant TEXT NOT NULL,
+    id     INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    users  TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX audiences_by_digest ON audiences (tenant, digest);
+CREATE TABLE audience_members (
+    tenant   TEXT NOT NULL,
+    user     TEXT NOT NULL,
+    audience INTEGER NOT NULL,
+    PRIMARY KEY (tenant, user, audience)
+) WITHOUT ROWID;
+ALTER TABLE events ADD COLUMN audience INTEGER;
+CREATE INDEX events_by_audience ON events (tenant, audience, cursor);
+"#;
+
 /// Checks that the file is a caas database this binary understands and brings its
 /// schema up to date. Runs on the writer connection before anything else.
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
     migrate_with(conn, MIGRATIONS)
 }
 
-fn migrate_with(conn: &Connection, migrations: &[&str]) -> Result<()> {
+pub(super) fn migrate_with(conn: &Connection, migrations: &[&str]) -> Result<()> {
     let app: i32 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .ctx("read application_id")?;
