@@ -187,10 +187,15 @@ fn read_rows(c: &Connection, tenant: &str, user: &str, after: i64, n: usize) -> 
         }
     }
     let head = head(c, tenant)?;
+    // The plan is forced: the user's sets first, then each set's events in the
+    // window by `events_by_audience`. Left to itself the planner walks the whole
+    // window by the primary key and probes each event's set, reading (and
+    // caching) every event of the window.
     let mut windowed = c
         .prepare_cached(
             "SELECT e.cursor, e.doc, e.audience FROM audience_members m
-             JOIN events e ON e.tenant = m.tenant AND e.audience = m.audience
+             CROSS JOIN events e INDEXED BY events_by_audience
+                 ON e.tenant = m.tenant AND e.audience = m.audience
                  AND e.cursor > ?3 AND e.cursor <= ?4
              WHERE m.tenant = ?1 AND m.user = ?2
              ORDER BY e.cursor LIMIT ?5",
