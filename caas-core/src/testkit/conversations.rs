@@ -100,11 +100,22 @@ pub async fn direct_is_unique_per_pair(s: Arc<dyn ConversationStore>) {
 pub async fn members_put_and_remove(s: Arc<dyn ConversationStore>) {
     let tn = tenant();
     let c = conv(&tn, ConversationKind::Group, None);
+    // Read before each write: a backend that caches must not serve stale lists.
+    assert!(s.members(&tn, &c.id).await.unwrap().is_empty());
     s.create(&c, &members(&c, &["alice"])).await.unwrap();
+    assert_eq!(s.members(&tn, &c.id).await.unwrap().len(), 1);
     let mut bob = Member::new(c.id.clone(), user("bob"), Role::Moderator, t(5));
     assert!(s.put_member(&tn, &bob).await.unwrap());
+    assert_eq!(s.members(&tn, &c.id).await.unwrap().len(), 2);
     bob.muted = true;
     assert!(!s.put_member(&tn, &bob).await.unwrap());
+    assert!(
+        s.members(&tn, &c.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.user == user("bob") && m.muted)
+    );
     assert_eq!(
         s.member(&tn, &c.id, &user("bob")).await.unwrap(),
         Some(bob.clone())
@@ -153,7 +164,10 @@ pub async fn list_for_user(s: Arc<dyn ConversationStore>) {
 pub async fn update_conversation(s: Arc<dyn ConversationStore>) {
     let tn = tenant();
     let mut c = conv(&tn, ConversationKind::Channel, None);
+    // Read before each write: a backend that caches must not serve stale ones.
+    assert_eq!(s.get(&tn, &c.id).await.unwrap(), None);
     s.create(&c, &members(&c, &["alice"])).await.unwrap();
+    assert_eq!(s.get(&tn, &c.id).await.unwrap(), Some(c.clone()));
     c.name = Some("renamed".into());
     c.attributes
         .insert("public".into(), serde_json::json!(true));

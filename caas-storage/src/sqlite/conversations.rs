@@ -47,16 +47,28 @@ fn reindex(c: &Tx<'_, '_>, conv: &Conversation) -> Result<()> {
 }
 
 impl SqliteStore {
-    /// For [`Tx::after_batch`] of a write to `conv`'s members: drops its cached
-    /// members once the batch ends, before the writing caller is answered, even
-    /// if that caller stopped waiting (see `member_cache.rs`).
-    fn forget_members(
+    /// For [`Tx::after_batch`] of a write to `conv` (with `members` when its
+    /// members change): drops what is cached of it once the batch ends, before
+    /// the writing caller is answered, even if that caller stopped waiting (see
+    /// `read_cache.rs`).
+    fn forget(
         &self,
         tenant: &TenantId,
         conv: &ConversationId,
+        members: bool,
     ) -> impl FnOnce() + Send + 'static {
-        let (cache, tenant, conv) = (self.inner.members.clone(), tenant.clone(), conv.clone());
-        move || cache.invalidate(&tenant, &conv)
+        let inner = &self.inner;
+        let caches = (
+            inner.conversations.clone(),
+            members.then(|| inner.members.clone()),
+        );
+        let (tenant, conv) = (tenant.clone(), conv.clone());
+        move || {
+            caches.0.invalidate(&tenant, &conv);
+            if let Some(members) = caches.1 {
+                members.invalidate(&tenant, &conv);
+            }
+        }
     }
 }
 
@@ -74,7 +86,7 @@ impl ConversationStore for SqliteStore {
             .map(|m| Ok((m.clone(), to_json(m, "member")?)))
             .collect::<Result<Vec<_>>>()?;
         // An empty list may be cached for an id not yet created.
-        let forget = self.forget_members(&conversation.tenant, &conversation.id);
+        let forget = self.forget(&conversation.tenant, &conversation.id, true);
         self.write(move |c| {
             c.after_batch(forget);
             let tenant = conv.tenant.as_str();
@@ -109,14 +121,25 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn get(&self, tenant: &TenantId, id: &ConversationId) -> Result<Option<Conversation>> {
-        let (tenant, id) = (tenant.clone(), id.clone());
-        self.read_short(move |c| get_conversation(c, tenant.as_str(), id.as_str()))
-            .await
+        if let Some(known) = self.inner.conversations.get(tenant, id) {
+            return Ok(known);
+        }
+        let generation = self.inner.conversations.generation();
+        let (t, i) = (tenant.clone(), id.clone());
+        let found = self
+            .read_short(move |c| get_conversation(c, t.as_str(), i.as_str()))
+            .await?;
+        self.inner
+            .conversations
+            .fill(tenant, id, generation, found.clone());
+        Ok(found)
     }
 
     async fn update(&self, conversation: &Conversation) -> Result<()> {
         let given = conversation.clone();
+        let forget = self.forget(&given.tenant, &given.id, false);
         self.write(move |c| {
+            c.after_batch(forget);
             let mut stored = get_conversation(c, given.tenant.as_str(), given.id.as_str())?
                 .ok_or_else(|| Error::not_found(EntityKind::Conversation, &given.id))?;
             // Only the name and attributes change; kind, creator and key stay.
@@ -187,12 +210,14 @@ impl ConversationStore for SqliteStore {
                 docs.iter().map(|d| from_json(d, "member")).collect()
             })
             .await?;
-        self.inner.members.fill(&t, &cv, generation, &members);
+        self.inner
+            .members
+            .fill(&t, &cv, generation, members.as_slice().into());
         Ok(members)
     }
 
     async fn put_member(&self, tenant: &TenantId, member: &Member) -> Result<bool> {
-        let forget = self.forget_members(tenant, &member.conversation);
+        let forget = self.forget(tenant, &member.conversation, true);
         let (tenant, member) = (tenant.clone(), member.clone());
         let doc = to_json(&member, "member")?;
         self.write(move |c| {
@@ -227,7 +252,7 @@ impl ConversationStore for SqliteStore {
         conversation: &ConversationId,
         user: &UserId,
     ) -> Result<bool> {
-        let forget = self.forget_members(tenant, conversation);
+        let forget = self.forget(tenant, conversation, true);
         let (tenant, conv, user) = (tenant.clone(), conversation.clone(), user.clone());
         self.write(move |c| {
             c.after_batch(forget);

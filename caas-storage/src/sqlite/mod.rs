@@ -39,8 +39,8 @@ mod journal;
 #[cfg(feature = "encryption")]
 mod keyrings;
 mod keys;
-mod member_cache;
 mod messages;
+mod read_cache;
 mod readers;
 mod receipts;
 mod schema;
@@ -141,7 +141,10 @@ struct Inner {
     // temporary directory holding the files.
     writer: Writer,
     readers: Readers,
-    members: Arc<member_cache::MemberCache>,
+    /// Conversations' members and the conversations themselves, as last read
+    /// (see `read_cache.rs`).
+    members: Arc<read_cache::ReadCache<Arc<[caas_core::model::Member]>>>,
+    conversations: Arc<read_cache::ReadCache<Option<caas_core::model::Conversation>>>,
     path: PathBuf,
     config: SqliteConfig,
     _temp: Option<TempDir>,
@@ -188,6 +191,7 @@ impl SqliteStore {
                 writer,
                 readers,
                 members: Arc::default(),
+                conversations: Arc::default(),
                 path: path.to_path_buf(),
                 config,
                 _temp: temp,
