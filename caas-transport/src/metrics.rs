@@ -20,6 +20,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     10.0,
 ];
 
+/// How often pending histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the process-wide Prometheus recorder (once) and returns its handle.
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -40,6 +43,22 @@ pub fn install() -> PrometheusHandle {
             // then ours renders nothing, which is its choice.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            // Histogram samples wait in the recorder until a render or an upkeep
+            // folds them into buckets. Without a Prometheus scraping `/metrics`
+            // nothing renders, so they would pile up (8 bytes per store call and
+            // per socket write) for the life of the process.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("caas-metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "metrics upkeep not started; scrape /metrics to bound its memory");
+            }
             handle
         })
         .clone()
