@@ -208,7 +208,25 @@ async fn correlation(State(state): State<AppState>, mut req: Request, next: Next
     res
 }
 
-/// GCRA per client IP, before authentication, with `RateLimit-*` headers.
+/// The edge limit's client: an IPv4 address, or the /64 network of an IPv6 one.
+/// One IPv6 host usually holds a whole /64 and can pick a fresh address in it
+/// for every request, so per-address limits would not hold it back.
+fn edge_client(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+    }
+}
+
+/// GCRA per client (see [`edge_client`]), before authentication, with
+/// `RateLimit-*` headers.
 async fn edge_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(quota) = state.config.edge_quota else {
         return next.run(req).await;
@@ -216,7 +234,7 @@ async fn edge_limit(State(state): State<AppState>, req: Request, next: Next) -> 
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .map(|c| edge_client(c.0.ip()))
         .unwrap_or_else(|| "unknown".to_owned());
     let now = state.caas.backends().clock.now();
     let decision = state
@@ -379,5 +397,25 @@ where
         serde_json::from_slice(&bytes)
             .map(|v| OptionalJson(Some(v)))
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edge_client;
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64() {
+        let a = edge_client("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = edge_client("2001:db8:1:2:bbbb::9".parse().unwrap());
+        let other = edge_client("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(a, b, "one /64, one budget");
+        assert_ne!(a, other);
+        assert_eq!(
+            edge_client("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7"
+        );
+        assert_eq!(edge_client("192.0.2.7".parse().unwrap()), "192.0.2.7");
     }
 }

@@ -434,14 +434,51 @@ async fn caller_login(
     Ok((tenant, user, login))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TotpEnroll {
+    /// The caller's current password: an access token alone (perhaps a stolen
+    /// one) cannot bind a second factor and lock the owner out.
+    password: String,
+}
+
 /// `POST /v1/auth/totp`: starts TOTP enrolment for the caller's password login.
-#[utoipa::path(post, path = "/v1/auth/totp", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, description = "`{secret, otpauth_uri}`; confirm with a first code", body = Object)))]
+#[utoipa::path(post, path = "/v1/auth/totp", tag = "auth", request_body = TotpEnroll, security(("bearer" = [])),
+    responses((status = 200, description = "`{secret, otpauth_uri}`; confirm with a first code", body = Object),
+        (status = 401, description = "wrong password", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many attempts for this user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(super) async fn totp_enroll(
     State(state): State<AppState>,
     Auth(p): Auth,
+    ApiJson(body): ApiJson<TotpEnroll>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (tenant, user, mut login) = caller_login(&state, &p).await?;
+    if body.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::too_large(format!(
+            "password: at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    // The login's attempt budget: guessing the password here is no cheaper.
+    let now = state.caas.backends().clock.now();
+    let key = RateKey::new(&tenant, user.shared(), "auth.login");
+    if let Decision::Deny { retry_after } = state
+        .caas
+        .backends()
+        .rate_limits
+        .check(&key, &Quota::per_minute(LOGIN_ATTEMPTS_PER_MINUTE), now)
+        .await?
+    {
+        return Err(ApiError::rate_limited(
+            "too many login attempts for this user",
+            retry_after,
+        ));
+    }
+    if verify(state.passwords.clone(), body.password, login.phc.clone())
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::unauthenticated("wrong password"));
+    }
     if login.totp.as_ref().is_some_and(|f| f.confirmed) {
         return Err(Error::conflict("TOTP is already enrolled").into());
     }

@@ -179,8 +179,25 @@ async fn totp_is_required_once_confirmed_and_codes_are_single_use() {
         .as_str()
         .unwrap()
         .to_owned();
+    // A token alone does not enrol a factor: the password is asked again.
+    problem(
+        &s.call(
+            Method::POST,
+            "/v1/auth/totp",
+            Some(&token),
+            Some(json!({"password": "wrong horse"})),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
     let enrol = s
-        .call(Method::POST, "/v1/auth/totp", Some(&token), None)
+        .call(
+            Method::POST,
+            "/v1/auth/totp",
+            Some(&token),
+            Some(json!({"password": "correct horse"})),
+        )
         .await;
     assert_eq!(enrol.status, StatusCode::OK, "{:?}", enrol.body);
     assert!(
