@@ -131,7 +131,7 @@ impl ConversationStore for SqliteStore {
             .await?;
         self.inner
             .conversations
-            .fill(tenant, id, generation, found.clone());
+            .fill(tenant, id, generation, found.clone(), 1);
         Ok(found)
     }
 
@@ -193,8 +193,10 @@ impl ConversationStore for SqliteStore {
         let generation = self.inner.members.generation();
         let (tenant, conv) = (tenant.clone(), conversation.clone());
         let (t, cv) = (tenant.clone(), conv.clone());
+        // On the pool, not the caller's thread: a large conversation's list takes
+        // milliseconds to decode, and misses are rare once it is cached.
         let members: Vec<Member> = self
-            .read_short(move |c| {
+            .read(move |c| {
                 let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM members WHERE tenant = ?1 AND conversation = ?2 ORDER BY user",
@@ -210,9 +212,10 @@ impl ConversationStore for SqliteStore {
                 docs.iter().map(|d| from_json(d, "member")).collect()
             })
             .await?;
+        let weight = members.len();
         self.inner
             .members
-            .fill(&t, &cv, generation, members.as_slice().into());
+            .fill(&t, &cv, generation, members.as_slice().into(), weight);
         Ok(members)
     }
 

@@ -190,8 +190,8 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 writer,
                 readers,
-                members: Arc::default(),
-                conversations: Arc::default(),
+                members: Arc::new(read_cache::ReadCache::new(read_cache::MAX_MEMBERS)),
+                conversations: Arc::new(read_cache::ReadCache::new(read_cache::MAX_CONVERSATIONS)),
                 path: path.to_path_buf(),
                 config,
                 _temp: temp,

@@ -15,37 +15,53 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use caas_core::ids::{ConversationId, TenantId};
 
-/// Conversations kept at most; a full cache starts over (it refills from reads).
-const MAX_CONVERSATIONS: usize = 16 * 1024;
+/// What a cache may hold, in entries or (for member lists) members; a full cache
+/// starts over, refilling from reads. 256k members is ~25 MiB.
+pub(super) const MAX_CONVERSATIONS: usize = 16 * 1024;
+pub(super) const MAX_MEMBERS: usize = 256 * 1024;
 
 type Key = (TenantId, ConversationId);
 
-type Map<V> = HashMap<Key, V, foldhash::fast::RandomState>;
+type Map<V> = HashMap<Key, (V, usize), foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 pub(super) struct ReadCache<V> {
     generation: AtomicU64,
-    lists: Mutex<Map<V>>,
+    lists: Mutex<Entries<V>>,
+    capacity: usize,
 }
 
-impl<V> Default for ReadCache<V> {
-    fn default() -> Self {
-        Self {
-            generation: AtomicU64::new(0),
-            lists: Mutex::new(Map::default()),
-        }
-    }
+#[derive(Debug)]
+struct Entries<V> {
+    map: Map<V>,
+    /// The sum of the entries' weights.
+    weight: usize,
 }
 
 impl<V: Clone> ReadCache<V> {
-    fn lists(&self) -> MutexGuard<'_, Map<V>> {
+    /// A cache holding entries of at most `capacity` total weight.
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            generation: AtomicU64::new(0),
+            lists: Mutex::new(Entries {
+                map: Map::default(),
+                weight: 0,
+            }),
+            capacity,
+        }
+    }
+
+    fn lists(&self) -> MutexGuard<'_, Entries<V>> {
         // Only map operations run under the lock; a poisoned map is still whole.
         self.lists.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The cached value, if any.
     pub(super) fn get(&self, tenant: &TenantId, conv: &ConversationId) -> Option<V> {
-        self.lists().get(&(tenant.clone(), conv.clone())).cloned()
+        self.lists()
+            .map
+            .get(&(tenant.clone(), conv.clone()))
+            .map(|(v, _)| v.clone())
     }
 
     /// Taken before a read whose result may be [`ReadCache::fill`]ed.
@@ -53,25 +69,47 @@ impl<V: Clone> ReadCache<V> {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Keeps `value`, read after `generation` was taken, unless a write happened
-    /// since.
-    pub(super) fn fill(&self, tenant: &TenantId, conv: &ConversationId, generation: u64, value: V) {
+    /// Keeps `value` (counting `weight` against the capacity), read after
+    /// `generation` was taken, unless a write happened since. A value heavier than
+    /// the whole capacity is not kept.
+    pub(super) fn fill(
+        &self,
+        tenant: &TenantId,
+        conv: &ConversationId,
+        generation: u64,
+        value: V,
+        weight: usize,
+    ) {
+        let weight = weight.max(1);
+        if weight > self.capacity {
+            return;
+        }
         let mut lists = self.lists();
         // Checked under the lock: `invalidate` bumps before it takes the lock, so
         // a write that committed after the read began is seen here.
         if self.generation.load(Ordering::Acquire) != generation {
             return;
         }
-        if lists.len() >= MAX_CONVERSATIONS {
-            lists.clear();
+        if lists.weight + weight > self.capacity {
+            lists.map.clear();
+            lists.weight = 0;
         }
-        lists.insert((tenant.clone(), conv.clone()), value);
+        if let Some((_, old)) = lists
+            .map
+            .insert((tenant.clone(), conv.clone()), (value, weight))
+        {
+            lists.weight -= old;
+        }
+        lists.weight += weight;
     }
 
     /// Called after every committed (or failed) write of what is cached.
     pub(super) fn invalidate(&self, tenant: &TenantId, conv: &ConversationId) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.lists().remove(&(tenant.clone(), conv.clone()));
+        let mut lists = self.lists();
+        if let Some((_, weight)) = lists.map.remove(&(tenant.clone(), conv.clone())) {
+            lists.weight -= weight;
+        }
     }
 }
 
@@ -101,18 +139,27 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_a_write_is_not_kept() {
-        let cache = ReadCache::<Arc<[Member]>>::default();
+        let cache = ReadCache::<Arc<[Member]>>::new(3);
         let (t, c) = ids();
         let before = cache.generation();
         // A write commits and invalidates while the read is under way.
         cache.invalidate(&t, &c);
-        cache.fill(&t, &c, before, Arc::from(vec![member(&c, "old")]));
+        cache.fill(&t, &c, before, Arc::from(vec![member(&c, "old")]), 1);
         assert!(cache.get(&t, &c).is_none());
         // A read that began after the write is kept, until the next write.
         let g = cache.generation();
-        cache.fill(&t, &c, g, Arc::from(vec![member(&c, "new")]));
+        cache.fill(&t, &c, g, Arc::from(vec![member(&c, "new")]), 1);
         assert_eq!(cache.get(&t, &c).unwrap()[0].user.as_str(), "new");
         cache.invalidate(&t, &c);
         assert!(cache.get(&t, &c).is_none());
+        // Bounded by weight: too heavy is not kept, and a full cache starts over.
+        let g = cache.generation();
+        cache.fill(&t, &c, g, Arc::from(vec![member(&c, "big")]), 4);
+        assert!(cache.get(&t, &c).is_none());
+        let other = ConversationId::parse("d").unwrap();
+        cache.fill(&t, &c, g, Arc::from(vec![member(&c, "a")]), 2);
+        cache.fill(&t, &other, g, Arc::from(vec![member(&other, "b")]), 2);
+        assert!(cache.get(&t, &c).is_none(), "dropped to make room");
+        assert!(cache.get(&t, &other).is_some());
     }
 }

@@ -6,10 +6,9 @@
 //! which keeps its prepared-statement cache warm, and keeps blocking SQLite calls
 //! off the async runtime's workers.
 //!
-//! Short reads (a point lookup, a conversation's members) are different: handing
-//! one to a pool thread and the answer back costs two thread wake-ups, ~40 µs
-//! each on a quiet machine, several times the read itself, and a send makes two
-//! of them before its write. So the pool also keeps a few connections behind
+//! Short reads (point lookups) are different: handing one to a pool thread and
+//! the answer back costs two thread wake-ups, ~40 µs each on a quiet machine,
+//! several times the read itself. So the pool also keeps a few connections behind
 //! locks that the caller's thread uses directly when one is free
 //! ([`Readers::read_short`]).
 
