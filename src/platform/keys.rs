@@ -48,21 +48,44 @@ fn write_private(path: &Path, content: &[u8]) -> Result<(), PlatformError> {
         .map_err(|e| PlatformError::Io(format!("cannot write {}: {e}", path.display())))
 }
 
+fn configured_operator(key: &str) -> Result<Operator, PlatformError> {
+    let secret = TenantSecret::parse(key).map_err(|_| {
+        PlatformError::Config(
+            "CAAS_OPERATOR_KEY must look like `sk_` followed by 43 base64url characters".into(),
+        )
+    })?;
+    Ok(Operator {
+        hash: secret.hash(),
+        generated: None,
+    })
+}
+
+/// The keys of a platform on memory storage: the operator credential from
+/// configuration or generated, and a fresh signing seed, written nowhere. Its
+/// tokens die with it, as its data does, and never verify on another platform
+/// that shares the data dir.
+pub(crate) fn ephemeral(configured: Option<&str>) -> Result<(Operator, [u8; 32]), PlatformError> {
+    let operator = match configured {
+        Some(key) => configured_operator(key)?,
+        None => {
+            let secret = TenantSecret::generate().map_err(|e| PlatformError::Io(e.to_string()))?;
+            Operator {
+                hash: secret.hash(),
+                generated: Some(secret),
+            }
+        }
+    };
+    let seed = caas_crypto::random::array::<32>().map_err(|e| PlatformError::Io(e.to_string()))?;
+    Ok((operator, seed))
+}
+
 /// The operator credential: from configuration, from the data dir, or generated.
 pub(crate) fn operator(
     data_dir: &Path,
     configured: Option<&str>,
 ) -> Result<Operator, PlatformError> {
     if let Some(key) = configured {
-        let secret = TenantSecret::parse(key).map_err(|_| {
-            PlatformError::Config(
-                "CAAS_OPERATOR_KEY must look like `sk_` followed by 43 base64url characters".into(),
-            )
-        })?;
-        return Ok(Operator {
-            hash: secret.hash(),
-            generated: None,
-        });
+        return configured_operator(key);
     }
     let path = data_dir.join(OPERATOR_HASH);
     match std::fs::read_to_string(&path) {

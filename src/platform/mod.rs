@@ -79,15 +79,28 @@ fn open_storage(config: &PlatformConfig) -> Result<Embedded, PlatformError> {
 
 /// Opens storage, loads or generates keys, binds the listener and serves.
 pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        PlatformError::Io(format!(
-            "cannot create data dir {}: {e}",
-            config.data_dir.display()
-        ))
-    })?;
-    let operator = keys::operator(&config.data_dir, config.operator_key.as_deref())?;
-    let seed = keys::signing_seed(&config.data_dir)?;
-    let auth = Authenticator::new(operator.hash, &seed, "platform-1")
+    let (operator, seed, key_id) = match config.storage {
+        Storage::Embedded => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                PlatformError::Io(format!(
+                    "cannot create data dir {}: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
+            let operator = keys::operator(&config.data_dir, config.operator_key.as_deref())?;
+            (
+                operator,
+                keys::signing_seed(&config.data_dir)?,
+                "platform-1",
+            )
+        }
+        // Nothing in the data dir: not even keys (see `keys::ephemeral`).
+        Storage::Memory => {
+            let (operator, seed) = keys::ephemeral(config.operator_key.as_deref())?;
+            (operator, seed, "platform-memory")
+        }
+    };
+    let auth = Authenticator::new(operator.hash, &seed, key_id)
         .map_err(|e| PlatformError::Io(e.to_string()))?;
     let (storage, backends, credentials): (_, Backends, Arc<dyn CredentialStore>) = match config
         .storage
@@ -153,7 +166,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             hub.shutdown(std::time::Duration::from_secs(5)).await;
         },
     ));
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "caas platform listening");
+    tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), "caas platform listening");
     Ok(Platform {
         addr,
         state,

@@ -142,3 +142,58 @@ async fn the_demo_gives_two_users_who_can_chat() {
     p.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn memory_storage_writes_nothing_and_its_tokens_die_with_it() {
+    let dir = temp_dir("memory").join("never-created");
+    let memory = || PlatformConfig {
+        storage: caas::platform::Storage::Memory,
+        ..config(&dir)
+    };
+    let p = start(memory()).await.unwrap();
+    let key = p.generated_operator_key.clone().expect("generated");
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", p.addr);
+    let r = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "scratch"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let jwks = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    p.shutdown().await.unwrap();
+    assert!(!dir.exists(), "not even keys are written");
+
+    let p = start(memory()).await.unwrap();
+    let base = format!("http://{}", p.addr);
+    let r = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the old operator key is gone with its run");
+    let again = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_ne!(jwks, again, "a fresh signing key each run");
+    p.shutdown().await.unwrap();
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir_all(parent);
+    }
+}

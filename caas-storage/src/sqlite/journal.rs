@@ -25,8 +25,11 @@ impl MessageJournal for SqliteStore {
     ) -> Result<Journaled> {
         let prepared = Prepared::new(message)?;
         self.write_prechecked(move |c| {
-            // The event needs the message's seq, so it is built here, but before
-            // the message's first change: a failure leaves nothing written.
+            // The event needs the message's seq, so it is built here, before the
+            // message row is written. A failure here fails this command alone,
+            // unless the conversation's first message just created its stream
+            // row: then the writer fails the whole batch rather than commit half
+            // a command (see `writer.rs`).
             let inserted = insert(c, prepared, |m| {
                 let event = Arc::new(Event {
                     tenant: m.tenant.clone(),

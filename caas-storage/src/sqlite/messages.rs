@@ -145,8 +145,9 @@ pub(super) enum Inserted<T> {
 }
 
 /// The writer's half of an append. `announce` runs once the message has its
-/// seq and before the first change, so whatever it reads or prepares can still
-/// fail with nothing written; its value comes back with a created message.
+/// seq and before the message row is written (only a conversation's first
+/// message has created its stream row by then); its value comes back with a
+/// created message.
 ///
 /// No savepoint (see `writer.rs`): the changes are single-row statements that
 /// SQLite makes atomic, the insert first, since it alone can be refused (a taken

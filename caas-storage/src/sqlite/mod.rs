@@ -182,7 +182,13 @@ impl SqliteStore {
             .map(|_| connect(path, &config, false))
             .collect::<Result<Vec<_>>>()?;
         let short = (0..SHORT_READ_CONNECTIONS)
-            .map(|_| connect(path, &config, false))
+            .map(|_| {
+                let c = connect(path, &config, false)?;
+                // They run on the caller's thread: never wait for a lock there
+                // (`read_short` retries such a read on the pool).
+                c.busy_timeout(Duration::ZERO).ctx("set busy timeout")?;
+                Ok(c)
+            })
             .collect::<Result<Vec<_>>>()?;
         let writer = Writer::start(conn, config.max_batch, config.queue_capacity)?;
         let readers = Readers::start(readers, short)?;
@@ -282,7 +288,7 @@ impl SqliteStore {
     async fn read_short<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + Sync + 'static,
     {
         self.inner.readers.read_short(work).await
     }

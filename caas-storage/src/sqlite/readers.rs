@@ -56,18 +56,26 @@ impl Readers {
 
     /// Runs a short read on the caller's thread when a short-read connection is
     /// free (it blocks that thread for the read's duration: only point lookups
-    /// and small ranges belong here), on the pool otherwise.
+    /// belong here), on the pool otherwise. The short connections never wait for
+    /// a lock (another process holding the file): such a read, or any other
+    /// that fails in a way a retry may fix, is run again on the pool, which
+    /// waits.
     pub(super) async fn read_short<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + Sync + 'static,
     {
         for conn in &self.short {
             // A panic is caught inside the lock, so it is never poisoned; a
             // poisoned or busy one is passed over.
-            if let Ok(conn) = conn.try_lock() {
-                return catch_unwind(AssertUnwindSafe(|| work(&conn)))
-                    .unwrap_or_else(|_| Err(Error::internal("sqlite: a read panicked")));
+            let Ok(conn) = conn.try_lock() else {
+                continue;
+            };
+            match catch_unwind(AssertUnwindSafe(|| work(&conn)))
+                .unwrap_or_else(|_| Err(Error::internal("sqlite: a read panicked")))
+            {
+                Err(e) if e.is_retryable() => break,
+                r => return r,
             }
         }
         self.read(work).await

@@ -452,7 +452,7 @@ pub(super) async fn totp_enroll(
     Auth(p): Auth,
     ApiJson(body): ApiJson<TotpEnroll>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (tenant, user, mut login) = caller_login(&state, &p).await?;
+    let (tenant, user, login) = caller_login(&state, &p).await?;
     if body.password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::too_large(format!(
             "password: at most {MAX_PASSWORD_BYTES} bytes"
@@ -479,6 +479,9 @@ pub(super) async fn totp_enroll(
     {
         return Err(ApiError::unauthenticated("wrong password"));
     }
+    // Read again: the hashing took a while, and writing back the copy read
+    // before it would undo a password change or a confirmation made meanwhile.
+    let (_, _, mut login) = caller_login(&state, &p).await?;
     if login.totp.as_ref().is_some_and(|f| f.confirmed) {
         return Err(Error::conflict("TOTP is already enrolled").into());
     }

@@ -1,15 +1,16 @@
 //! One WebSocket connection, served by one task: it reads a frame, runs the
-//! request it carries and writes the reply; between requests it drains the
+//! request it carries and writes the reply; all the while it drains the
 //! connection's outbox (events from fan-out) into as few socket writes as
-//! possible, pings, and watches for a close.
+//! possible, pings, and watches for a close. The socket is read first whenever
+//! it has something, so a busy outbox never starves the client's requests.
 //!
 //! One task instead of a reader and a writer halves what an idle connection
 //! costs, and the request's own state (the deepest future here) is boxed for the
 //! request's duration only, so an idle connection holds little beyond its
-//! socket. Requests on one connection never overlapped anyway (a client waits
-//! for nothing, but the server answers in order). A client that does not read
-//! its replies blocks the write, which times out and closes it as a slow
-//! consumer; fan-out never waits on it (see [`super::registry`]).
+//! socket. Requests on one connection run one at a time, in order, as before. A
+//! client that does not read what is written to it blocks the write, which times
+//! out and closes it as a slow consumer; fan-out never waits on it (see
+//! [`super::registry`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +64,6 @@ pub(crate) async fn run(mut socket: WebSocket, session: Session) {
         flood_tat: None,
         typing: Vec::new(),
         reply: Vec::new(),
-        meters: Meters::new(),
     };
     let ended = conn.serve(&mut socket).await;
     handle.close(ended.clone());
@@ -132,6 +132,8 @@ async fn goodbye(
 
 /// What woke the connection's task.
 enum Step {
+    /// Frames wait in the outbox.
+    Flush,
     Read(Option<Result<Message, axum::Error>>),
     Ping,
 }
@@ -166,7 +168,6 @@ struct Conn<'a> {
     typing: Vec<TypingSlot>,
     /// The frames answering the request being served.
     reply: Vec<Message>,
-    meters: Meters,
 }
 
 /// The per-frame metrics, looked up once per connection rather than per write
@@ -192,40 +193,37 @@ impl Meters {
 impl Conn<'_> {
     /// Serves the connection until it must close; returns why.
     async fn serve(&mut self, socket: &mut WebSocket) -> CloseReason {
-        let handle = self.handle;
-        let idle = tokio::time::sleep(self.config.idle_timeout);
+        let (handle, config) = (self.handle, self.config);
+        let meters = Meters::new();
+        let idle = tokio::time::sleep(config.idle_timeout);
         tokio::pin!(idle);
         // Pinged even while events flow: a client that only listens proves it is
         // alive (and keeps the idle timer from firing) by its pongs.
-        let period = self.config.ping_interval.max(Duration::from_millis(10));
+        let period = config.ping_interval.max(Duration::from_millis(10));
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match handle.next() {
+            let pending = match handle.next() {
                 Next::Close(reason) => return reason,
-                Next::Write => {
-                    if let Err(reason) = self.write(socket, Vec::new()).await {
-                        return reason;
-                    }
-                    continue;
-                }
-                Next::Wait => {}
-            }
+                Next::Write => true,
+                Next::Wait => false,
+            };
             let step = tokio::select! {
                 biased;
-                () = handle.woken() => continue,
+                // The socket first: a busy outbox must not starve the client's
+                // requests and pongs (nor let the idle timer fire on them).
+                m = socket.next() => Step::Read(m),
                 () = &mut idle => return CloseReason::IDLE,
                 _ = ping.tick() => Step::Ping,
-                m = socket.next() => Step::Read(m),
+                () = std::future::ready(()), if pending => Step::Flush,
+                () = handle.woken(), if !pending => continue,
             };
             let reply = match step {
+                Step::Flush => Vec::new(),
                 Step::Ping => vec![Message::Ping(bytes::Bytes::new())],
                 Step::Read(next) => {
-                    idle.as_mut()
-                        .reset(Instant::now() + self.config.idle_timeout);
-                    // Boxed: the request's futures are the largest state here, and
-                    // an idle connection should not carry them.
-                    let outcome = match next {
+                    idle.as_mut().reset(Instant::now() + config.idle_timeout);
+                    let frame = match next {
                         None => return CloseReason::GONE,
                         Some(Err(e)) => return read_error(e),
                         Some(Ok(Message::Close(_))) => return CloseReason::PEER_CLOSED,
@@ -235,76 +233,31 @@ impl Conn<'_> {
                             return CloseReason::TOKEN_EXPIRED;
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                        Some(Ok(Message::Text(t))) => {
-                            Box::pin(self.on_frame(true, t.as_bytes())).await
-                        }
-                        Some(Ok(Message::Binary(b))) => Box::pin(self.on_frame(false, &b)).await,
+                        Some(Ok(frame)) => frame,
                     };
-                    if let Err(Abort::Close(reason)) = outcome {
-                        return reason;
+                    let (text, bytes) = match &frame {
+                        Message::Text(t) => (true, t.as_bytes()),
+                        Message::Binary(b) => (false, &b[..]),
+                        _ => continue,
+                    };
+                    if text {
+                        meters.text_in.increment(1);
+                    } else {
+                        meters.binary_in.increment(1);
+                    }
+                    // Boxed: the request's futures are the largest state here, and
+                    // an idle connection should not carry them.
+                    let request = Box::pin(self.on_frame(text, bytes));
+                    match drain_while(request, socket, handle, config, &meters).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(Abort::Close(reason))) | Err(reason) => return reason,
                     }
                     // Taken, not drained: a large reply's buffer leaves with it.
                     std::mem::take(&mut self.reply)
                 }
             };
-            if let Err(reason) = self.write(socket, reply).await {
+            if let Err(reason) = write(socket, handle, config, &meters, reply).await {
                 return reason;
-            }
-        }
-    }
-
-    /// Writes `first`, then what the outbox holds (up to `max_batch` frames in
-    /// all, beyond `first`'s own), and flushes once: a burst of events costs one
-    /// socket write.
-    async fn write(&self, socket: &mut WebSocket, first: Vec<Message>) -> Result<(), CloseReason> {
-        let handle = self.handle;
-        let max_batch = self.config.max_batch.max(1);
-        let batch = async {
-            let mut frames = 0usize;
-            for m in first {
-                socket.feed(m).await?;
-                frames += 1;
-            }
-            while frames < max_batch {
-                let Some(m) = handle.take() else { break };
-                socket.feed(m).await?;
-                frames += 1;
-            }
-            let r = socket.flush().await;
-            self.meters.frames_out.increment(frames as u64);
-            self.meters.frames_per_write.record(frames as f64);
-            r
-        };
-        tokio::pin!(batch);
-        // Most writes complete at once (the socket buffer has room). Only one
-        // that has to wait gets a timer and a watch on the close, each of which
-        // costs a lock in the runtime.
-        if let Some(r) = futures_util::FutureExt::now_or_never(batch.as_mut()) {
-            return r.map_err(|_| CloseReason::GONE);
-        }
-        let batch = tokio::time::timeout(self.config.write_timeout, batch);
-        tokio::pin!(batch);
-        loop {
-            tokio::select! {
-                biased;
-                // A socket that does not drain must not keep the connection alive
-                // once fan-out has given up on it.
-                () = handle.woken() => {
-                    if let Some(reason) = handle.close_reason().filter(|r| !r.drain) {
-                        return Err(reason);
-                    }
-                }
-                r = &mut batch => return match r {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(CloseReason::GONE),
-                    // The peer stopped reading, even if nothing is fanned out to it
-                    // (only its own replies): no goodbye, it would not be read.
-                    Err(_) => {
-                        metrics::counter!("caas_ws_slow_consumer_closes_total").increment(1);
-                        handle.close(CloseReason::SLOW_CONSUMER);
-                        Err(CloseReason::GONE)
-                    }
-                },
             }
         }
     }
@@ -328,11 +281,6 @@ impl Conn<'_> {
     }
 
     async fn on_frame(&mut self, text: bool, bytes: &[u8]) -> Result<(), Abort> {
-        if text {
-            self.meters.text_in.increment(1);
-        } else {
-            self.meters.binary_in.increment(1);
-        }
         let now = self.now();
         if self.expired(now) {
             return Err(Abort::Close(CloseReason::TOKEN_EXPIRED));
@@ -592,6 +540,92 @@ impl Conn<'_> {
             last_start: now,
             active: typing,
         });
+    }
+}
+
+/// Runs `request` while writing what fan-out queues for this connection
+/// meanwhile, so a slow request (a `sync` page, a send behind a busy disk) does
+/// not hold up the connection's events or fill its outbox.
+async fn drain_while<F: std::future::Future>(
+    mut request: std::pin::Pin<Box<F>>,
+    socket: &mut WebSocket,
+    handle: &ConnHandle,
+    config: &WsConfig,
+    meters: &Meters,
+) -> Result<F::Output, CloseReason> {
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut request => return Ok(out),
+            () = handle.woken() => match handle.next() {
+                // A drained close (a restart) lets the request finish first; the
+                // serve loop closes right after.
+                Next::Close(reason) if !reason.drain => return Err(reason),
+                Next::Close(_) | Next::Wait => {}
+                Next::Write => write(socket, handle, config, meters, Vec::new()).await?,
+            },
+        }
+    }
+}
+
+/// Writes `first`, then what the outbox holds (up to `max_batch` frames in all,
+/// beyond `first`'s own), and flushes once: a burst of events costs one socket
+/// write.
+async fn write(
+    socket: &mut WebSocket,
+    handle: &ConnHandle,
+    config: &WsConfig,
+    meters: &Meters,
+    first: Vec<Message>,
+) -> Result<(), CloseReason> {
+    let max_batch = config.max_batch.max(1);
+    let batch = async {
+        let mut frames = 0usize;
+        for m in first {
+            socket.feed(m).await?;
+            frames += 1;
+        }
+        while frames < max_batch {
+            let Some(m) = handle.take() else { break };
+            socket.feed(m).await?;
+            frames += 1;
+        }
+        let r = socket.flush().await;
+        meters.frames_out.increment(frames as u64);
+        meters.frames_per_write.record(frames as f64);
+        r
+    };
+    tokio::pin!(batch);
+    // Most writes complete at once (the socket buffer has room). Only one that
+    // has to wait gets a timer and a watch on the close, each of which costs a
+    // lock in the runtime.
+    if let Some(r) = futures_util::FutureExt::now_or_never(batch.as_mut()) {
+        return r.map_err(|_| CloseReason::GONE);
+    }
+    let batch = tokio::time::timeout(config.write_timeout, batch);
+    tokio::pin!(batch);
+    loop {
+        tokio::select! {
+            biased;
+            // A socket that does not drain must not keep the connection alive
+            // once fan-out has given up on it.
+            () = handle.woken() => {
+                if let Some(reason) = handle.close_reason().filter(|r| !r.drain) {
+                    return Err(reason);
+                }
+            }
+            r = &mut batch => return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(CloseReason::GONE),
+                // The peer stopped reading, even if nothing is fanned out to it
+                // (only its own replies): no goodbye, it would not be read.
+                Err(_) => {
+                    metrics::counter!("caas_ws_slow_consumer_closes_total").increment(1);
+                    handle.close(CloseReason::SLOW_CONSUMER);
+                    Err(CloseReason::GONE)
+                }
+            },
+        }
     }
 }
 
