@@ -192,6 +192,37 @@ pub(super) struct Login {
     device_id: Option<String>,
 }
 
+/// Spends one of `user`'s password attempts (the login's per-user budget) and
+/// refuses a password too long to hash; every path that checks a password
+/// goes through it, so none is a cheaper way to guess.
+async fn password_attempt(
+    state: &AppState,
+    tenant: &TenantId,
+    user: &UserId,
+    password: &str,
+) -> Result<(), ApiError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::too_large(format!(
+            "password: at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    let now = state.caas.backends().clock.now();
+    let key = RateKey::new(tenant, user.shared(), "auth.login");
+    match state
+        .caas
+        .backends()
+        .rate_limits
+        .check(&key, &Quota::per_minute(LOGIN_ATTEMPTS_PER_MINUTE), now)
+        .await?
+    {
+        Decision::Deny { retry_after } => Err(ApiError::rate_limited(
+            "too many login attempts for this user",
+            retry_after,
+        )),
+        Decision::Allow { .. } => Ok(()),
+    }
+}
+
 /// `POST /v1/auth/login`: `{access_token, refresh_token, …}`.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = Login,
     responses((status = 200, description = "`{access_token, token_type, expires_at, refresh_token, refresh_expires_at}`", body = Object),
@@ -204,25 +235,8 @@ pub(super) async fn login(
     let tenant = password_tenant(&state, &body.tenant_id).await?;
     let user: UserId = id(&body.user_id)?;
     let device = body.device_id.as_deref().map(id::<DeviceId>).transpose()?;
-    if body.password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::too_large(format!(
-            "password: at most {MAX_PASSWORD_BYTES} bytes"
-        )));
-    }
+    password_attempt(&state, &tenant, &user, &body.password).await?;
     let now = state.caas.backends().clock.now();
-    let key = RateKey::new(&tenant, user.shared(), "auth.login");
-    if let Decision::Deny { retry_after } = state
-        .caas
-        .backends()
-        .rate_limits
-        .check(&key, &Quota::per_minute(LOGIN_ATTEMPTS_PER_MINUTE), now)
-        .await?
-    {
-        return Err(ApiError::rate_limited(
-            "too many login attempts for this user",
-            retry_after,
-        ));
-    }
     let stored = state.credentials.login(&tenant, &user).await?;
     // An unknown user costs the same hashing work as a wrong password, so timing
     // does not reveal which users exist.
@@ -453,26 +467,8 @@ pub(super) async fn totp_enroll(
     ApiJson(body): ApiJson<TotpEnroll>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (tenant, user, login) = caller_login(&state, &p).await?;
-    if body.password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::too_large(format!(
-            "password: at most {MAX_PASSWORD_BYTES} bytes"
-        )));
-    }
     // The login's attempt budget: guessing the password here is no cheaper.
-    let now = state.caas.backends().clock.now();
-    let key = RateKey::new(&tenant, user.shared(), "auth.login");
-    if let Decision::Deny { retry_after } = state
-        .caas
-        .backends()
-        .rate_limits
-        .check(&key, &Quota::per_minute(LOGIN_ATTEMPTS_PER_MINUTE), now)
-        .await?
-    {
-        return Err(ApiError::rate_limited(
-            "too many login attempts for this user",
-            retry_after,
-        ));
-    }
+    password_attempt(&state, &tenant, &user, &body.password).await?;
     if verify(state.passwords.clone(), body.password, login.phc.clone())
         .await?
         .is_none()
