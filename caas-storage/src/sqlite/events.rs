@@ -165,10 +165,27 @@ pub(super) fn put_event(
 /// events logged before sets, whose document holds the audience).
 type Row = (i64, String, Option<i64>);
 
-fn read_rows(c: &Connection, tenant: &str, user: &str, after: i64, n: usize) -> Result<Vec<Row>> {
+/// Whether the file holds events logged by schema version 1. Nothing writes
+/// `event_audience` any more, so a file without such rows at open never gets
+/// any, and its reads skip that query.
+pub(super) fn has_legacy_audiences(c: &Connection) -> Result<bool> {
+    c.query_row("SELECT EXISTS (SELECT 1 FROM event_audience)", [], |r| {
+        r.get(0)
+    })
+    .ctx("look for version 1 events")
+}
+
+fn read_rows(
+    c: &Connection,
+    legacy: bool,
+    tenant: &str,
+    user: &str,
+    after: i64,
+    n: usize,
+) -> Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
     // Version 1 events: one row per user, already in cursor order.
-    {
+    if legacy {
         let mut legacy = c
             .prepare_cached(
                 "SELECT e.cursor, e.doc FROM event_audience a
@@ -260,8 +277,9 @@ impl EventLog for SqliteStore {
     ) -> Result<Vec<LoggedEvent>> {
         let (tenant, user) = (tenant.clone(), user.clone());
         let after = bound(after.0);
+        let legacy = self.inner.legacy_audiences;
         self.read(move |c| {
-            let rows = read_rows(c, tenant.as_str(), user.as_str(), after, n)?;
+            let rows = read_rows(c, legacy, tenant.as_str(), user.as_str(), after, n)?;
             let mut sets: HashMap<i64, Arc<[UserId]>> = HashMap::new();
             rows.into_iter()
                 .map(|(cursor, doc, set)| {

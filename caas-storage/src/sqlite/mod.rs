@@ -144,6 +144,8 @@ struct Inner {
     /// Conversations' members and the conversations themselves, as last read
     /// (see `read_cache.rs`).
     members: Arc<read_cache::ReadCache<Arc<[caas_core::model::Member]>>>,
+    /// Whether events of schema version 1 exist (see `events.rs`).
+    legacy_audiences: bool,
     conversations: Arc<read_cache::ReadCache<Option<caas_core::model::Conversation>>>,
     path: PathBuf,
     config: SqliteConfig,
@@ -178,6 +180,7 @@ impl SqliteStore {
     fn open_inner(path: &Path, config: SqliteConfig, temp: Option<TempDir>) -> Result<Self> {
         let conn = connect(path, &config, true)?;
         schema::migrate(&conn)?;
+        let legacy_audiences = events::has_legacy_audiences(&conn)?;
         let readers = (0..config.read_connections.max(1))
             .map(|_| connect(path, &config, false))
             .collect::<Result<Vec<_>>>()?;
@@ -198,6 +201,7 @@ impl SqliteStore {
                 readers,
                 members: Arc::new(read_cache::ReadCache::new(read_cache::MAX_MEMBERS)),
                 conversations: Arc::new(read_cache::ReadCache::new(read_cache::MAX_CONVERSATIONS)),
+                legacy_audiences,
                 path: path.to_path_buf(),
                 config,
                 _temp: temp,
