@@ -7,7 +7,7 @@
 //! size of the platform's protobuf `message.created` event, so both servers move
 //! the same bytes per delivery.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,9 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{Args, Received, Server, bounded, connected, drive, free_port, report, sibling, usage};
+use super::{
+    Args, Received, Server, bounded, connected, drive, free_port, report, sibling, spawn, usage,
+};
 
 /// Bytes of one message frame (header, sender, send time, padding).
 const FRAME_BYTES: usize = 256;
@@ -30,17 +32,14 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 async fn start() -> Server {
     let binary = sibling("fanout_baseline");
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("caas-baseline-{}-{port}", std::process::id()));
-    let child = Command::new(&binary)
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| usage(&format!("cannot start {}: {e}", binary.display())));
+    let child = spawn(
+        &binary,
+        Command::new(&binary).arg(format!("127.0.0.1:{port}")),
+    );
     let server = Server {
         child,
         base: format!("ws://127.0.0.1:{port}"),
-        dir,
+        dir: None,
     };
     for _ in 0..200 {
         if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {

@@ -127,14 +127,17 @@ fn parse() -> Args {
 struct Server {
     child: Child,
     base: String,
-    dir: PathBuf,
+    /// The server's temp dir, removed with it.
+    dir: Option<PathBuf>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -176,6 +179,16 @@ fn sibling(name: &str) -> PathBuf {
     binary
 }
 
+/// Starts `binary` as configured by `command`, its output on ours (stderr) or
+/// nowhere (stdout).
+fn spawn(binary: &std::path::Path, command: &mut Command) -> Child {
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| usage(&format!("cannot start {}: {e}", binary.display())))
+}
+
 /// A free port on loopback.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -202,18 +215,17 @@ async fn start_server(args: &Args) -> Server {
     }
     let operator =
         caas_crypto::secret::TenantSecret::generate().unwrap_or_else(|e| usage(&e.to_string()));
-    let child = Command::new(&binary)
-        .args(["--config", &config.display().to_string()])
-        .env("CAAS_DATA_DIR", dir.join("data"))
-        .env("CAAS_OPERATOR_KEY", operator.expose_secret())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| usage(&format!("cannot start {}: {e}", binary.display())));
+    let child = spawn(
+        &binary,
+        Command::new(&binary)
+            .args(["--config", &config.display().to_string()])
+            .env("CAAS_DATA_DIR", dir.join("data"))
+            .env("CAAS_OPERATOR_KEY", operator.expose_secret()),
+    );
     let server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
-        dir,
+        dir: Some(dir),
     };
     let http = reqwest::Client::new();
     for _ in 0..200 {
