@@ -16,6 +16,7 @@ use caas_core::ratelimit::{Decision, Quota, RateKey};
 
 use crate::auth::{Authenticator, Correlation};
 use crate::problem::ApiError;
+use crate::server::ClientKey;
 use crate::ws::{WsConfig, WsHub};
 
 /// The correlation header, echoed or generated on every response.
@@ -108,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), declared_length))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn_with_state(state.clone(), edge_limit))
         .layer(middleware::from_fn_with_state(state.clone(), correlation))
@@ -163,32 +165,6 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, with client addresses
-/// available to the edge limit.
-///
-/// Sockets get `TCP_NODELAY`: a small frame (an ack) written while a large one is
-/// still unacknowledged would otherwise wait for the peer's delayed ACK (about
-/// 40 ms) under Nagle's algorithm. For WebSocket clients, have `shutdown` call
-/// [`crate::WsHub::shutdown`] first, so they are told to reconnect.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
-
 /// Accepts a valid `x-correlation-id` or makes one; puts it on the request, the
 /// response and the log span.
 async fn correlation(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -208,33 +184,20 @@ async fn correlation(State(state): State<AppState>, mut req: Request, next: Next
     res
 }
 
-/// The edge limit's client: an IPv4 address, or the /64 network of an IPv6 one.
-/// One IPv6 host usually holds a whole /64 and can pick a fresh address in it
-/// for every request, so per-address limits would not hold it back.
-fn edge_client(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                format!("{net}/64")
-            }
-        },
-    }
-}
-
-/// GCRA per client (see [`edge_client`]), before authentication, with
-/// `RateLimit-*` headers.
+/// GCRA per client (an IPv4 address or an IPv6 /64), before authentication,
+/// with `RateLimit-*` headers. Health probes are exempt: a load balancer that
+/// probes often must not be told its node is unhealthy because it asked.
 async fn edge_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(quota) = state.config.edge_quota else {
         return next.run(req).await;
     };
+    if is_probe(req.uri().path()) {
+        return next.run(req).await;
+    }
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| edge_client(c.0.ip()))
+        .map(|c| ClientKey::of(c.0.ip()).to_string())
         .unwrap_or_else(|| "unknown".to_owned());
     let now = state.caas.backends().clock.now();
     let decision = state
@@ -286,6 +249,30 @@ async fn edge_limit(State(state): State<AppState>, req: Request, next: Next) -> 
             res
         }
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The health probes, which no limit may refuse.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/health" | "/health/live" | "/health/ready")
+}
+
+/// Refuses a request whose declared `Content-Length` is over the body limit at
+/// once, before any of the body is read (a client that announces a terabyte
+/// and sends a kilobyte would otherwise hold the request until it times out).
+async fn declared_length(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = state.config.max_body_bytes;
+    match declared {
+        Some(n) if n > u64::try_from(limit).unwrap_or(u64::MAX) => ApiError::too_large(format!(
+            "the body is {n} bytes, over the limit of {limit}"
+        ))
+        .into_response(),
+        _ => next.run(req).await,
     }
 }
 
@@ -397,25 +384,5 @@ where
         serde_json::from_slice(&bytes)
             .map(|v| OptionalJson(Some(v)))
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::edge_client;
-
-    #[test]
-    fn ipv6_clients_are_limited_by_their_64() {
-        let a = edge_client("2001:db8:1:2:aaaa::1".parse().unwrap());
-        let b = edge_client("2001:db8:1:2:bbbb::9".parse().unwrap());
-        let other = edge_client("2001:db8:1:3::1".parse().unwrap());
-        assert_eq!(a, "2001:db8:1:2::/64");
-        assert_eq!(a, b, "one /64, one budget");
-        assert_ne!(a, other);
-        assert_eq!(
-            edge_client("::ffff:192.0.2.7".parse().unwrap()),
-            "192.0.2.7"
-        );
-        assert_eq!(edge_client("192.0.2.7".parse().unwrap()), "192.0.2.7");
     }
 }

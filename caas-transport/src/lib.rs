@@ -10,9 +10,11 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 mod routes;
+pub mod server;
 pub mod ws;
 
 pub use auth::Authenticator;
-pub use gateway::{AppState, GatewayConfig, router, serve};
+pub use gateway::{AppState, GatewayConfig, router};
+pub use server::{ServeConfig, serve};
 pub use problem::ApiError;
 pub use ws::{WsConfig, WsHub};

@@ -49,6 +49,13 @@ impl ApiError {
         e
     }
 
+    /// A temporary 503 with `Retry-After`.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail);
+        e.retry_after = Some(Duration::from_secs(1));
+        e
+    }
+
     /// A 500 that says nothing about its cause (which is logged instead).
     pub fn internal() -> Self {
         Self::new(
@@ -138,27 +145,37 @@ impl From<caas_crypto::Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({
+impl ApiError {
+    /// The `application/problem+json` body.
+    pub(crate) fn body_json(&self) -> String {
+        serde_json::json!({
             "type": format!("urn:caas:error:{}", self.code),
             "title": title(self.code),
             "status": self.status.as_u16(),
             "code": self.code,
             "detail": self.detail,
-        });
-        let mut res = (self.status, body.to_string()).into_response();
+        })
+        .to_string()
+    }
+
+    /// `Retry-After` in whole seconds, rounded up so a client never retries early.
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|after| (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, self.body_json()).into_response();
         res.extensions_mut().insert(ErrorCode(self.code));
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let Some(after) = self.retry_after {
-            // Whole seconds, rounded up so a client never retries early.
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(secs) = self.retry_after_secs() {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

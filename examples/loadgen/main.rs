@@ -203,10 +203,12 @@ async fn start_server(args: &Args) -> Server {
     let dir = std::env::temp_dir().join(format!("caas-loadgen-{}-{port}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let config = dir.join("caas.toml");
-    // The edge limit is per IP and every connection here comes from 127.0.0.1.
+    // The edge limit and the connection cap are per IP, and every connection
+    // here comes from 127.0.0.1.
     let frames = (args.rate * 4).max(100);
     let toml = format!(
-        "listen = \"127.0.0.1:{port}\"\nedge_requests_per_minute = 0\nws_frames_per_second = {frames}\nlog = \"warn\"\ndurable = {}\nstorage = \"{}\"\n",
+        "listen = \"127.0.0.1:{port}\"\nedge_requests_per_minute = 0\nmax_connections_per_ip = {}\nws_frames_per_second = {frames}\nlog = \"warn\"\ndurable = {}\nstorage = \"{}\"\n",
+        MAX_USERS + 64,
         !args.normal,
         if args.memory { "memory" } else { "embedded" }
     );

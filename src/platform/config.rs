@@ -28,6 +28,19 @@ pub struct PlatformConfig {
     pub ws_frames_per_second: u32,
     /// Browser origins allowed to call the API (CORS); none by default.
     pub cors_origins: Vec<String>,
+    /// Seconds a client may take to send a whole request head, from the
+    /// connection opening or the head's first byte.
+    pub header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    pub keep_alive_timeout_secs: u64,
+    /// Open connections (HTTP and WebSocket) per client IPv4 address or IPv6 /64;
+    /// `429` beyond it.
+    pub max_connections_per_ip: usize,
+    /// Open connections in all; `0` (the default) takes the most the process's
+    /// open-file limit leaves room for. `503` beyond it.
+    pub max_connections: usize,
+    /// Seconds shutdown waits for requests in flight before closing what is left.
+    pub shutdown_timeout_secs: u64,
     /// SQLite `synchronous=FULL` (true, the default) or `NORMAL` (false: a power
     /// loss may lose the last commits; a process crash loses nothing).
     pub durable: bool,
@@ -59,6 +72,11 @@ impl Default for PlatformConfig {
             edge_requests_per_minute: 100,
             durable: true,
             cors_origins: Vec::new(),
+            header_timeout_secs: 10,
+            keep_alive_timeout_secs: 60,
+            max_connections_per_ip: 256,
+            max_connections: 0,
+            shutdown_timeout_secs: 10,
             ws_frames_per_second: 30,
             storage: Storage::Embedded,
         }
@@ -71,6 +89,17 @@ impl Default for PlatformConfig {
 pub struct ConfigError(pub String);
 
 impl PlatformConfig {
+    /// The listener's limits.
+    pub fn serve_config(&self) -> caas_transport::ServeConfig {
+        caas_transport::ServeConfig {
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            keep_alive_timeout: std::time::Duration::from_secs(self.keep_alive_timeout_secs),
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_connections: (self.max_connections > 0).then_some(self.max_connections),
+            shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout_secs),
+        }
+    }
+
     /// Reads `file` (if given) and applies the `CAAS_*` environment variables.
     pub fn load(
         file: Option<&Path>,
@@ -118,6 +147,20 @@ impl PlatformConfig {
         if c.ws_frames_per_second == 0 {
             return Err(ConfigError(
                 "ws_frames_per_second must be at least 1".into(),
+            ));
+        }
+        for (name, secs) in [
+            ("header_timeout_secs", c.header_timeout_secs),
+            ("keep_alive_timeout_secs", c.keep_alive_timeout_secs),
+            ("shutdown_timeout_secs", c.shutdown_timeout_secs),
+        ] {
+            if secs == 0 || secs > 86_400 {
+                return Err(ConfigError(format!("{name} must be 1 to 86400 seconds")));
+            }
+        }
+        if c.max_connections_per_ip == 0 {
+            return Err(ConfigError(
+                "max_connections_per_ip must be at least 1".into(),
             ));
         }
         if c.max_body_bytes < 1024 {

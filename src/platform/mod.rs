@@ -79,6 +79,12 @@ fn open_storage(config: &PlatformConfig) -> Result<Embedded, PlatformError> {
 
 /// Opens storage, loads or generates keys, binds the listener and serves.
 pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
+    // The connection cap is drawn from the open-file limit: take all the
+    // process may have.
+    match caas_transport::server::raise_descriptor_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "open-file limit not raised"),
+    }
     let (operator, seed, key_id) = match config.storage {
         Storage::Embedded => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -156,9 +162,16 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         .map_err(|e| PlatformError::Io(e.to_string()))?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let hub = state.ws.clone();
+    let serve = config.serve_config();
+    tracing::info!(
+        max_connections = serve.connection_cap(),
+        max_connections_per_ip = serve.max_connections_per_ip,
+        "connection limits"
+    );
     let server = tokio::spawn(caas_transport::serve(
         listener,
         caas_transport::router(state.clone()),
+        serve,
         async move {
             let _ = rx.await;
             // WebSocket clients first: told to reconnect (1012), their queues

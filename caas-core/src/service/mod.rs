@@ -60,8 +60,23 @@ pub struct Caas {
     // through this instance apply at once; changes made by another node apply within
     // the TTL.
     tenants: RwLock<HashMap<TenantId, Arc<TenantRuntime>>>,
+    // Users acting are read on every call: that they still exist, and their
+    // attributes for policies. Cached like tenants (changes through this instance
+    // apply at once, through another node within the TTL).
+    users: RwLock<HashMap<(TenantId, UserId), KnownUser>>,
     index_failures: AtomicU64,
 }
+
+/// A user as the pipeline needs it between store reads.
+#[derive(Debug, Clone)]
+struct KnownUser {
+    attributes: Arc<crate::model::Attributes>,
+    loaded_at: Timestamp,
+}
+
+/// Users remembered at most; past it the cache starts over (a full sweep is
+/// cheaper than tracking recency on every call, and a miss is one point read).
+const MAX_KNOWN_USERS: usize = 65_536;
 
 /// The request-scoped context of a tenant operation.
 struct Ctx<'p> {
@@ -69,6 +84,8 @@ struct Ctx<'p> {
     tenant: TenantId,
     rt: Arc<TenantRuntime>,
     now: Timestamp,
+    /// The acting user's stored attributes (users only).
+    user_attributes: Option<Arc<crate::model::Attributes>>,
 }
 
 impl Ctx<'_> {
@@ -91,6 +108,7 @@ impl Caas {
             cfg: config,
             key_verifier: None,
             tenants: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
             index_failures: AtomicU64::new(0),
         }
     }
@@ -162,7 +180,8 @@ impl Caas {
     }
 
     /// The context of an operation inside the principal's tenant: the tenant must
-    /// exist and be active.
+    /// exist and be active, and a user must exist (a validly signed token outlives
+    /// neither its tenant's suspension nor its user).
     async fn ctx<'p>(&self, p: &'p Principal) -> Result<Ctx<'p>> {
         let tenant = match (&p.kind, &p.tenant) {
             (PrincipalKind::Operator, _) | (_, None) => {
@@ -175,12 +194,78 @@ impl Caas {
         if rt.tenant.status == TenantStatus::Suspended {
             return Err(Error::forbidden("tenant-suspended"));
         }
-        Ok(Ctx { p, tenant, rt, now })
+        let user_attributes = match (&p.kind, &p.user) {
+            (PrincipalKind::User, Some(u)) => Some(self.known_user(&tenant, u, now).await?),
+            _ => None,
+        };
+        Ok(Ctx {
+            p,
+            tenant,
+            rt,
+            now,
+            user_attributes,
+        })
+    }
+
+    /// Checks that `p` may act at all: its tenant exists and is active, and its
+    /// user exists. For front doors that open a session (a WebSocket) before any
+    /// operation: they refuse it as an operation would be refused.
+    pub async fn verify_principal(&self, p: &Principal) -> Result<()> {
+        match p.kind {
+            PrincipalKind::Operator => Ok(()),
+            _ => self.ctx(p).await.map(|_| ()),
+        }
+    }
+
+    /// The acting user's stored attributes; unauthenticated when the user does
+    /// not exist.
+    async fn known_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<Arc<crate::model::Attributes>> {
+        let key = (tenant.clone(), user.clone());
+        if let Ok(cache) = self.users.read() {
+            if let Some(known) = cache.get(&key) {
+                if now.since(known.loaded_at) < self.cfg.tenant_cache_ttl {
+                    return Ok(known.attributes.clone());
+                }
+            }
+        }
+        let stored = self.b.users.get(tenant, user).await?.ok_or_else(|| {
+            Error::Unauthenticated {
+                reason: format!("the credential's user `{user}` does not exist"),
+            }
+        })?;
+        Ok(self.remember_user(stored, now))
+    }
+
+    fn remember_user(
+        &self,
+        user: crate::model::User,
+        now: Timestamp,
+    ) -> Arc<crate::model::Attributes> {
+        let attributes = Arc::new(user.attributes);
+        if let Ok(mut cache) = self.users.write() {
+            if cache.len() >= MAX_KNOWN_USERS {
+                cache.clear();
+            }
+            cache.insert(
+                (user.tenant, user.id),
+                KnownUser {
+                    attributes: attributes.clone(),
+                    loaded_at: now,
+                },
+            );
+        }
+        attributes
     }
 
     fn subject(ctx: &Ctx<'_>, member: Option<&Member>) -> Attrs {
         let p = ctx.p;
-        let mut s = Attrs::with_capacity(8 + p.attributes.len());
+        let stored = ctx.user_attributes.as_ref().map_or(0, |a| a.len());
+        let mut s = Attrs::with_capacity(8 + stored + p.attributes.len());
         s.set("kind", p.kind.as_str());
         if let Some(u) = &p.user {
             s.set("id", u.shared());
@@ -192,6 +277,11 @@ impl Caas {
                 .map(|r| crate::policy::Value::Str(Arc::from(r.as_str())))
                 .collect();
             s.set("roles", crate::policy::Value::List(Arc::from(roles)));
+        }
+        // The stored attributes first: the credential's own (token claims) are
+        // more specific and win.
+        if let Some(stored) = &ctx.user_attributes {
+            s.extend_json(stored);
         }
         s.extend_json(&p.attributes);
         match member {

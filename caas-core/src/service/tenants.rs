@@ -337,6 +337,8 @@ impl Caas {
             updated_at: ctx.now,
         };
         let user = self.b.users.upsert(&user).await?;
+        // Its attributes reach this instance's next decisions at once.
+        self.remember_user(user.clone(), ctx.now);
         self.audit(
             &ctx.tenant,
             audit_record(

@@ -629,11 +629,18 @@ async fn write(
     }
 }
 
-/// What a read error means for the connection.
+/// What a read error means for the connection. A peer that breaks the protocol
+/// is told so (RFC 6455 §7.4.1: 1002, or 1007 for text that is not UTF-8)
+/// before the connection closes.
 fn read_error(e: axum::Error) -> CloseReason {
     use tokio_tungstenite::tungstenite::Error as WsError;
     match e.into_inner().downcast::<WsError>() {
         Ok(e) if matches!(*e, WsError::Capacity(_)) => CloseReason::TOO_BIG,
+        Ok(e) if matches!(*e, WsError::Utf8(_)) => CloseReason::INVALID_UTF8,
+        Ok(e) if matches!(*e, WsError::Protocol(_)) => {
+            tracing::debug!(error = %e, "WebSocket protocol violation");
+            CloseReason::PROTOCOL_ERROR
+        }
         Ok(e) => {
             tracing::debug!(error = %e, "WebSocket read failed");
             CloseReason::GONE

@@ -214,6 +214,9 @@ async fn accept(
     ) else {
         return Err(caas_core::Error::forbidden("websocket-users-only").into());
     };
+    // Refused here as every frame would be (a suspended tenant, a user that no
+    // longer exists), with the same status as REST.
+    state.caas.verify_principal(&principal).await?;
     let upgrade = upgrade.map_err(|r| ApiError::invalid(r.body_text()))?;
     if principal.device.is_none() {
         if let Some(d) = query.device_id.as_deref() {

@@ -65,6 +65,16 @@ impl CloseReason {
         reason: "message over the size limit",
         drain: true,
     };
+    pub(crate) const PROTOCOL_ERROR: Self = Self {
+        code: Some(1002),
+        reason: "protocol error",
+        drain: false,
+    };
+    pub(crate) const INVALID_UTF8: Self = Self {
+        code: Some(1007),
+        reason: "text frame is not valid UTF-8",
+        drain: false,
+    };
     pub(crate) const IDLE: Self = Self {
         code: Some(1001),
         reason: "idle timeout",

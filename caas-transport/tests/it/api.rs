@@ -431,20 +431,21 @@ async fn the_edge_limit_answers_429_with_retry_after() {
         ..Default::default()
     })
     .await;
+    // Any route but the health probes, which are exempt.
     for i in 0..5 {
-        let r = s.call(Method::GET, "/health/live", None, None).await;
+        let r = s.call(Method::GET, "/openapi.json", None, None).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(
             r.headers["ratelimit-remaining"],
             (4 - i).to_string().as_str()
         );
     }
-    let r = s.call(Method::GET, "/health/live", None, None).await;
+    let r = s.call(Method::GET, "/openapi.json", None, None).await;
     problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert_eq!(r.headers["retry-after"], "12");
     s.advance(Duration::from_secs(12));
     assert_eq!(
-        s.call(Method::GET, "/health/live", None, None).await.status,
+        s.call(Method::GET, "/openapi.json", None, None).await.status,
         StatusCode::OK
     );
 }
@@ -718,4 +719,86 @@ async fn the_audit_log_is_for_the_tenant() {
         StatusCode::FORBIDDEN,
         "forbidden",
     );
+}
+
+#[tokio::test]
+async fn stored_user_attributes_reach_policy_decisions() {
+    let s = Server::start().await;
+    let policy = r#"{"version":1,"extends":"default","rules":[{"id":"staff-only-send","effect":"deny","actions":["message.send"],"when":{"not":{"attr":"subject.attr.department","eq":"staff"}}}]}"#;
+    let (_, secret) = s
+        .tenant_with(
+            &[],
+            json!({"policy": {"format": "json", "text": policy}}),
+        )
+        .await;
+    for (user, department) in [("alice", "staff"), ("bob", "guests")] {
+        let r = s
+            .call(
+                Method::PUT,
+                &format!("/v1/users/{user}"),
+                Some(&secret),
+                Some(json!({"name": user, "attributes": {"department": department}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    let (alice, bob) = (
+        s.token(&secret, "alice").await,
+        s.token(&secret, "bob").await,
+    );
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/conversations",
+            Some(&alice),
+            Some(json!({"kind": "group", "members": ["bob"], "name": "g"})),
+        )
+        .await;
+    let conv = r.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/conversations/{conv}/messages");
+    let sent = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"client_msg_id": "a-1", "body": "hi"})),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
+    let denied = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&bob),
+            Some(json!({"client_msg_id": "b-1", "body": "hi"})),
+        )
+        .await;
+    problem(&denied, StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        denied.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("staff-only-send"),
+        "{:?}",
+        denied.body
+    );
+    // A change of attributes applies to the next decision.
+    let r = s
+        .call(
+            Method::PUT,
+            "/v1/users/bob",
+            Some(&secret),
+            Some(json!({"name": "bob", "attributes": {"department": "staff"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let sent = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&bob),
+            Some(json!({"client_msg_id": "b-1", "body": "hi"})),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod listener;
 mod proto_schema;
 mod server;
 mod ws;

@@ -5,7 +5,7 @@ use caas_core::ratelimit::Quota;
 use caas_core::time::{ManualClock, Timestamp};
 use caas_core::{Caas, Config};
 use caas_crypto::secret::TenantSecret;
-use caas_transport::{AppState, Authenticator, GatewayConfig, WsConfig, WsHub};
+use caas_transport::{AppState, Authenticator, GatewayConfig, ServeConfig, WsConfig, WsHub};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -16,7 +16,10 @@ pub(crate) struct Server {
     pub(crate) clock: Arc<ManualClock>,
     /// The WebSocket hub, to watch connections and shut down.
     pub(crate) ws: Arc<WsHub>,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// Where it listens.
+    pub(crate) addr: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 pub(crate) struct Reply {
@@ -51,6 +54,27 @@ impl Server {
     }
 
     pub(crate) async fn with_configs(config: GatewayConfig, ws: WsConfig) -> Self {
+        Self::with_listener(config, ws, ServeConfig::default()).await
+    }
+
+    /// A server with these listener limits (and no edge limit).
+    pub(crate) async fn with_serve(serve: ServeConfig) -> Self {
+        Self::with_listener(
+            GatewayConfig {
+                edge_quota: None,
+                ..GatewayConfig::default()
+            },
+            WsConfig::default(),
+            serve,
+        )
+        .await
+    }
+
+    pub(crate) async fn with_listener(
+        config: GatewayConfig,
+        ws: WsConfig,
+        serve: ServeConfig,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
         let backends = caas_transport::metered::metered(caas_storage::memory::backends_with_clock(
             clock.clone(),
@@ -77,9 +101,10 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(caas_transport::serve(
+        let served = tokio::spawn(caas_transport::serve(
             listener,
             caas_transport::router(state),
+            serve,
             async {
                 let _ = rx.await;
             },
@@ -90,7 +115,19 @@ impl Server {
             operator: operator.expose_secret().to_owned(),
             clock,
             ws: hub,
-            _shutdown: tx,
+            addr,
+            shutdown: Some(tx),
+            served: Some(served),
+        }
+    }
+
+    /// Stops the listener and waits for `serve` to return.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap().unwrap();
         }
     }
 

@@ -1039,3 +1039,141 @@ async fn websocket_traffic_shows_in_metrics() {
         assert!(text.contains(series), "{series} missing from /metrics");
     }
 }
+
+#[tokio::test]
+async fn a_suspended_tenant_or_a_missing_user_is_refused_before_the_upgrade() {
+    let s = Server::start().await;
+    let f = fixture(&s, json!({})).await;
+    let status = |r: Result<Raw, tungstenite::Error>| match r {
+        Err(tungstenite::Error::Http(res)) => {
+            let body: Value = serde_json::from_slice(res.body().as_deref().unwrap()).unwrap();
+            (res.status().as_u16(), body["code"].as_str().unwrap().to_owned())
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // A validly signed token whose user was never created.
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(f.alice.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let tenant = claims["tenant"].as_str().unwrap().to_owned();
+    let ghost = caas_transport::Authenticator::new(
+        caas_crypto::secret::TenantSecret::generate()
+            .unwrap()
+            .hash(),
+        &[42u8; 32],
+        "test-1",
+    )
+    .unwrap()
+    .mint(
+        &caas_core::ids::TenantId::parse(&tenant).unwrap(),
+        &UserId::parse("ghost").unwrap(),
+        None,
+        600,
+        caas_core::time::Timestamp::from_secs(claims["iat"].as_u64().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        status(raw(&s, Some(&ghost), None).await),
+        (401, "unauthenticated".to_owned())
+    );
+    let r = s
+        .call(Method::GET, "/v1/conversations", Some(&ghost), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+
+    // Suspension refuses the upgrade as REST refuses requests.
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/{tenant}"),
+            Some(&s.operator),
+            None,
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let rest = s
+        .call(Method::GET, "/v1/conversations", Some(&f.alice), None)
+        .await;
+    assert_eq!(rest.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status(raw(&s, Some(&f.alice), None).await),
+        (403, "forbidden".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn protocol_violations_get_a_close_frame_with_their_code() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let s = Server::start().await;
+    let f = fixture(&s, json!({})).await;
+
+    let mut ws = raw(&s, Some(&f.alice), Some("caas.v1.json")).await.unwrap();
+    ws.send(Message::Frame(Frame::message(
+        vec![0xff, 0xfe, 0x41],
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await
+    .unwrap();
+    assert_eq!(close_of(&mut ws).await.0, 1007, "text that is not UTF-8");
+
+    let mut ws = raw(&s, Some(&f.alice), Some("caas.v1.json")).await.unwrap();
+    let mut reserved = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
+    reserved.header_mut().rsv1 = true;
+    ws.send(Message::Frame(reserved)).await.unwrap();
+    assert_eq!(close_of(&mut ws).await.0, 1002, "reserved bits");
+
+    // An unmasked client frame, written by hand after a hand-made handshake.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "GET /v1/ws HTTP/1.1\r\nhost: caas\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nauthorization: Bearer {}\r\n\r\n",
+        f.alice
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"));
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut frames = got[end..].to_vec();
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    // Read frames until the close frame (events such as presence may come first).
+    let code = loop {
+        if frames.len() >= 4 {
+            // Server frames are unmasked; events fit a 16-bit length here.
+            let (len, at) = match frames[1] & 0x7f {
+                126 => (usize::from(u16::from_be_bytes([frames[2], frames[3]])), 4),
+                127 => panic!("no frame here is that large"),
+                n => (usize::from(n), 2),
+            };
+            if frames.len() >= at + len {
+                if frames[0] & 0x0f == 0x8 {
+                    break u16::from_be_bytes([frames[at], frames[at + 1]]);
+                }
+                frames.drain(..at + len);
+                continue;
+            }
+        }
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed without a close frame");
+        frames.extend_from_slice(&buf[..n]);
+    };
+    assert_eq!(code, 1002, "an unmasked client frame");
+}
