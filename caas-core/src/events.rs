@@ -34,6 +34,35 @@ pub struct Event {
     pub payload: EventPayload,
 }
 
+/// What a message store needs to log the `message.created` event of a new
+/// message in the same write as the message ([`crate::ports::MessageStore::append`]):
+/// who may see it and which request caused it. The event itself needs the seq
+/// the store assigns, so the store builds it with [`Announce::message_created`]
+/// once the message has one; every backend logs the same event, built here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Announce {
+    /// The users who may see the message (the conversation's active members).
+    pub audience: Arc<[UserId]>,
+    /// The request that sent it.
+    pub correlation_id: CorrelationId,
+}
+
+impl Announce {
+    /// The `message.created` event of `message`, as stored (with its seq), at the
+    /// message's `created_at`.
+    pub fn message_created(self, message: &Message) -> Event {
+        Event {
+            tenant: message.tenant.clone(),
+            correlation_id: self.correlation_id,
+            at: message.created_at,
+            audience: self.audience,
+            payload: EventPayload::MessageCreated {
+                message: message.clone(),
+            },
+        }
+    }
+}
+
 /// What happened. The `kind` tag is the name clients see (`message.created`, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

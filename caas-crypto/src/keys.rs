@@ -115,6 +115,10 @@ pub enum KeyScope {
     Tenant,
     /// One user's data.
     User(String),
+    /// The tenant's blind search index ([`crate::blind::BlindIndex`]): a key of
+    /// its own, so rotating the tenant's sealing key does not change the tokens
+    /// that sealed messages are found by.
+    Search,
 }
 
 /// One data key's entry in a keyring.

@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod base64url;
+pub mod blind;
 pub mod e2ee;
 pub mod envelope;
 mod error;

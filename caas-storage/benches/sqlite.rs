@@ -22,7 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use caas_core::ids::{ClientMsgId, ConversationId, MessageId, Seq, TenantId, UserId};
+use caas_core::events::Announce;
+use caas_core::ids::{
+    ClientMsgId, ConversationId, CorrelationId, MessageId, Seq, TenantId, UserId,
+};
 use caas_core::model::NewMessage;
 use caas_core::model::{ConversationKind, TenantSettings};
 use caas_core::ports::{HistoryPage, MessageStore, SearchIndex};
@@ -161,7 +164,11 @@ async fn sends(store: &SqliteStore, senders: usize, secs: f64) -> SendResult {
                 let key = next_key.fetch_add(1, Ordering::Relaxed);
                 let m = message(&tn, &conv, &sender, key, corpus.sentence(&mut rng));
                 let t = Instant::now();
-                MessageStore::append(&store, m).await.unwrap();
+                let announce = Announce {
+                    audience: std::sync::Arc::from(vec![sender.clone()]),
+                    correlation_id: CorrelationId::generate(Timestamp::EPOCH),
+                };
+                MessageStore::append(&store, m, announce).await.unwrap();
                 lat.push(t.elapsed().as_micros() as u64);
             }
             lat
@@ -349,7 +356,11 @@ async fn fts(total: u64) {
             while key < total {
                 let conv = &convs[(key % 1000) as usize];
                 let m = message(&tn, conv, &sender, key, corpus.sentence(&mut rng));
-                MessageStore::append(&store, m).await.unwrap();
+                let announce = Announce {
+                    audience: std::sync::Arc::from(vec![sender.clone()]),
+                    correlation_id: CorrelationId::generate(Timestamp::EPOCH),
+                };
+                MessageStore::append(&store, m, announce).await.unwrap();
                 key += writers;
             }
         }));

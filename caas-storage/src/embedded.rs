@@ -16,11 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use caas_core::ports::Backends;
-use caas_core::time::SystemClock;
 use caas_core::{Error, Result};
 
 use crate::fs::{FsBlobConfig, FsBlobStore};
-use crate::memory::{MemoryBus, MemoryPresenceStore, MemoryRateLimitStore};
 use crate::sqlite::{SqliteConfig, SqliteStore};
 
 /// How the embedded backends run.
@@ -54,23 +52,9 @@ pub fn open(data_dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Embedd
     let sqlite = SqliteStore::open(dir.join("caas.db"), config.sqlite)?;
     let secret = url_secret(&dir.join("blob-url.key"))?;
     let blobs = FsBlobStore::open(dir.join("blobs"), &secret, config.blobs)?;
-    let db = Arc::new(sqlite.clone());
     let backends = Backends {
-        tenants: db.clone(),
-        users: db.clone(),
-        conversations: db.clone(),
-        messages: db.clone(),
-        receipts: db.clone(),
-        events: db.clone(),
-        journal: Some(db.clone()),
-        keys: db.clone(),
-        audit: db.clone(),
-        search: db,
-        bus: Arc::new(MemoryBus::default()),
         blobs: Arc::new(blobs.clone()),
-        presence: Arc::new(MemoryPresenceStore::default()),
-        rate_limits: Arc::new(MemoryRateLimitStore::default()),
-        clock: Arc::new(SystemClock::new()),
+        ..sqlite.backends()
     };
     Ok(Embedded {
         backends,

@@ -109,7 +109,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), declared_length))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            declared_length,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn_with_state(state.clone(), edge_limit))
         .layer(middleware::from_fn_with_state(state.clone(), correlation))
@@ -268,10 +271,10 @@ async fn declared_length(State(state): State<AppState>, req: Request, next: Next
         .and_then(|v| v.trim().parse::<u64>().ok());
     let limit = state.config.max_body_bytes;
     match declared {
-        Some(n) if n > u64::try_from(limit).unwrap_or(u64::MAX) => ApiError::too_large(format!(
-            "the body is {n} bytes, over the limit of {limit}"
-        ))
-        .into_response(),
+        Some(n) if n > u64::try_from(limit).unwrap_or(u64::MAX) => {
+            ApiError::too_large(format!("the body is {n} bytes, over the limit of {limit}"))
+                .into_response()
+        }
         _ => next.run(req).await,
     }
 }

@@ -5,7 +5,6 @@ pub mod auth;
 pub mod client;
 pub mod gateway;
 pub mod keys;
-pub mod metered;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -15,6 +14,6 @@ pub mod ws;
 
 pub use auth::Authenticator;
 pub use gateway::{AppState, GatewayConfig, router};
-pub use server::{ServeConfig, serve};
 pub use problem::ApiError;
+pub use server::{ServeConfig, serve};
 pub use ws::{WsConfig, WsHub};

@@ -294,8 +294,10 @@ impl Phase {
 
     fn enter(&self, phase: u64) {
         let current = self.load();
-        self.0
-            .store(((current >> 2).wrapping_add(1) << 2) | phase, Ordering::Release);
+        self.0.store(
+            ((current >> 2).wrapping_add(1) << 2) | phase,
+            Ordering::Release,
+        );
     }
 }
 

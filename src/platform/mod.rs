@@ -133,7 +133,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         ..GatewayConfig::default()
     };
     let caas = Caas::new(
-        caas_transport::metered::metered(backends),
+        caas_core::ports::metered::metered(backends),
         Config::default(),
     )
     .with_key_verifier(Arc::new(caas_transport::keys::CryptoKeyVerifier));

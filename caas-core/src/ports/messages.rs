@@ -1,16 +1,27 @@
 use async_trait::async_trait;
 
+use std::sync::Arc;
+
 use crate::error::Result;
-use crate::ids::{ConversationId, MessageId, Seq, TenantId, UserId};
+use crate::events::{Announce, Event};
+use crate::ids::{ConversationId, Cursor, MessageId, Seq, TenantId, UserId};
 use crate::model::{Message, NewMessage};
 use crate::time::Timestamp;
 
 /// The outcome of [`MessageStore::append`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Appended {
-    /// Stored now, with a fresh seq.
-    Created(Message),
-    /// A retry: the message first stored under this client_msg_id, unchanged.
+    /// Stored now with a fresh seq, and its `message.created` event logged.
+    Created {
+        /// The stored message.
+        message: Message,
+        /// Its `message.created` event, as logged (to publish on the bus).
+        event: Arc<Event>,
+        /// Where the event sits in the tenant's log.
+        cursor: Cursor,
+    },
+    /// A retry: the message first stored under this client_msg_id, unchanged;
+    /// nothing was logged.
     Existing(Message),
 }
 
@@ -18,7 +29,7 @@ impl Appended {
     /// The message either way.
     pub fn message(&self) -> &Message {
         match self {
-            Appended::Created(m) | Appended::Existing(m) => m,
+            Appended::Created { message, .. } | Appended::Existing(message) => message,
         }
     }
 }
@@ -59,9 +70,15 @@ pub trait MessageStore: Send + Sync + std::fmt::Debug {
     /// gap-free and strictly increasing), atomically with the idempotency check:
     /// if `(tenant, conversation, sender, client_msg_id)` was stored before, the
     /// original is returned as [`Appended::Existing`] and nothing changes. Concurrent
-    /// appends never share a seq and never store a duplicate. The message is durable
-    /// (as far as the backend promises durability) when this returns.
-    async fn append(&self, message: NewMessage) -> Result<Appended>;
+    /// appends never share a seq and never store a duplicate.
+    ///
+    /// A created message's `message.created` event
+    /// ([`Announce::message_created`]) is appended to the tenant's
+    /// [`EventLog`](super::EventLog) in the same atomic write: both are durable
+    /// (as far as the backend promises durability) when this returns, or neither
+    /// is stored. So the store that holds messages holds the event log too, and
+    /// within a conversation the log's order is the seq order.
+    async fn append(&self, message: NewMessage, announce: Announce) -> Result<Appended>;
 
     /// The message, or `None`.
     async fn get(

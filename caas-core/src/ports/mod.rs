@@ -14,9 +14,10 @@ mod bus;
 mod conversations;
 mod credentials;
 mod events;
-mod journal;
 mod keys;
 mod messages;
+#[cfg(feature = "metrics")]
+pub mod metered;
 mod presence;
 mod ratelimit;
 mod receipts;
@@ -32,7 +33,6 @@ pub use bus::{BusMessage, EventBus, Subscription};
 pub use conversations::{ConversationStore, Created};
 pub use credentials::{CredentialStore, PasswordLogin, RefreshSession, SessionStatus, TotpFactor};
 pub use events::EventLog;
-pub use journal::{Journaled, MessageJournal};
 pub use keys::{KeyDirectory, KeyVerifier};
 pub use messages::{Appended, Changed, ConversationHead, HistoryPage, MessageStore};
 pub use presence::{PresenceChange, PresenceStore};
@@ -53,16 +53,15 @@ pub struct Backends {
     pub users: Arc<dyn UserStore>,
     /// Conversations and members.
     pub conversations: Arc<dyn ConversationStore>,
-    /// Messages.
+    /// Messages; a send stores the message and logs its event in one write, so
+    /// this is the same store as `events`.
     pub messages: Arc<dyn MessageStore>,
     /// Receipt watermarks.
     pub receipts: Arc<dyn ReceiptStore>,
     /// The per-tenant event log behind `sync`.
     pub events: Arc<dyn EventLog>,
-    /// Set when `messages` and `events` are one store that can append a message
-    /// and log its event in one write ([`MessageJournal`]); sends then go through
-    /// it.
-    pub journal: Option<Arc<dyn MessageJournal>>,
+    /// Password logins and refresh sessions (password auth).
+    pub credentials: Arc<dyn CredentialStore>,
     /// E2EE public key material.
     pub keys: Arc<dyn KeyDirectory>,
     /// The audit log.

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use super::{Caas, Ctx, audit_record, check_text};
 use crate::error::{EntityKind, Error, Result};
-use crate::events::EventPayload;
+use crate::events::{Announce, EventPayload};
 use crate::ids::{ClientMsgId, ConversationId, MessageId, UserId};
 use crate::model::{Attachment, Ciphertext, Conversation, ForwardRef, Member, Message, NewMessage};
 use crate::policy::Action;
-use crate::ports::{Appended, HistoryPage, Journaled};
+use crate::ports::{Appended, HistoryPage};
 use crate::principal::Principal;
 
 /// What a sender sends.
@@ -220,41 +220,21 @@ impl Caas {
             .filter(Member::is_active)
             .map(|m| m.user)
             .collect();
-        if let Some(journal) = &self.b.journal {
-            // One write stores the message and logs its event.
-            let correlation = ctx.p.correlation_id.clone();
-            return match journal.append_announced(new, audience, correlation).await? {
-                Journaled::Existing(message) => Ok(Sent {
-                    message,
-                    duplicate: true,
-                }),
-                Journaled::Created { message, event, .. } => {
-                    // Published before indexing, so delivery does not wait on the
-                    // search backend (the embedded store has already indexed the
-                    // message in the same write; its `index_message` is a check).
-                    self.b.bus.publish(event.clone()).await?;
-                    self.index(&event).await;
-                    Ok(Sent {
-                        message,
-                        duplicate: false,
-                    })
-                }
-            };
-        }
-        match self.b.messages.append(new).await? {
+        let announce = Announce {
+            audience,
+            correlation_id: ctx.p.correlation_id.clone(),
+        };
+        match self.b.messages.append(new, announce).await? {
             Appended::Existing(message) => Ok(Sent {
                 message,
                 duplicate: true,
             }),
-            Appended::Created(message) => {
-                self.emit(
-                    ctx,
-                    audience,
-                    EventPayload::MessageCreated {
-                        message: message.clone(),
-                    },
-                )
-                .await?;
+            Appended::Created { message, event, .. } => {
+                // Published before indexing, so delivery does not wait on the
+                // search backend (a store that indexes inside its own write has
+                // already done so; its `index_message` is then a check).
+                self.b.bus.publish(event.clone()).await?;
+                self.index(&event).await;
                 Ok(Sent {
                     message,
                     duplicate: false,

@@ -233,11 +233,14 @@ impl Caas {
                 }
             }
         }
-        let stored = self.b.users.get(tenant, user).await?.ok_or_else(|| {
-            Error::Unauthenticated {
-                reason: format!("the credential's user `{user}` does not exist"),
-            }
-        })?;
+        let stored =
+            self.b
+                .users
+                .get(tenant, user)
+                .await?
+                .ok_or_else(|| Error::Unauthenticated {
+                    reason: format!("the credential's user `{user}` does not exist"),
+                })?;
         Ok(self.remember_user(stored, now))
     }
 

@@ -1,10 +1,8 @@
-//! Contract of [`AuditStore`].
-
-use std::sync::Arc;
+//! Contract of [`AuditStore`](crate::ports::AuditStore).
 
 use crate::ids::CorrelationId;
 use crate::model::AuditRecord;
-use crate::ports::AuditStore;
+use crate::ports::Backends;
 use crate::testkit::{t, tenant};
 
 fn record(n: u64) -> AuditRecord {
@@ -21,7 +19,8 @@ fn record(n: u64) -> AuditRecord {
 }
 
 /// Positions are 1, 2, 3… per tenant; records read back in order, unchanged.
-pub async fn append_and_list(s: Arc<dyn AuditStore>) {
+pub async fn append_and_list(b: Backends) {
+    let s = b.audit;
     let (t1, t2) = (tenant(), tenant());
     for n in 1..=3 {
         assert_eq!(s.append(&t1, record(n)).await.unwrap(), n);
@@ -37,12 +36,4 @@ pub async fn append_and_list(s: Arc<dyn AuditStore>) {
     assert_eq!(got[1], want);
     assert_eq!(s.list(&t1, 2, 10).await.unwrap().len(), 1);
     assert_eq!(s.list(&t2, 0, 10).await.unwrap().len(), 1);
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! audit_store_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!($crate::ports::AuditStore, audit, $make, [append_and_list]);
-    };
 }

@@ -1,9 +1,8 @@
-//! Contract of [`BlobStore`].
-
-use std::sync::Arc;
+//! Contract of [`BlobStore`](crate::ports::BlobStore).
 
 use crate::ids::BlobId;
-use crate::ports::{BlobStore, UrlMethod};
+use crate::ports::Backends;
+use crate::ports::UrlMethod;
 use crate::testkit::{t, tenant};
 
 fn blob() -> BlobId {
@@ -11,7 +10,8 @@ fn blob() -> BlobId {
 }
 
 /// Put then get returns the bytes and metadata with a SHA-256; other tenants see nothing.
-pub async fn put_get_head_delete(s: Arc<dyn BlobStore>) {
+pub async fn put_get_head_delete(b: Backends) {
+    let s = b.blobs;
     let tn = tenant();
     let id = blob();
     let meta = s
@@ -34,7 +34,8 @@ pub async fn put_get_head_delete(s: Arc<dyn BlobStore>) {
 }
 
 /// A second put replaces the content.
-pub async fn put_replaces(s: Arc<dyn BlobStore>) {
+pub async fn put_replaces(b: Backends) {
+    let s = b.blobs;
     let tn = tenant();
     let id = blob();
     s.put(&tn, &id, "a/b", vec![1; 10], t(1)).await.unwrap();
@@ -44,7 +45,8 @@ pub async fn put_replaces(s: Arc<dyn BlobStore>) {
 }
 
 /// Presigned URLs where supported; a clear refusal where not.
-pub async fn presign_by_capability(s: Arc<dyn BlobStore>) {
+pub async fn presign_by_capability(b: Backends) {
+    let s = b.blobs;
     let tn = tenant();
     let id = blob();
     let r = s.presign(&tn, &id, UrlMethod::Get, t(100)).await;
@@ -68,17 +70,4 @@ pub async fn presign_by_capability(s: Arc<dyn BlobStore>) {
             "{r:?}"
         );
     }
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! blob_store_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::BlobStore,
-            blobs,
-            $make,
-            [put_get_head_delete, put_replaces, presign_by_capability,]
-        );
-    };
 }

@@ -1,10 +1,11 @@
-//! Contract of [`EventBus`].
+//! Contract of [`EventBus`](crate::ports::EventBus).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::events::EventPayload;
-use crate::ports::{BusMessage, EventBus, Subscription};
+use crate::ports::Backends;
+use crate::ports::{BusMessage, Subscription};
 use crate::testkit::{conversation, events::event, tenant};
 
 async fn next_seq(sub: &mut Box<dyn Subscription>) -> u64 {
@@ -19,7 +20,8 @@ async fn next_seq(sub: &mut Box<dyn Subscription>) -> u64 {
 }
 
 /// Every subscriber gets every event published after it subscribed, in order.
-pub async fn every_subscriber_gets_every_event_in_order(s: Arc<dyn EventBus>) {
+pub async fn every_subscriber_gets_every_event_in_order(b: Backends) {
+    let s = b.bus;
     let tn = tenant();
     let c = conversation();
     let mut a = s.subscribe().await.unwrap();
@@ -50,7 +52,8 @@ pub async fn every_subscriber_gets_every_event_in_order(s: Arc<dyn EventBus>) {
 }
 
 /// A subscriber does not get events published before it subscribed.
-pub async fn late_subscriber_starts_now(s: Arc<dyn EventBus>) {
+pub async fn late_subscriber_starts_now(b: Backends) {
+    let s = b.bus;
     let tn = tenant();
     let c = conversation();
     s.publish(Arc::new(event(&tn, &c, &["a"], 1)))
@@ -70,25 +73,9 @@ pub async fn late_subscriber_starts_now(s: Arc<dyn EventBus>) {
 }
 
 /// Publishing with no subscriber succeeds.
-pub async fn publish_without_subscribers(s: Arc<dyn EventBus>) {
+pub async fn publish_without_subscribers(b: Backends) {
+    let s = b.bus;
     s.publish(Arc::new(event(&tenant(), &conversation(), &["a"], 1)))
         .await
         .unwrap();
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! event_bus_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::EventBus,
-            bus,
-            $make,
-            [
-                every_subscriber_gets_every_event_in_order,
-                late_subscriber_starts_now,
-                publish_without_subscribers,
-            ]
-        );
-    };
 }

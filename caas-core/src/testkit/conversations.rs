@@ -1,10 +1,9 @@
-//! Contract of [`ConversationStore`].
-
-use std::sync::Arc;
+//! Contract of [`ConversationStore`](crate::ports::ConversationStore).
 
 use crate::ids::{TenantId, UserId};
 use crate::model::{Conversation, ConversationKind, Member, Role};
-use crate::ports::{ConversationStore, Created};
+use crate::ports::Backends;
+use crate::ports::Created;
 use crate::testkit::{conversation, t, tenant, user};
 
 fn conv(tn: &TenantId, kind: ConversationKind, pair: Option<(&UserId, &UserId)>) -> Conversation {
@@ -28,7 +27,8 @@ fn members(c: &Conversation, users: &[&str]) -> Vec<Member> {
 }
 
 /// Create stores the conversation and its members.
-pub async fn create_then_read(s: Arc<dyn ConversationStore>) {
+pub async fn create_then_read(b: Backends) {
+    let s = b.conversations;
     let tn = tenant();
     let c = conv(&tn, ConversationKind::Group, None);
     let ms = members(&c, &["bob", "alice"]);
@@ -56,7 +56,8 @@ pub async fn create_then_read(s: Arc<dyn ConversationStore>) {
 
 /// A second direct conversation for the same pair returns the first, in either
 /// order, and stores nothing, even when creates race.
-pub async fn direct_is_unique_per_pair(s: Arc<dyn ConversationStore>) {
+pub async fn direct_is_unique_per_pair(b: Backends) {
+    let s = b.conversations;
     let tn = tenant();
     let (a, b) = (user("alice"), user("bob"));
     let first = conv(&tn, ConversationKind::Direct, Some((&a, &b)));
@@ -97,7 +98,8 @@ pub async fn direct_is_unique_per_pair(s: Arc<dyn ConversationStore>) {
 }
 
 /// Members are upserted and removed; a missing conversation refuses members.
-pub async fn members_put_and_remove(s: Arc<dyn ConversationStore>) {
+pub async fn members_put_and_remove(b: Backends) {
+    let s = b.conversations;
     let tn = tenant();
     let c = conv(&tn, ConversationKind::Group, None);
     // Read before each write: a backend that caches must not serve stale lists.
@@ -129,7 +131,8 @@ pub async fn members_put_and_remove(s: Arc<dyn ConversationStore>) {
 }
 
 /// A user's conversations, by id, with their membership.
-pub async fn list_for_user(s: Arc<dyn ConversationStore>) {
+pub async fn list_for_user(b: Backends) {
+    let s = b.conversations;
     let tn = tenant();
     let mut mine = Vec::new();
     for i in 0..3 {
@@ -161,7 +164,8 @@ pub async fn list_for_user(s: Arc<dyn ConversationStore>) {
 }
 
 /// Update replaces name and attributes; a missing one is not found.
-pub async fn update_conversation(s: Arc<dyn ConversationStore>) {
+pub async fn update_conversation(b: Backends) {
+    let s = b.conversations;
     let tn = tenant();
     let mut c = conv(&tn, ConversationKind::Channel, None);
     // Read before each write: a backend that caches must not serve stale ones.
@@ -181,7 +185,8 @@ pub async fn update_conversation(s: Arc<dyn ConversationStore>) {
 }
 
 /// A taken conversation id is a conflict.
-pub async fn create_taken_id_conflicts(s: Arc<dyn ConversationStore>) {
+pub async fn create_taken_id_conflicts(b: Backends) {
+    let s = b.conversations;
     let tn = tenant();
     let c = conv(&tn, ConversationKind::Group, None);
     s.create(&c, &members(&c, &["alice"])).await.unwrap();
@@ -191,24 +196,4 @@ pub async fn create_taken_id_conflicts(s: Arc<dyn ConversationStore>) {
         s.member(&tn, &c.id, &user("bob")).await.unwrap().is_none(),
         "a failed create stores no member"
     );
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! conversation_store_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::ConversationStore,
-            conversations,
-            $make,
-            [
-                create_then_read,
-                direct_is_unique_per_pair,
-                members_put_and_remove,
-                list_for_user,
-                update_conversation,
-                create_taken_id_conflicts,
-            ]
-        );
-    };
 }

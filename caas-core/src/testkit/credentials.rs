@@ -1,10 +1,11 @@
-//! Contract of [`CredentialStore`].
+//! Contract of [`CredentialStore`](crate::ports::CredentialStore).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::ids::TenantId;
-use crate::ports::{CredentialStore, PasswordLogin, RefreshSession, SessionStatus};
+use crate::ports::Backends;
+use crate::ports::{PasswordLogin, RefreshSession, SessionStatus};
 use crate::testkit::{t, tenant, user};
 
 fn login(tn: &TenantId, u: &str) -> PasswordLogin {
@@ -32,7 +33,8 @@ fn session(tn: &TenantId, hash: &str, family: &str, generation: u32) -> RefreshS
 }
 
 /// Logins are created once, updated in place, and invisible to other tenants.
-pub async fn logins(s: Arc<dyn CredentialStore>) {
+pub async fn logins(b: Backends) {
+    let s = b.credentials;
     let tn = tenant();
     let l = login(&tn, "alice");
     s.create_login(&l).await.unwrap();
@@ -52,7 +54,8 @@ pub async fn logins(s: Arc<dyn CredentialStore>) {
 }
 
 /// Rotation is compare-and-set: a rotated token cannot rotate again.
-pub async fn sessions_rotate_once(s: Arc<dyn CredentialStore>) {
+pub async fn sessions_rotate_once(b: Backends) {
+    let s = b.credentials;
     let tn = tenant();
     s.insert_session(&session(&tn, "h0", "f1", 0))
         .await
@@ -89,7 +92,8 @@ pub async fn sessions_rotate_once(s: Arc<dyn CredentialStore>) {
 }
 
 /// Of concurrent rotations of one token, exactly one wins.
-pub async fn concurrent_rotations_have_one_winner(s: Arc<dyn CredentialStore>) {
+pub async fn concurrent_rotations_have_one_winner(b: Backends) {
+    let s = b.credentials;
     let tn = tenant();
     s.insert_session(&session(&tn, "h0", "f", 0)).await.unwrap();
     let wins = Arc::new(AtomicU32::new(0));
@@ -112,7 +116,8 @@ pub async fn concurrent_rotations_have_one_winner(s: Arc<dyn CredentialStore>) {
 }
 
 /// Revoking a family revokes every generation of it and nothing else.
-pub async fn revoke_family(s: Arc<dyn CredentialStore>) {
+pub async fn revoke_family(b: Backends) {
+    let s = b.credentials;
     let tn = tenant();
     s.insert_session(&session(&tn, "a0", "fa", 0))
         .await
@@ -140,22 +145,4 @@ pub async fn revoke_family(s: Arc<dyn CredentialStore>) {
             .await
             .unwrap()
     );
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! credential_store_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::CredentialStore,
-            credentials,
-            $make,
-            [
-                logins,
-                sessions_rotate_once,
-                concurrent_rotations_have_one_winner,
-                revoke_family,
-            ]
-        );
-    };
 }

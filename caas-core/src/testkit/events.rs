@@ -1,11 +1,11 @@
-//! Contract of [`EventLog`].
+//! Contract of [`EventLog`](crate::ports::EventLog).
 
 use std::sync::Arc;
 
 use crate::events::{Event, EventPayload};
 use crate::ids::{ConversationId, CorrelationId, Cursor, Seq, TenantId, UserId};
 use crate::model::ReceiptKind;
-use crate::ports::EventLog;
+use crate::ports::Backends;
 use crate::testkit::{conversation, t, tenant, user};
 
 /// A small durable event for `audience`.
@@ -29,7 +29,8 @@ pub fn event(tn: &TenantId, conv: &ConversationId, audience: &[&str], n: u64) ->
 }
 
 /// Cursors increase; each user reads only events addressed to them, in order.
-pub async fn append_and_read_by_audience(s: Arc<dyn EventLog>) {
+pub async fn append_and_read_by_audience(b: Backends) {
+    let s = b.events;
     let tn = tenant();
     let c = conversation();
     assert_eq!(s.head(&tn).await.unwrap(), Cursor(0));
@@ -83,7 +84,8 @@ pub async fn append_and_read_by_audience(s: Arc<dyn EventLog>) {
 }
 
 /// The event reads back equal to what was appended.
-pub async fn events_round_trip(s: Arc<dyn EventLog>) {
+pub async fn events_round_trip(b: Backends) {
+    let s = b.events;
     let tn = tenant();
     let e = event(&tn, &conversation(), &["alice"], 9);
     let cur = s.append(Arc::new(e.clone())).await.unwrap();
@@ -94,7 +96,8 @@ pub async fn events_round_trip(s: Arc<dyn EventLog>) {
 }
 
 /// Ephemeral events are refused.
-pub async fn ephemeral_events_are_refused(s: Arc<dyn EventLog>) {
+pub async fn ephemeral_events_are_refused(b: Backends) {
+    let s = b.events;
     let tn = tenant();
     let mut e = event(&tn, &conversation(), &["alice"], 1);
     e.payload = EventPayload::Typing {
@@ -110,7 +113,8 @@ pub async fn ephemeral_events_are_refused(s: Arc<dyn EventLog>) {
 }
 
 /// Concurrent appends get distinct cursors and all are read back in cursor order.
-pub async fn concurrent_appends(s: Arc<dyn EventLog>) {
+pub async fn concurrent_appends(b: Backends) {
+    let s = b.events;
     let tn = tenant();
     let c = conversation();
     let mut hs = Vec::new();
@@ -143,22 +147,4 @@ pub async fn concurrent_appends(s: Arc<dyn EventLog>) {
         .map(|e| e.cursor)
         .collect();
     assert_eq!(read, all);
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! event_log_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::EventLog,
-            events,
-            $make,
-            [
-                append_and_read_by_audience,
-                events_round_trip,
-                ephemeral_events_are_refused,
-                concurrent_appends,
-            ]
-        );
-    };
 }

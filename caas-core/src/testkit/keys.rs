@@ -1,11 +1,10 @@
-//! Contract of [`KeyDirectory`].
+//! Contract of [`KeyDirectory`](crate::ports::KeyDirectory).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use crate::ids::DeviceId;
 use crate::model::{DeviceKeys, OneTimePrekey, SignedPrekey};
-use crate::ports::KeyDirectory;
+use crate::ports::Backends;
 use crate::testkit::{tenant, user};
 
 fn keys(tag: &str, otks: std::ops::Range<u32>) -> DeviceKeys {
@@ -32,7 +31,8 @@ fn dev(s: &str) -> DeviceId {
 }
 
 /// Publish then claim: one bundle per device, one-time keys taken from the pool.
-pub async fn publish_and_claim(s: Arc<dyn KeyDirectory>) {
+pub async fn publish_and_claim(b: Backends) {
+    let s = b.keys;
     let tn = tenant();
     let a = user("alice");
     assert_eq!(
@@ -70,7 +70,8 @@ pub async fn publish_and_claim(s: Arc<dyn KeyDirectory>) {
 }
 
 /// Concurrent claims never receive the same one-time prekey.
-pub async fn one_time_keys_are_handed_out_once(s: Arc<dyn KeyDirectory>) {
+pub async fn one_time_keys_are_handed_out_once(b: Backends) {
+    let s = b.keys;
     let tn = tenant();
     let a = user("alice");
     s.publish(&tn, &a, &dev("phone"), &keys("p", 0..20))
@@ -93,17 +94,4 @@ pub async fn one_time_keys_are_handed_out_once(s: Arc<dyn KeyDirectory>) {
     }
     assert_eq!(seen.len(), 20);
     assert_eq!(empty, 10);
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! key_directory_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::KeyDirectory,
-            keys,
-            $make,
-            [publish_and_claim, one_time_keys_are_handed_out_once,]
-        );
-    };
 }

@@ -1,11 +1,10 @@
-//! Contract of [`PresenceStore`].
+//! Contract of [`PresenceStore`](crate::ports::PresenceStore).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ids::DeviceId;
 use crate::model::PresenceStatus;
-use crate::ports::PresenceStore;
+use crate::ports::Backends;
 use crate::testkit::{t, tenant, user};
 
 fn dev(s: &str) -> DeviceId {
@@ -13,7 +12,8 @@ fn dev(s: &str) -> DeviceId {
 }
 
 /// The best unexpired device wins; expiry and clear take devices away.
-pub async fn aggregates_devices_with_expiry(s: Arc<dyn PresenceStore>) {
+pub async fn aggregates_devices_with_expiry(b: Backends) {
+    let s = b.presence;
     let tn = tenant();
     let a = user("alice");
     let ttl = Duration::from_secs(60);
@@ -63,7 +63,8 @@ pub async fn aggregates_devices_with_expiry(s: Arc<dyn PresenceStore>) {
 }
 
 /// A heartbeat with the same status is not a change.
-pub async fn heartbeat_is_not_a_change(s: Arc<dyn PresenceStore>) {
+pub async fn heartbeat_is_not_a_change(b: Backends) {
+    let s = b.presence;
     let tn = tenant();
     let a = user("alice");
     let ttl = Duration::from_secs(30);
@@ -83,17 +84,4 @@ pub async fn heartbeat_is_not_a_change(s: Arc<dyn PresenceStore>) {
         s.get(&tn, &[a], t(45)).await.unwrap()[0].status,
         PresenceStatus::Online
     );
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! presence_store_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::PresenceStore,
-            presence,
-            $make,
-            [aggregates_devices_with_expiry, heartbeat_is_not_a_change,]
-        );
-    };
 }

@@ -1,14 +1,15 @@
-//! Contract of [`RateLimitStore`].
+//! Contract of [`RateLimitStore`](crate::ports::RateLimitStore).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::ports::RateLimitStore;
+use crate::ports::Backends;
 use crate::ratelimit::{Quota, RateKey};
 use crate::testkit::{t, tenant};
 
 /// The stored state follows GCRA: burst, then refill, with keys independent.
-pub async fn follows_gcra(s: Arc<dyn RateLimitStore>) {
+pub async fn follows_gcra(b: Backends) {
+    let s = b.rate_limits;
     let tn = tenant();
     let k = RateKey::new(&tn, "alice", "search");
     let q = Quota::per_minute(3);
@@ -33,7 +34,8 @@ pub async fn follows_gcra(s: Arc<dyn RateLimitStore>) {
 }
 
 /// Concurrent checks of one key let through exactly the burst.
-pub async fn concurrent_checks_are_atomic(s: Arc<dyn RateLimitStore>) {
+pub async fn concurrent_checks_are_atomic(b: Backends) {
+    let s = b.rate_limits;
     let k = RateKey::new(&tenant(), "alice", "message.send");
     let q = Quota::per_minute(10);
     let allowed = Arc::new(AtomicU32::new(0));
@@ -50,17 +52,4 @@ pub async fn concurrent_checks_are_atomic(s: Arc<dyn RateLimitStore>) {
         h.await.unwrap();
     }
     assert_eq!(allowed.load(Ordering::SeqCst), 10);
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! rate_limit_store_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::RateLimitStore,
-            ratelimit,
-            $make,
-            [follows_gcra, concurrent_checks_are_atomic,]
-        );
-    };
 }

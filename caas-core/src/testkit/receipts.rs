@@ -1,14 +1,13 @@
-//! Contract of [`ReceiptStore`].
-
-use std::sync::Arc;
+//! Contract of [`ReceiptStore`](crate::ports::ReceiptStore).
 
 use crate::ids::Seq;
 use crate::model::ReceiptKind;
-use crate::ports::ReceiptStore;
+use crate::ports::Backends;
 use crate::testkit::{conversation, t, tenant, user};
 
 /// Watermarks only move forward; read drags delivered along.
-pub async fn watermarks_only_move_forward(s: Arc<dyn ReceiptStore>) {
+pub async fn watermarks_only_move_forward(b: Backends) {
+    let s = b.receipts;
     let tn = tenant();
     let c = conversation();
     let a = user("alice");
@@ -43,7 +42,8 @@ pub async fn watermarks_only_move_forward(s: Arc<dyn ReceiptStore>) {
 }
 
 /// Concurrent advances end at the maximum.
-pub async fn concurrent_advances_keep_the_max(s: Arc<dyn ReceiptStore>) {
+pub async fn concurrent_advances_keep_the_max(b: Backends) {
+    let s = b.receipts;
     let tn = tenant();
     let c = conversation();
     let mut hs = Vec::new();
@@ -62,7 +62,8 @@ pub async fn concurrent_advances_keep_the_max(s: Arc<dyn ReceiptStore>) {
 }
 
 /// Listing a conversation's receipts by user.
-pub async fn list_by_user(s: Arc<dyn ReceiptStore>) {
+pub async fn list_by_user(b: Backends) {
+    let s = b.receipts;
     let tn = tenant();
     let c = conversation();
     for (u, n) in [("carol", 1), ("alice", 2)] {
@@ -78,21 +79,4 @@ pub async fn list_by_user(s: Arc<dyn ReceiptStore>) {
         .map(|r| (r.user, r.read))
         .collect();
     assert_eq!(got, [(user("alice"), Seq(2)), (user("carol"), Seq(1))]);
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! receipt_store_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::ReceiptStore,
-            receipts,
-            $make,
-            [
-                watermarks_only_move_forward,
-                concurrent_advances_keep_the_max,
-                list_by_user,
-            ]
-        );
-    };
 }

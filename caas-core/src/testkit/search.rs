@@ -1,10 +1,8 @@
-//! Contract of [`SearchIndex`].
-
-use std::sync::Arc;
+//! Contract of [`SearchIndex`](crate::ports::SearchIndex).
 
 use crate::ids::{ConversationId, Seq, TenantId};
 use crate::model::{Conversation, ConversationKind, Message, User};
-use crate::ports::SearchIndex;
+use crate::ports::Backends;
 use crate::testkit::{conversation, messages::new_message, t, tenant, user};
 
 fn msg(tn: &TenantId, c: &ConversationId, seq: u64, body: &str) -> Message {
@@ -13,7 +11,8 @@ fn msg(tn: &TenantId, c: &ConversationId, seq: u64, body: &str) -> Message {
 
 /// Word-prefix, case-insensitive, all terms; only within the given conversations,
 /// newest first; never another tenant's.
-pub async fn messages_match_within_scope(s: Arc<dyn SearchIndex>) {
+pub async fn messages_match_within_scope(b: Backends) {
+    let s = b.search;
     let tn = tenant();
     let (c1, c2) = (conversation(), conversation());
     s.index_message(&msg(&tn, &c1, 1, "Lunch at noon?"))
@@ -68,7 +67,8 @@ pub async fn messages_match_within_scope(s: Arc<dyn SearchIndex>) {
 }
 
 /// Re-indexing replaces; deleted, encrypted and removed messages are not found.
-pub async fn reindex_and_remove(s: Arc<dyn SearchIndex>) {
+pub async fn reindex_and_remove(b: Backends) {
+    let s = b.search;
     let tn = tenant();
     let c = conversation();
     let mut m = msg(&tn, &c, 1, "old words");
@@ -109,7 +109,8 @@ pub async fn reindex_and_remove(s: Arc<dyn SearchIndex>) {
 }
 
 /// Conversations by name within scope; users by name or id within the tenant.
-pub async fn conversations_and_users(s: Arc<dyn SearchIndex>) {
+pub async fn conversations_and_users(b: Backends) {
+    let s = b.search;
     let tn = tenant();
     let conv = |name: &str| Conversation {
         tenant: tn.clone(),
@@ -161,21 +162,4 @@ pub async fn conversations_and_users(s: Arc<dyn SearchIndex>) {
             .unwrap()
             .is_empty()
     );
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! search_index_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::SearchIndex,
-            search,
-            $make,
-            [
-                messages_match_within_scope,
-                reindex_and_remove,
-                conversations_and_users,
-            ]
-        );
-    };
 }

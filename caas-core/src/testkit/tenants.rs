@@ -1,9 +1,7 @@
-//! Contract of [`TenantStore`].
-
-use std::sync::Arc;
+//! Contract of [`TenantStore`](crate::ports::TenantStore).
 
 use crate::model::{Tenant, TenantSettings, TenantStatus};
-use crate::ports::TenantStore;
+use crate::ports::Backends;
 use crate::testkit::{t, tenant};
 
 fn sample() -> Tenant {
@@ -19,7 +17,8 @@ fn sample() -> Tenant {
 }
 
 /// A created tenant reads back equal; an unknown one is `None`.
-pub async fn create_then_get(s: Arc<dyn TenantStore>) {
+pub async fn create_then_get(b: Backends) {
+    let s = b.tenants;
     let x = sample();
     s.create(&x).await.unwrap();
     assert_eq!(s.get(&x.id).await.unwrap(), Some(x));
@@ -27,7 +26,8 @@ pub async fn create_then_get(s: Arc<dyn TenantStore>) {
 }
 
 /// Creating a taken id is a conflict and changes nothing.
-pub async fn create_twice_conflicts(s: Arc<dyn TenantStore>) {
+pub async fn create_twice_conflicts(b: Backends) {
+    let s = b.tenants;
     let x = sample();
     s.create(&x).await.unwrap();
     let mut y = x.clone();
@@ -38,7 +38,8 @@ pub async fn create_twice_conflicts(s: Arc<dyn TenantStore>) {
 }
 
 /// Update replaces; updating a missing tenant is not found and creates nothing.
-pub async fn update_replaces_and_never_creates(s: Arc<dyn TenantStore>) {
+pub async fn update_replaces_and_never_creates(b: Backends) {
+    let s = b.tenants;
     let mut x = sample();
     s.create(&x).await.unwrap();
     x.status = TenantStatus::Suspended;
@@ -52,7 +53,8 @@ pub async fn update_replaces_and_never_creates(s: Arc<dyn TenantStore>) {
 }
 
 /// Listing pages by ascending id.
-pub async fn list_pages_by_id(s: Arc<dyn TenantStore>) {
+pub async fn list_pages_by_id(b: Backends) {
+    let s = b.tenants;
     let mut ids = Vec::new();
     for _ in 0..5 {
         let x = sample();
@@ -76,7 +78,8 @@ pub async fn list_pages_by_id(s: Arc<dyn TenantStore>) {
 }
 
 /// A tenant is found by the hash of any of its credentials, and only by those.
-pub async fn find_by_credential(s: Arc<dyn TenantStore>) {
+pub async fn find_by_credential(b: Backends) {
+    let s = b.tenants;
     let mut x = sample();
     let hash = format!("h-{}", x.id);
     x.credentials.push(crate::model::TenantCredential {
@@ -92,23 +95,4 @@ pub async fn find_by_credential(s: Arc<dyn TenantStore>) {
         Some(x.id.clone())
     );
     assert_eq!(s.find_by_credential("no-such-hash").await.unwrap(), None);
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! tenant_store_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::TenantStore,
-            tenants,
-            $make,
-            [
-                create_then_get,
-                create_twice_conflicts,
-                update_replaces_and_never_creates,
-                list_pages_by_id,
-                find_by_credential,
-            ]
-        );
-    };
 }

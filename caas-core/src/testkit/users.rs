@@ -1,10 +1,8 @@
-//! Contract of [`UserStore`].
-
-use std::sync::Arc;
+//! Contract of [`UserStore`](crate::ports::UserStore).
 
 use crate::ids::TenantId;
 use crate::model::User;
-use crate::ports::UserStore;
+use crate::ports::Backends;
 use crate::testkit::{t, tenant, user};
 
 fn sample(tenant: &TenantId, id: &str, name: &str) -> User {
@@ -21,7 +19,8 @@ fn sample(tenant: &TenantId, id: &str, name: &str) -> User {
 }
 
 /// Upsert creates, then replaces while keeping `created_at`.
-pub async fn upsert_creates_then_replaces(s: Arc<dyn UserStore>) {
+pub async fn upsert_creates_then_replaces(b: Backends) {
+    let s = b.users;
     let tn = tenant();
     let a = sample(&tn, "alice", "Alice");
     assert_eq!(s.upsert(&a).await.unwrap(), a);
@@ -36,7 +35,8 @@ pub async fn upsert_creates_then_replaces(s: Arc<dyn UserStore>) {
 }
 
 /// Users of one tenant are invisible from another.
-pub async fn tenants_are_isolated(s: Arc<dyn UserStore>) {
+pub async fn tenants_are_isolated(b: Backends) {
+    let s = b.users;
     let (t1, t2) = (tenant(), tenant());
     s.upsert(&sample(&t1, "alice", "A")).await.unwrap();
     assert_eq!(s.get(&t2, &user("alice")).await.unwrap(), None);
@@ -45,7 +45,8 @@ pub async fn tenants_are_isolated(s: Arc<dyn UserStore>) {
 }
 
 /// get_many returns the existing ones in the asked order, once each.
-pub async fn get_many_keeps_order(s: Arc<dyn UserStore>) {
+pub async fn get_many_keeps_order(b: Backends) {
+    let s = b.users;
     let tn = tenant();
     for n in ["a", "b", "c"] {
         s.upsert(&sample(&tn, n, n)).await.unwrap();
@@ -59,7 +60,8 @@ pub async fn get_many_keeps_order(s: Arc<dyn UserStore>) {
 }
 
 /// Listing pages by ascending id.
-pub async fn list_pages_by_id(s: Arc<dyn UserStore>) {
+pub async fn list_pages_by_id(b: Backends) {
+    let s = b.users;
     let tn = tenant();
     for n in ["d", "b", "a", "c"] {
         s.upsert(&sample(&tn, n, n)).await.unwrap();
@@ -80,22 +82,4 @@ pub async fn list_pages_by_id(s: Arc<dyn UserStore>) {
         .map(|u| u.id)
         .collect();
     assert_eq!(next, [user("c"), user("d")]);
-}
-
-/// Expands the suite for a backend.
-#[macro_export]
-macro_rules! user_store_contract {
-    ($make:expr) => {
-        $crate::__contract_cases!(
-            $crate::ports::UserStore,
-            users,
-            $make,
-            [
-                upsert_creates_then_replaces,
-                tenants_are_isolated,
-                get_many_keeps_order,
-                list_pages_by_id,
-            ]
-        );
-    };
 }

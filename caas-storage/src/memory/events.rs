@@ -22,9 +22,10 @@ pub struct MemoryEventLog {
     tenants: Concurrent<TenantId, Arc<Mutex<TenantLog>>>,
 }
 
-#[async_trait]
-impl EventLog for MemoryEventLog {
-    async fn append(&self, event: Arc<Event>) -> Result<Cursor> {
+impl MemoryEventLog {
+    /// [`EventLog::append`] without the async wrapper, for the message store that
+    /// logs under its own lock.
+    pub(super) fn append_now(&self, event: Arc<Event>) -> Result<Cursor> {
         if event.payload.is_ephemeral() {
             return Err(Error::invalid(
                 "event",
@@ -43,6 +44,13 @@ impl EventLog for MemoryEventLog {
         }
         log.events.push(event);
         Ok(Cursor(cursor))
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryEventLog {
+    async fn append(&self, event: Arc<Event>) -> Result<Cursor> {
+        self.append_now(event)
     }
 
     async fn read(

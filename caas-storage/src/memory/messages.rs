@@ -2,13 +2,14 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use caas_core::events::Announce;
 use caas_core::ids::{ClientMsgId, ConversationId, MessageId, Seq, TenantId, UserId};
 use caas_core::model::{Message, NewMessage, Pin};
 use caas_core::ports::{Appended, Changed, ConversationHead, HistoryPage, MessageStore};
 use caas_core::time::Timestamp;
 use caas_core::{EntityKind, Error, Result};
 
-use super::{Concurrent, Map, poisoned};
+use super::{Concurrent, Map, MemoryEventLog, poisoned};
 
 /// Fixed-size chunks, so a long conversation never reallocates (and copies) one huge
 /// vector as it grows.
@@ -88,13 +89,30 @@ impl Log {
 }
 
 /// Messages in memory: one mutex per conversation, so sends to different
-/// conversations never contend.
+/// conversations never contend. A send logs its `message.created` event in the
+/// [`MemoryEventLog`] it was built with, under the conversation's lock, so the
+/// log holds each conversation's messages in seq order.
 #[derive(Debug, Default)]
 pub struct MemoryMessageStore {
     logs: Concurrent<(TenantId, ConversationId), Arc<Mutex<Log>>>,
+    events: Arc<MemoryEventLog>,
 }
 
 impl MemoryMessageStore {
+    /// A store that logs the events of new messages in `events` (the event log
+    /// of the same [`caas_core::ports::Backends`]).
+    pub fn with_event_log(events: Arc<MemoryEventLog>) -> Self {
+        Self {
+            logs: Concurrent::default(),
+            events,
+        }
+    }
+
+    /// The event log it writes to.
+    pub fn event_log(&self) -> &Arc<MemoryEventLog> {
+        &self.events
+    }
+
     fn log(&self, tenant: &TenantId, conv: &ConversationId) -> Option<Arc<Mutex<Log>>> {
         self.logs
             .get(&(tenant.clone(), conv.clone()))
@@ -125,7 +143,7 @@ impl MemoryMessageStore {
 
 #[async_trait]
 impl MessageStore for MemoryMessageStore {
-    async fn append(&self, message: NewMessage) -> Result<Appended> {
+    async fn append(&self, message: NewMessage, announce: Announce) -> Result<Appended> {
         let log = self.log_or_new(&message.tenant, &message.conversation);
         let mut log = log.lock().map_err(poisoned)?;
         let key = (message.sender.clone(), message.client_msg_id.clone());
@@ -139,10 +157,17 @@ impl MessageStore for MemoryMessageStore {
         }
         let i = log.messages.len();
         let stored = message.into_message(Seq(i as u64 + 1));
+        let event = Arc::new(announce.message_created(&stored));
+        // Logged first: it is the step that can fail, and nothing is stored then.
+        let cursor = self.events.append_now(event.clone())?;
         log.by_id.insert(stored.id.clone(), i);
         log.by_key.insert(key, i);
         log.messages.push(stored.clone());
-        Ok(Appended::Created(stored))
+        Ok(Appended::Created {
+            message: stored,
+            event,
+            cursor,
+        })
     }
 
     async fn get(

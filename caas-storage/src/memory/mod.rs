@@ -46,14 +46,15 @@ pub fn backends() -> Backends {
 
 /// Every port in memory, on the given clock (a `ManualClock` in tests).
 pub fn backends_with_clock(clock: Arc<dyn Clock>) -> Backends {
+    let events = Arc::new(MemoryEventLog::default());
     Backends {
         tenants: Arc::new(MemoryTenantStore::default()),
         users: Arc::new(MemoryUserStore::default()),
         conversations: Arc::new(MemoryConversationStore::default()),
-        messages: Arc::new(MemoryMessageStore::default()),
+        messages: Arc::new(MemoryMessageStore::with_event_log(events.clone())),
         receipts: Arc::new(MemoryReceiptStore::default()),
-        events: Arc::new(MemoryEventLog::default()),
-        journal: None,
+        events,
+        credentials: Arc::new(MemoryCredentialStore::default()),
         keys: Arc::new(MemoryKeyDirectory::default()),
         audit: Arc::new(MemoryAuditStore::default()),
         bus: Arc::new(MemoryBus::default()),
@@ -81,62 +82,7 @@ fn poisoned<T>(_: T) -> caas_core::Error {
 #[cfg(test)]
 mod contract {
     //! Every memory backend runs its port's contract suite.
-    use super::*;
-
-    mod tenants {
-        use super::*;
-        caas_core::tenant_store_contract!(MemoryTenantStore::default());
-    }
-    mod users {
-        use super::*;
-        caas_core::user_store_contract!(MemoryUserStore::default());
-    }
-    mod conversations {
-        use super::*;
-        caas_core::conversation_store_contract!(MemoryConversationStore::default());
-    }
-    mod messages {
-        use super::*;
-        caas_core::message_store_contract!(MemoryMessageStore::default());
-    }
-    mod receipts {
-        use super::*;
-        caas_core::receipt_store_contract!(MemoryReceiptStore::default());
-    }
-    mod credentials {
-        use super::*;
-        caas_core::credential_store_contract!(MemoryCredentialStore::default());
-    }
-    mod events {
-        use super::*;
-        caas_core::event_log_contract!(MemoryEventLog::default());
-    }
-    mod keys {
-        use super::*;
-        caas_core::key_directory_contract!(MemoryKeyDirectory::default());
-    }
-    mod audit {
-        use super::*;
-        caas_core::audit_store_contract!(MemoryAuditStore::default());
-    }
-    mod bus {
-        use super::*;
-        caas_core::event_bus_contract!(MemoryBus::default());
-    }
-    mod blobs {
-        use super::*;
-        caas_core::blob_store_contract!(MemoryBlobStore::default());
-    }
-    mod search {
-        use super::*;
-        caas_core::search_index_contract!(MemorySearchIndex::default());
-    }
-    mod presence {
-        use super::*;
-        caas_core::presence_store_contract!(MemoryPresenceStore::default());
-    }
-    mod ratelimit {
-        use super::*;
-        caas_core::rate_limit_store_contract!(MemoryRateLimitStore::default());
-    }
+    caas_core::contract_suites!(crate::memory::backends();
+        tenants, users, conversations, messages, receipts, events, keys, audit,
+        credentials, search, bus, blobs, presence, rate_limits);
 }

@@ -1,5 +1,8 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use caas_core::ids::{ClientMsgId, ConversationId, MessageId, Seq, TenantId, UserId};
+use caas_core::events::Announce;
+use caas_core::ids::{ClientMsgId, ConversationId, Cursor, MessageId, Seq, TenantId, UserId};
 use caas_core::model::{Message, NewMessage, Pin};
 use caas_core::ports::{Appended, Changed, ConversationHead, HistoryPage, MessageStore};
 use caas_core::time::Timestamp;
@@ -10,6 +13,7 @@ use super::codec::{
     MessageRow, bound, limit, message_columns, message_doc, to_i64, to_u64, ts_from_i64, ts_to_i64,
 };
 use super::error::Ctx;
+use super::events::{PreparedEvent, next_cursor, put_event};
 use super::search::{self, Words};
 use super::writer::Tx;
 use super::{SqliteStore, stream_of};
@@ -204,13 +208,33 @@ pub(super) fn insert<T>(
 
 #[async_trait]
 impl MessageStore for SqliteStore {
-    async fn append(&self, message: NewMessage) -> Result<Appended> {
+    /// One writer command stores the message and logs its event: one commit
+    /// (one fsync) per send, and no crash window between the two.
+    async fn append(&self, message: NewMessage, announce: Announce) -> Result<Appended> {
         let prepared = Prepared::new(message)?;
         self.write_prechecked(move |c| {
-            Ok(match insert(c, prepared, |_| Ok(()))? {
-                Inserted::Created(m, ()) => Appended::Created(m),
-                Inserted::Existing(m) => Appended::Existing(m),
-            })
+            // The event needs the message's seq, so it is built here, before the
+            // message row is written. A failure here fails this command alone,
+            // unless the conversation's first message just created its stream
+            // row: then the writer fails the whole batch rather than commit half
+            // a command (see `writer.rs`).
+            let inserted = insert(c, prepared, |m| {
+                let event = Arc::new(announce.message_created(m));
+                let prepared = PreparedEvent::new(&event)?;
+                let cursor = next_cursor(c, event.tenant.as_str())?;
+                Ok((event, prepared, cursor, Cursor(to_u64(cursor, "cursor")?)))
+            })?;
+            match inserted {
+                Inserted::Existing(m) => Ok(Appended::Existing(m)),
+                Inserted::Created(message, (event, prepared, at, cursor)) => {
+                    put_event(c, event.tenant.as_str(), at, &prepared)?;
+                    Ok(Appended::Created {
+                        message,
+                        event,
+                        cursor,
+                    })
+                }
+            }
         })
         .await
     }

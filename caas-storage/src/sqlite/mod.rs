@@ -35,7 +35,6 @@ mod conversations;
 mod credentials;
 mod error;
 mod events;
-mod journal;
 #[cfg(feature = "encryption")]
 mod keyrings;
 mod keys;
@@ -158,6 +157,26 @@ impl SqliteStore {
     /// newer schema version, or a SQLite file of another application.
     pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self> {
         Self::open_inner(path.as_ref(), config, None)
+    }
+
+    /// Every port this store implements, on `Backends`, with the in-process bus,
+    /// presence, rate limits and blobs of [`crate::memory`] for the rest and the
+    /// system clock: what a single node runs on, less its blob store.
+    pub fn backends(&self) -> caas_core::ports::Backends {
+        let db = Arc::new(self.clone());
+        caas_core::ports::Backends {
+            tenants: db.clone(),
+            users: db.clone(),
+            conversations: db.clone(),
+            messages: db.clone(),
+            receipts: db.clone(),
+            events: db.clone(),
+            credentials: db.clone(),
+            keys: db.clone(),
+            audit: db.clone(),
+            search: db,
+            ..crate::memory::backends()
+        }
     }
 
     /// A fresh database in a new temporary directory that is deleted when the last

@@ -80,9 +80,11 @@ async fn crash_child() {
                     mentions: vec![],
                     created_at: clock.now(),
                 };
-                let r = MessageStore::append(&store, m).await.unwrap();
+                let r = MessageStore::append(&store, m, caas_core::testkit::messages::announce())
+                    .await
+                    .unwrap();
                 let how = match r {
-                    Appended::Created(_) => "new",
+                    Appended::Created { .. } => "new",
                     Appended::Existing(_) => "retry",
                 };
                 // One short write per line (atomic on a pipe), and a last field, so
@@ -309,10 +311,14 @@ async fn a_retry_after_reopen_returns_the_original() {
     };
     let first = {
         let store = SqliteStore::open(&db, SqliteConfig::default()).unwrap();
-        MessageStore::append(&store, m("one")).await.unwrap()
+        MessageStore::append(&store, m("one"), caas_core::testkit::messages::announce())
+            .await
+            .unwrap()
     };
     let store = SqliteStore::open(&db, SqliteConfig::default()).unwrap();
-    let again = MessageStore::append(&store, m("two")).await.unwrap();
+    let again = MessageStore::append(&store, m("two"), caas_core::testkit::messages::announce())
+        .await
+        .unwrap();
     assert!(matches!(again, Appended::Existing(_)));
     assert_eq!(again.message(), first.message());
     drop(store);

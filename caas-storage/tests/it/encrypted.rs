@@ -3,55 +3,77 @@
 
 use std::sync::Arc;
 
+use caas_core::events::{Event, EventPayload};
+use caas_core::ids::Cursor;
 use caas_core::ids::{ClientMsgId, ConversationId, MessageId, TenantId, UserId};
 use caas_core::model::{Message, NewMessage};
-use caas_core::ports::{HistoryPage, MessageStore, SearchIndex};
+use caas_core::ports::Backends;
+use caas_core::ports::{Appended, EventLog, HistoryPage, MessageStore, SearchIndex};
+use caas_core::testkit::messages::announce;
 use caas_core::time::Timestamp;
 use caas_crypto::KeyId;
+use caas_crypto::blind::BlindIndex;
 use caas_crypto::envelope::{AeadAlgorithm, DataKey};
 use caas_crypto::keys::{KeyEncryptionKey, KeyScope, TenantKeyring};
 use caas_storage::SEALED_BODY_PREFIX;
 use caas_storage::encrypted::{
-    BodyKeys, EncryptedMessageStore, EncryptedSearchIndex, TenantKeyrings,
+    self, BodyKeys, EncryptedMessageStore, KeyringStore, ManagedKeyrings, TenantKeyrings,
 };
 use caas_storage::memory::MemoryMessageStore;
 use caas_storage::sqlite::SqliteStore;
 
 /// One key for every tenant: the contract cases use random tenants.
 #[derive(Debug)]
-struct EveryTenant(Arc<DataKey>);
+struct EveryTenant(Arc<DataKey>, Arc<BlindIndex>);
 
 impl EveryTenant {
     fn new() -> Arc<Self> {
         let key = DataKey::generate(KeyId::new("dk_test").unwrap(), AeadAlgorithm::Aes256Gcm);
-        Arc::new(Self(Arc::new(key.unwrap())))
+        let search = DataKey::generate(KeyId::new("dk_search").unwrap(), AeadAlgorithm::Aes256Gcm);
+        Arc::new(Self(
+            Arc::new(key.unwrap()),
+            Arc::new(BlindIndex::from_data_key(&search.unwrap())),
+        ))
     }
 }
 
+#[async_trait::async_trait]
 impl BodyKeys for EveryTenant {
-    fn sealing_key(&self, _: &TenantId) -> caas_core::Result<Option<Arc<DataKey>>> {
+    async fn sealing_key(&self, _: &TenantId) -> caas_core::Result<Option<Arc<DataKey>>> {
         Ok(Some(self.0.clone()))
     }
 
-    fn opening_key(&self, _: &TenantId, _: &KeyId) -> caas_core::Result<Option<Arc<DataKey>>> {
+    async fn opening_key(
+        &self,
+        _: &TenantId,
+        _: &KeyId,
+    ) -> caas_core::Result<Option<Arc<DataKey>>> {
         Ok(Some(self.0.clone()))
+    }
+
+    async fn search_index(&self, _: &TenantId) -> caas_core::Result<Option<Arc<BlindIndex>>> {
+        Ok(Some(self.1.clone()))
     }
 }
 
+/// The decorators pass the contracts of the ports they wrap, over two backends.
 mod contract_over_sqlite {
     use super::*;
-    caas_core::message_store_contract!(EncryptedMessageStore::new(
-        Arc::new(SqliteStore::open_temp().unwrap()),
-        EveryTenant::new()
-    ));
+    fn make() -> Backends {
+        encrypted::wrap(
+            SqliteStore::open_temp().unwrap().backends(),
+            EveryTenant::new(),
+        )
+    }
+    caas_core::contract_suites!(make(); messages, events, search);
 }
 
 mod contract_over_memory {
     use super::*;
-    caas_core::message_store_contract!(EncryptedMessageStore::new(
-        Arc::new(MemoryMessageStore::default()),
-        EveryTenant::new()
-    ));
+    fn make() -> Backends {
+        encrypted::wrap(caas_storage::memory::backends(), EveryTenant::new())
+    }
+    caas_core::contract_suites!(make(); messages, events, search);
 }
 
 fn message(tenant: &TenantId, key: &str, body: &str) -> NewMessage {
@@ -75,8 +97,10 @@ fn message(tenant: &TenantId, key: &str, body: &str) -> NewMessage {
 fn keyring(tenant: &TenantId) -> (TenantKeyring, KeyEncryptionKey) {
     let kek = KeyEncryptionKey::generate(KeyId::new("kek-1").unwrap()).unwrap();
     let mut ring = TenantKeyring::new(tenant.as_str(), &kek);
-    ring.create_data_key(&kek, KeyScope::Tenant, AeadAlgorithm::Aes256Gcm)
-        .unwrap();
+    for scope in [KeyScope::Tenant, KeyScope::Search] {
+        ring.create_data_key(&kek, scope, AeadAlgorithm::Aes256Gcm)
+            .unwrap();
+    }
     (ring, kek)
 }
 
@@ -90,23 +114,39 @@ fn file_contains(store: &SqliteStore, needle: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sealed_bodies_never_reach_the_file_in_clear() {
+async fn sealed_bodies_never_reach_the_file_in_clear_and_stay_searchable() {
     let sqlite = SqliteStore::open_temp().unwrap();
     let tenant = TenantId::parse("acme").unwrap();
     let keys = Arc::new(TenantKeyrings::new());
     let (ring, kek) = keyring(&tenant);
     keys.insert(&tenant, ring, kek).unwrap();
-    let store = EncryptedMessageStore::new(Arc::new(sqlite.clone()), keys.clone());
-    let search = EncryptedSearchIndex::new(Arc::new(sqlite.clone()), keys.clone());
+    let b = encrypted::wrap(sqlite.backends(), keys.clone());
 
-    let m = store
-        .append(message(&tenant, "k1", "zanzibar rendezvous at dawn"))
+    // What the service does for a send: append (the event is logged in the same
+    // write), then index the plaintext it got back.
+    let sent = b
+        .messages
+        .append(
+            message(&tenant, "k1", "zanzibar rendezvous at dawn"),
+            caas_core::testkit::messages::announce_to(&["alice"]),
+        )
         .await
-        .unwrap()
-        .message()
-        .clone();
+        .unwrap();
+    let Appended::Created {
+        message: m, event, ..
+    } = sent
+    else {
+        panic!("created")
+    };
     assert_eq!(m.body.as_deref(), Some("zanzibar rendezvous at dawn"));
-    let edited = store
+    assert!(
+        matches!(&event.payload, EventPayload::MessageCreated { message } if message == &m),
+        "the published event is in clear"
+    );
+    b.search.index_message(&m).await.unwrap();
+    // And for an edit: change, log its event, index.
+    let edited = b
+        .messages
         .edit(
             &tenant,
             &m.conversation,
@@ -117,16 +157,47 @@ async fn sealed_bodies_never_reach_the_file_in_clear() {
         .await
         .unwrap();
     assert_eq!(edited.edits[0].body, "zanzibar rendezvous at dawn");
-    // What the service does after each write: index the plaintext it was given.
-    search.index_message(&edited).await.unwrap();
+    let mut in_event = edited.clone();
+    in_event.edits.clear();
+    b.events
+        .append(Arc::new(Event {
+            payload: EventPayload::MessageEdited { message: in_event },
+            ..(*event).clone()
+        }))
+        .await
+        .unwrap();
+    b.search.index_message(&edited).await.unwrap();
 
-    // The inner store holds envelopes only.
+    // The inner store holds envelopes only, in the messages and in the log.
     let raw: Message = MessageStore::get(&sqlite, &tenant, &m.conversation, &m.id)
         .await
         .unwrap()
         .unwrap();
     assert!(raw.body.as_deref().unwrap().starts_with(SEALED_BODY_PREFIX));
     assert!(raw.edits[0].body.starts_with(SEALED_BODY_PREFIX));
+    for logged in EventLog::read(
+        &sqlite,
+        &tenant,
+        &UserId::parse("alice").unwrap(),
+        Cursor(0),
+        10,
+    )
+    .await
+    .unwrap()
+    {
+        match &logged.event.payload {
+            EventPayload::MessageCreated { message } | EventPayload::MessageEdited { message } => {
+                assert!(
+                    message
+                        .body
+                        .as_deref()
+                        .unwrap()
+                        .starts_with(SEALED_BODY_PREFIX)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     for word in ["zanzibar", "rendezvous", "quixotic"] {
         assert!(
             !file_contains(&sqlite, word),
@@ -136,63 +207,39 @@ async fn sealed_bodies_never_reach_the_file_in_clear() {
             .search_messages(&tenant, word, std::slice::from_ref(&m.conversation), 10)
             .await
             .unwrap();
-        assert!(hits.is_empty(), "`{word}` is searchable");
+        assert!(hits.is_empty(), "`{word}` is searchable without the key");
     }
-    // And everything reads back in clear through the decorator.
-    let page = store
+    // Through the decorator, search finds the current body by whole words and
+    // prefixes, and no longer the old one.
+    let within = std::slice::from_ref(&m.conversation);
+    for (q, found) in [
+        ("quixotic", true),
+        ("quix", true),
+        ("PLAN", true),
+        ("zanzibar", false),
+    ] {
+        let hits = b
+            .search
+            .search_messages(&tenant, q, within, 10)
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), usize::from(found), "{q}");
+    }
+    // And everything reads back in clear through the decorators.
+    let page = b
+        .messages
         .history(&tenant, &m.conversation, HistoryPage::Latest, 10)
         .await
         .unwrap();
-    assert_eq!(page, vec![edited]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_plain_index_keeps_sealed_messages_searchable() {
-    let sqlite = SqliteStore::open_temp().unwrap();
-    let store = EncryptedMessageStore::new(Arc::new(sqlite.clone()), EveryTenant::new());
-    let tenant = TenantId::parse("acme").unwrap();
-    let m = store
-        .append(message(&tenant, "k1", "lunch at noon"))
-        .await
-        .unwrap()
-        .message()
-        .clone();
-    let within = std::slice::from_ref(&m.conversation);
-    // Not indexed from the stored (sealed) form…
-    assert!(
-        sqlite
-            .search_messages(&tenant, "lunch", within, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    // …but from the plaintext the service passes on.
-    sqlite.index_message(&m).await.unwrap();
-    let hits = sqlite
-        .search_messages(&tenant, "lunch", within, 10)
+    assert_eq!(page, vec![edited.clone()]);
+    let log = b
+        .events
+        .read(&tenant, &UserId::parse("alice").unwrap(), Cursor(0), 10)
         .await
         .unwrap();
-    assert_eq!(hits.len(), 1);
-    assert_eq!(hits[0].message_id, m.id);
-    // Deleting removes it, and a stale re-index of the old plaintext cannot bring it back.
-    let deleted = store
-        .delete(
-            &tenant,
-            &m.conversation,
-            &m.id,
-            &m.sender,
-            Timestamp::from_secs(1_700_000_200),
-        )
-        .await
-        .unwrap();
-    assert!(deleted.changed);
-    sqlite.index_message(&m).await.unwrap();
+    assert_eq!(log.len(), 2);
     assert!(
-        sqlite
-            .search_messages(&tenant, "lunch", within, 10)
-            .await
-            .unwrap()
-            .is_empty()
+        matches!(&log[1].event.payload, EventPayload::MessageEdited { message } if message.body == edited.body)
     );
 }
 
@@ -203,7 +250,7 @@ async fn tenants_without_keys_stay_in_clear() {
     let store = EncryptedMessageStore::new(inner.clone(), keys);
     let tenant = TenantId::parse("plain").unwrap();
     let m = store
-        .append(message(&tenant, "k1", "hello"))
+        .append(message(&tenant, "k1", "hello"), announce())
         .await
         .unwrap()
         .message()
@@ -216,7 +263,7 @@ async fn tenants_without_keys_stay_in_clear() {
     assert_eq!(raw.body.as_deref(), Some("hello"));
     let forged = format!("{SEALED_BODY_PREFIX}AAAA");
     let err = store
-        .append(message(&tenant, "k2", &forged))
+        .append(message(&tenant, "k2", &forged), announce())
         .await
         .unwrap_err();
     assert!(
@@ -238,7 +285,7 @@ async fn destroyed_keys_shred_the_bodies_they_sealed() {
     keys.insert(&tenant, ring.clone(), kek()).unwrap();
     let store = EncryptedMessageStore::new(Arc::new(MemoryMessageStore::default()), keys.clone());
     let old = store
-        .append(message(&tenant, "k1", "before the erasure"))
+        .append(message(&tenant, "k1", "before the erasure"), announce())
         .await
         .unwrap()
         .message()
@@ -249,7 +296,7 @@ async fn destroyed_keys_shred_the_bodies_they_sealed() {
         .unwrap();
     keys.insert(&tenant, ring.clone(), kek()).unwrap();
     let new = store
-        .append(message(&tenant, "k2", "after the erasure"))
+        .append(message(&tenant, "k2", "after the erasure"), announce())
         .await
         .unwrap()
         .message()
@@ -271,7 +318,10 @@ async fn destroyed_keys_shred_the_bodies_they_sealed() {
     // With every key destroyed the tenant's messages cannot be stored at all.
     ring.destroy_all(1_700_000_001);
     keys.insert(&tenant, ring, kek()).unwrap();
-    let err = store.append(message(&tenant, "k3", "x")).await.unwrap_err();
+    let err = store
+        .append(message(&tenant, "k3", "x"), announce())
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -289,7 +339,72 @@ async fn keyrings_persist_in_sqlite() {
     let sqlite = SqliteStore::open_temp().unwrap();
     let tenant = TenantId::parse("acme").unwrap();
     assert!(sqlite.load_keyring(&tenant).await.unwrap().is_none());
-    let (ring, _kek) = keyring(&tenant);
+    let (ring, kek) = keyring(&tenant);
     sqlite.save_keyring(&ring).await.unwrap();
-    assert_eq!(sqlite.load_keyring(&tenant).await.unwrap(), Some(ring));
+    assert_eq!(
+        sqlite.load_keyring(&tenant).await.unwrap(),
+        Some(ring.clone())
+    );
+    // Creating keeps the first keyring: a racing creator gets that one back.
+    let mut other = TenantKeyring::new(tenant.as_str(), &kek);
+    other
+        .create_data_key(&kek, KeyScope::Tenant, AeadAlgorithm::Aes256Gcm)
+        .unwrap();
+    assert_eq!(sqlite.create_keyring(&other).await.unwrap(), ring);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_keyrings_are_made_on_first_use_and_survive_a_restart() {
+    let sqlite = SqliteStore::open_temp().unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    let kek = || KeyEncryptionKey::from_bytes(KeyId::new("kek-1").unwrap(), &[7u8; 32]).unwrap();
+    let store: Arc<dyn KeyringStore> = Arc::new(sqlite.clone());
+    let first = encrypted::wrap(
+        sqlite.backends(),
+        Arc::new(ManagedKeyrings::new(kek(), store.clone())),
+    );
+    assert!(sqlite.load_keyring(&tenant).await.unwrap().is_none());
+    let m = first
+        .messages
+        .append(message(&tenant, "k1", "marmalade"), announce())
+        .await
+        .unwrap()
+        .message()
+        .clone();
+    let ring = sqlite
+        .load_keyring(&tenant)
+        .await
+        .unwrap()
+        .expect("made on first use");
+    assert!(ring.current_key(&KeyScope::Tenant).is_some());
+    assert!(ring.current_key(&KeyScope::Search).is_some());
+    assert!(!file_contains(&sqlite, "marmalade"));
+
+    // Another process with the same KEK reads what the first sealed.
+    let again = encrypted::wrap(
+        sqlite.backends(),
+        Arc::new(ManagedKeyrings::new(kek(), store.clone())),
+    );
+    let read = again
+        .messages
+        .get(&tenant, &m.conversation, &m.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.body.as_deref(), Some("marmalade"));
+    // With another KEK it refuses rather than store in clear or misread.
+    let wrong = KeyEncryptionKey::from_bytes(KeyId::new("kek-2").unwrap(), &[8u8; 32]).unwrap();
+    let wrong = encrypted::wrap(
+        sqlite.backends(),
+        Arc::new(ManagedKeyrings::new(wrong, store)),
+    );
+    let err = wrong
+        .messages
+        .append(message(&tenant, "k2", "x"), announce())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, caas_core::Error::Unavailable { .. }),
+        "{err:?}"
+    );
 }

@@ -5,10 +5,10 @@ use caas_core::ports::{BlobStore, UrlMethod};
 use caas_core::time::Timestamp;
 use caas_storage::fs::{FsBlobConfig, FsBlobStore};
 
-mod contract {
-    use super::*;
-    caas_core::blob_store_contract!(FsBlobStore::open_temp().unwrap());
-}
+caas_core::contract_suites!(caas_core::ports::Backends {
+    blobs: std::sync::Arc::new(FsBlobStore::open_temp().unwrap()),
+    ..caas_storage::memory::backends()
+}; blobs);
 
 fn ids(t: &str, b: &str) -> (TenantId, BlobId) {
     (TenantId::parse(t).unwrap(), BlobId::parse(b).unwrap())

@@ -43,7 +43,9 @@ async fn concurrent_sends_share_commits() {
         tasks.push(tokio::spawn(async move {
             for j in 0..10 {
                 let m = message(&format!("c{}", i % 8), &format!("u{i}"), &format!("k{j}"));
-                MessageStore::append(&s, m).await.unwrap();
+                MessageStore::append(&s, m, caas_core::testkit::messages::announce())
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -69,9 +71,9 @@ async fn a_failing_command_does_not_fail_its_batch() {
     clash.id = dup.id.clone();
     let ok = message("c", "bob", "k3");
     let (a, b, c) = tokio::join!(
-        MessageStore::append(&s, dup),
-        MessageStore::append(&s, clash),
-        MessageStore::append(&s, ok)
+        MessageStore::append(&s, dup, caas_core::testkit::messages::announce()),
+        MessageStore::append(&s, clash, caas_core::testkit::messages::announce()),
+        MessageStore::append(&s, ok, caas_core::testkit::messages::announce())
     );
     assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
     assert!(matches!(b, Err(caas_core::Error::Conflict { .. })), "{b:?}");
@@ -122,18 +124,26 @@ async fn online_backup_is_a_consistent_openable_copy() {
     let dir = temp_dir("backup");
     let s = SqliteStore::open(dir.join("caas.db"), SqliteConfig::default()).unwrap();
     for k in 0..50 {
-        MessageStore::append(&s, message("c", "alice", &format!("k{k}")))
-            .await
-            .unwrap();
+        MessageStore::append(
+            &s,
+            message("c", "alice", &format!("k{k}")),
+            caas_core::testkit::messages::announce(),
+        )
+        .await
+        .unwrap();
     }
     // Writes go on while the copy is taken.
     let writer = {
         let s = s.clone();
         tokio::spawn(async move {
             for k in 50..200 {
-                MessageStore::append(&s, message("c", "alice", &format!("k{k}")))
-                    .await
-                    .unwrap();
+                MessageStore::append(
+                    &s,
+                    message("c", "alice", &format!("k{k}")),
+                    caas_core::testkit::messages::announce(),
+                )
+                .await
+                .unwrap();
             }
         })
     };

@@ -445,7 +445,9 @@ async fn the_edge_limit_answers_429_with_retry_after() {
     assert_eq!(r.headers["retry-after"], "12");
     s.advance(Duration::from_secs(12));
     assert_eq!(
-        s.call(Method::GET, "/openapi.json", None, None).await.status,
+        s.call(Method::GET, "/openapi.json", None, None)
+            .await
+            .status,
         StatusCode::OK
     );
 }
@@ -726,10 +728,7 @@ async fn stored_user_attributes_reach_policy_decisions() {
     let s = Server::start().await;
     let policy = r#"{"version":1,"extends":"default","rules":[{"id":"staff-only-send","effect":"deny","actions":["message.send"],"when":{"not":{"attr":"subject.attr.department","eq":"staff"}}}]}"#;
     let (_, secret) = s
-        .tenant_with(
-            &[],
-            json!({"policy": {"format": "json", "text": policy}}),
-        )
+        .tenant_with(&[], json!({"policy": {"format": "json", "text": policy}}))
         .await;
     for (user, department) in [("alice", "staff"), ("bob", "guests")] {
         let r = s

@@ -117,7 +117,11 @@ async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
     let idle = Instant::now();
     let (_, closed) = read_to_close(&mut tcp, Duration::from_secs(5)).await;
     assert!(closed, "an idle keep-alive connection is closed");
-    assert!(idle.elapsed() < Duration::from_secs(2), "{:?}", idle.elapsed());
+    assert!(
+        idle.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        idle.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -205,7 +209,11 @@ async fn shutdown_closes_a_connection_stuck_in_its_head_after_the_deadline() {
     tokio::time::timeout(Duration::from_secs(5), s.stop())
         .await
         .expect("shutdown completes");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let (_, closed) = read_to_close(&mut stuck, Duration::from_secs(1)).await;
     assert!(closed, "what was left is closed");
 }
@@ -224,7 +232,11 @@ async fn a_declared_length_over_the_body_limit_is_refused_at_once() {
     let r = read_response(&mut tcp).await;
     assert!(r.starts_with("HTTP/1.1 413"), "{r}");
     assert!(r.contains("payload_too_large"), "{r}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -246,7 +258,10 @@ async fn health_probes_are_exempt_from_the_edge_limit() {
     }
     let mut limited = false;
     for _ in 0..4 {
-        limited |= s.call(Method::GET, "/openapi.json", None, None).await.status
+        limited |= s
+            .call(Method::GET, "/openapi.json", None, None)
+            .await
+            .status
             == StatusCode::TOO_MANY_REQUESTS;
     }
     assert!(limited, "everything else is still limited");

@@ -76,9 +76,9 @@ impl Server {
         serve: ServeConfig,
     ) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
-        let backends = caas_transport::metered::metered(caas_storage::memory::backends_with_clock(
-            clock.clone(),
-        ));
+        let backends = caas_core::ports::metered::metered(
+            caas_storage::memory::backends_with_clock(clock.clone()),
+        );
         let operator = TenantSecret::generate().unwrap();
         let auth = Authenticator::new(operator.hash(), &[42u8; 32], "test-1").unwrap();
         let state = AppState::new(

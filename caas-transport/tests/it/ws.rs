@@ -1047,7 +1047,10 @@ async fn a_suspended_tenant_or_a_missing_user_is_refused_before_the_upgrade() {
     let status = |r: Result<Raw, tungstenite::Error>| match r {
         Err(tungstenite::Error::Http(res)) => {
             let body: Value = serde_json::from_slice(res.body().as_deref().unwrap()).unwrap();
-            (res.status().as_u16(), body["code"].as_str().unwrap().to_owned())
+            (
+                res.status().as_u16(),
+                body["code"].as_str().unwrap().to_owned(),
+            )
         }
         other => panic!("expected a refusal, got {other:?}"),
     };

@@ -1,20 +1,21 @@
-//! Store and bus timings for `/metrics`, as decorators: each wraps a port and is
-//! itself an implementation of the same trait, so any backend gets timed without
-//! knowing about metrics.
+//! Store and bus timings (feature `metrics`), as decorators: each wraps a port
+//! and is itself an implementation of the same trait, so any backend gets timed
+//! without knowing about metrics. They record into the `metrics` facade; the
+//! host installs the recorder (the gateway's `/metrics` is one).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use caas_core::Result;
-use caas_core::events::{Event, LoggedEvent};
-use caas_core::ids::{ConversationId, CorrelationId, Cursor, MessageId, Seq, TenantId, UserId};
-use caas_core::model::{Conversation, Member, Message, NewMessage};
-use caas_core::ports::{
+use crate::Result;
+use crate::events::{Announce, Event, LoggedEvent};
+use crate::ids::{ConversationId, Cursor, MessageId, Seq, TenantId, UserId};
+use crate::model::{Conversation, Member, Message, NewMessage};
+use crate::ports::{
     Appended, Backends, Changed, ConversationHead, ConversationStore, Created, EventBus, EventLog,
-    HistoryPage, Journaled, MessageJournal, MessageStore, Subscription,
+    HistoryPage, MessageStore, Subscription,
 };
-use caas_core::time::Timestamp;
+use crate::time::Timestamp;
+use async_trait::async_trait;
 
 /// Wraps the hot ports of `backends` (messages, conversations, the event log and
 /// the bus) so each call records `caas_store_duration_seconds{port, op, outcome}`.
@@ -35,12 +36,6 @@ pub fn metered(mut backends: Backends) -> Backends {
     backends.events = Arc::new(Metered {
         inner: backends.events,
         port: "event_log",
-    });
-    backends.journal = backends.journal.map(|inner| {
-        Arc::new(Metered {
-            inner,
-            port: "journal",
-        }) as Arc<dyn MessageJournal>
     });
     backends.bus = Arc::new(Metered {
         inner: backends.bus,
@@ -70,25 +65,9 @@ impl<T: ?Sized> Metered<T> {
 }
 
 #[async_trait]
-impl MessageJournal for Metered<dyn MessageJournal> {
-    async fn append_announced(
-        &self,
-        m: NewMessage,
-        audience: Arc<[UserId]>,
-        correlation_id: CorrelationId,
-    ) -> Result<Journaled> {
-        self.time(
-            "append_announced",
-            self.inner.append_announced(m, audience, correlation_id),
-        )
-        .await
-    }
-}
-
-#[async_trait]
 impl MessageStore for Metered<dyn MessageStore> {
-    async fn append(&self, m: NewMessage) -> Result<Appended> {
-        self.time("append", self.inner.append(m)).await
+    async fn append(&self, m: NewMessage, announce: Announce) -> Result<Appended> {
+        self.time("append", self.inner.append(m, announce)).await
     }
     async fn get(
         &self,
