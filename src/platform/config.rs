@@ -48,6 +48,25 @@ pub struct PlatformConfig {
     /// data dir, the default) or `memory` (nothing survives a restart: for
     /// throwaway runs and for benchmarking the transport without storage).
     pub storage: Storage,
+    /// At-rest encryption of message bodies (`[encryption]`).
+    pub encryption: EncryptionConfig,
+}
+
+/// `[encryption]`: per-tenant at-rest encryption of message bodies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Seal every tenant's message bodies (in messages, edits, the `sync` log)
+    /// under a data key of its own, and search them by blind tokens
+    /// (`CAAS_ENCRYPTION=on|off`). Bodies sealed before stay readable when it is
+    /// switched off again, as long as the key is given.
+    pub enabled: bool,
+    /// The key-encryption key that wraps every tenant's data keys, as 64 hex
+    /// digits (`CAAS_ENCRYPTION_KEY`). When absent, one is generated into the
+    /// data dir (`encryption.kek`, 0600) on first start: then a copy of the data
+    /// dir holds both the data and its key, so give it from a secret store for
+    /// protection against a stolen disk or backup.
+    pub key: Option<String>,
 }
 
 /// Where the platform keeps its data.
@@ -79,6 +98,7 @@ impl Default for PlatformConfig {
             shutdown_timeout_secs: 10,
             ws_frames_per_second: 30,
             storage: Storage::Embedded,
+            encryption: EncryptionConfig::default(),
         }
     }
 }
@@ -143,6 +163,20 @@ impl PlatformConfig {
                     )));
                 }
             };
+        }
+        if let Some(v) = env("CAAS_ENCRYPTION") {
+            c.encryption.enabled = match v.as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "CAAS_ENCRYPTION `{v}` is neither `on` nor `off`"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = env("CAAS_ENCRYPTION_KEY") {
+            c.encryption.key = Some(v);
         }
         if c.ws_frames_per_second == 0 {
             return Err(ConfigError(

@@ -12,6 +12,7 @@ use super::PlatformError;
 
 const OPERATOR_HASH: &str = "operator-key.sha256";
 const SIGNING_SEED: &str = "token-signing.seed";
+const ENCRYPTION_KEY: &str = "encryption.kek";
 
 /// The operator credential's hash, and the key itself when it was generated now.
 #[derive(Debug)]
@@ -133,6 +134,49 @@ pub(crate) fn signing_seed(data_dir: &Path) -> Result<[u8; 32], PlatformError> {
             path.display()
         ))),
     }
+}
+
+/// The key-encryption key of at-rest encryption: from `configured` (the
+/// `CAAS_ENCRYPTION_KEY` variable: 32 bytes as 64 hex digits), else from the data
+/// dir, generated there on first start. Its id is derived from its bytes, so the
+/// same key reads the same keyrings whichever way it is given, and a different
+/// one is refused by name instead of misreading them.
+pub(crate) fn encryption_key(
+    data_dir: &Path,
+    configured: Option<&str>,
+) -> Result<caas_crypto::keys::KeyEncryptionKey, PlatformError> {
+    let bytes = match configured {
+        Some(text) => unhex::<32>(text).ok_or_else(|| {
+            PlatformError::Config(
+                "CAAS_ENCRYPTION_KEY must be 32 bytes written as 64 hex digits".into(),
+            )
+        })?,
+        None => {
+            let path = data_dir.join(ENCRYPTION_KEY);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => unhex::<32>(&text).ok_or_else(|| {
+                    PlatformError::Config(format!("{} is corrupt", path.display()))
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let key = caas_crypto::random::array::<32>()
+                        .map_err(|e| PlatformError::Io(e.to_string()))?;
+                    write_private(&path, hex(&key).as_bytes())?;
+                    key
+                }
+                Err(e) => {
+                    return Err(PlatformError::Io(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    };
+    let fingerprint = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let id = format!("kek-{}", hex(&fingerprint.as_ref()[..6]));
+    let id = caas_crypto::KeyId::new(&id).map_err(|e| PlatformError::Io(e.to_string()))?;
+    caas_crypto::keys::KeyEncryptionKey::from_bytes(id, &bytes)
+        .map_err(|e| PlatformError::Io(e.to_string()))
 }
 
 #[cfg(test)]

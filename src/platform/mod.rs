@@ -10,7 +10,7 @@ mod keys;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{ConfigError, PlatformConfig, Storage};
+pub use config::{ConfigError, EncryptionConfig, PlatformConfig, Storage};
 pub use demo::{Demo, create_demo};
 
 use caas_core::ports::{Backends, CredentialStore};
@@ -113,16 +113,31 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     {
         Storage::Embedded => {
             let embedded = open_storage(&config)?;
-            let (backends, credentials) =
-                (embedded.backends.clone(), Arc::new(embedded.sqlite.clone()));
+            let mut backends = embedded.backends.clone();
+            if config.encryption.enabled {
+                let kek = keys::encryption_key(&config.data_dir, config.encryption.key.as_deref())?;
+                tracing::info!(key = %kek.id(), "at-rest encryption of message bodies on");
+                let keyrings = caas_storage::encrypted::ManagedKeyrings::new(
+                    kek,
+                    Arc::new(embedded.sqlite.clone()),
+                );
+                backends = caas_storage::encrypted::wrap(backends, Arc::new(keyrings));
+            }
+            let credentials = backends.credentials.clone();
             (Some(embedded), backends, credentials)
         }
         Storage::Memory => {
             tracing::warn!(
                 "storage = memory: nothing is written to disk and everything is lost when the process stops"
             );
-            let credentials = Arc::new(caas_storage::memory::MemoryCredentialStore::default());
-            (None, caas_storage::memory::backends(), credentials)
+            if config.encryption.enabled {
+                return Err(PlatformError::Config(
+                    "encryption protects data at rest; storage = memory keeps none".into(),
+                ));
+            }
+            let backends = caas_storage::memory::backends();
+            let credentials = backends.credentials.clone();
+            (None, backends, credentials)
         }
     };
     let gateway = GatewayConfig {

@@ -197,3 +197,113 @@ async fn memory_storage_writes_nothing_and_its_tokens_die_with_it() {
         let _ = std::fs::remove_dir_all(parent);
     }
 }
+
+/// Everything SQLite wrote (the database, its WAL and shm), as bytes.
+fn stored_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for name in ["caas.db", "caas.db-wal", "caas.db-shm"] {
+        if let Ok(b) = std::fs::read(dir.join(name)) {
+            bytes.extend(b);
+        }
+    }
+    bytes
+}
+
+fn holds(bytes: &[u8], needle: &str) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn with_encryption_on_no_body_reaches_the_file_and_everything_still_works() {
+    let dir = temp_dir("sealed");
+    let mut c = config(&dir);
+    c.encryption.enabled = true;
+    let p = start(c.clone()).await.unwrap();
+    let demo = create_demo(&p).await.unwrap();
+    let (alice, bob) = (demo.tokens[0].1.clone(), demo.tokens[1].1.clone());
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", p.addr);
+    let conv: serde_json::Value = http
+        .post(format!("{base}/v1/conversations"))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"kind": "direct", "members": ["bob"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = conv["id"].as_str().unwrap().to_owned();
+    let sent: serde_json::Value = http
+        .post(format!("{base}/v1/conversations/{id}/messages"))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"client_msg_id": "m-1", "body": "meet at the xylophone museum"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["body"], "meet at the xylophone museum");
+    let message_id = sent["id"].as_str().unwrap().to_owned();
+    let edited = http
+        .patch(format!(
+            "{base}/v1/conversations/{id}/messages/{message_id}"
+        ))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"body": "no, the quokka garden"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
+    let get = |path: String, token: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(path).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let check = |base: String| {
+        let (id, alice, bob) = (id.clone(), alice.clone(), bob.clone());
+        async move {
+            let history = get(
+                format!("{base}/v1/conversations/{id}/messages"),
+                bob.clone(),
+            )
+            .await;
+            assert_eq!(history["items"][0]["body"], "no, the quokka garden");
+            assert_eq!(
+                history["items"][0]["edits"][0]["body"],
+                "meet at the xylophone museum"
+            );
+            let sync = get(format!("{base}/v1/sync?since=0"), bob.clone()).await;
+            let bodies: Vec<_> = sync["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["event"]["payload"]["message"]["body"].as_str())
+                .collect();
+            assert_eq!(
+                bodies,
+                ["meet at the xylophone museum", "no, the quokka garden"]
+            );
+            for (q, hits) in [("quokka", 1), ("quok", 1), ("xylophone", 0)] {
+                let found = get(format!("{base}/v1/search/messages?q={q}"), alice.clone()).await;
+                assert_eq!(found["items"].as_array().unwrap().len(), hits, "{q}");
+            }
+        }
+    };
+    check(base.clone()).await;
+    p.shutdown().await.unwrap();
+
+    let stored = stored_bytes(&dir);
+    for word in ["xylophone", "quokka", "museum", "garden"] {
+        assert!(!holds(&stored, word), "`{word}` is in the database files");
+    }
+    // The key stays in the data dir: a restart reads everything back.
+    let p = start(c).await.unwrap();
+    check(format!("http://{}", p.addr)).await;
+    p.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
