@@ -10,6 +10,8 @@ pub mod jwt;
 mod key_id;
 pub mod keys;
 pub mod password;
+#[cfg(feature = "core")]
+pub mod ports;
 pub mod random;
 pub mod refresh;
 pub mod secret;

@@ -21,6 +21,11 @@ impl RefreshToken {
     /// The readable prefix.
     pub const PREFIX: &'static str = "rt_";
 
+    /// A fresh random token. Send it once; store only [`RefreshToken::hash`].
+    pub fn generate() -> Result<Self> {
+        Ok(RefreshToken(Opaque::generate(Self::PREFIX)?))
+    }
+
     /// Checks the shape of a presented token.
     pub fn parse(s: &str) -> Result<Self> {
         Ok(RefreshToken(Opaque::parse(

@@ -12,9 +12,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use caas_core::Caas;
 use caas_core::ids::CorrelationId;
-use caas_core::ratelimit::{Decision, Quota, RateKey};
+use caas_core::ratelimit::{Decision, Quota};
 
-use crate::auth::{Authenticator, Correlation};
+use crate::auth::Correlation;
 use crate::problem::ApiError;
 use crate::server::ClientKey;
 use crate::ws::{WsConfig, WsHub};
@@ -51,16 +51,11 @@ impl Default for GatewayConfig {
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The service.
+    /// The service, with its credential authority installed
+    /// ([`Caas::with_auth`]): every use case, authentication included.
     pub caas: Arc<Caas>,
-    /// Credential checks and token minting.
-    pub auth: Arc<Authenticator>,
     /// The limits.
     pub config: Arc<GatewayConfig>,
-    /// Password logins and refresh sessions (password auth).
-    pub credentials: Arc<dyn caas_core::ports::CredentialStore>,
-    /// Hashes and checks passwords (Argon2id; OWASP parameters in production).
-    pub passwords: Arc<caas_crypto::password::PasswordHasher>,
     /// The Prometheus registry behind `/metrics` ([`crate::metrics::install`]).
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// The WebSocket server: its limits, live connections and shutdown.
@@ -70,18 +65,10 @@ pub struct AppState {
 impl AppState {
     /// A state with the default gateway and WebSocket configurations and the
     /// process-wide metrics recorder.
-    pub fn new(
-        caas: Arc<Caas>,
-        auth: Arc<Authenticator>,
-        credentials: Arc<dyn caas_core::ports::CredentialStore>,
-        passwords: Arc<caas_crypto::password::PasswordHasher>,
-    ) -> Self {
+    pub fn new(caas: Arc<Caas>) -> Self {
         Self {
             caas,
-            auth,
             config: Arc::new(GatewayConfig::default()),
-            credentials,
-            passwords,
             metrics: crate::metrics::install(),
             ws: Arc::new(WsHub::default()),
         }
@@ -176,7 +163,7 @@ async fn correlation(State(state): State<AppState>, mut req: Request, next: Next
         .get(CORRELATION_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| CorrelationId::parse(v).ok())
-        .unwrap_or_else(|| CorrelationId::generate(state.caas.backends().clock.now()));
+        .unwrap_or_else(|| CorrelationId::generate(state.caas.now()));
     req.extensions_mut().insert(Correlation(id.clone()));
     let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.uri().path());
     let mut res = tracing::Instrument::instrument(next.run(req), span).await;
@@ -202,13 +189,7 @@ async fn edge_limit(State(state): State<AppState>, req: Request, next: Next) -> 
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| ClientKey::of(c.0.ip()).to_string())
         .unwrap_or_else(|| "unknown".to_owned());
-    let now = state.caas.backends().clock.now();
-    let decision = state
-        .caas
-        .backends()
-        .rate_limits
-        .check(&RateKey::edge(&ip), &quota, now)
-        .await;
+    let decision = state.caas.check_edge(&ip, &quota).await;
     let limit = quota.burst.unwrap_or(quota.limit);
     match decision {
         Ok(Decision::Allow {

@@ -4,7 +4,6 @@
 pub mod auth;
 pub mod client;
 pub mod gateway;
-pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -12,7 +11,6 @@ mod routes;
 pub mod server;
 pub mod ws;
 
-pub use auth::Authenticator;
 pub use gateway::{AppState, GatewayConfig, router};
 pub use problem::ApiError;
 pub use server::{ServeConfig, serve};

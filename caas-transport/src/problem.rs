@@ -138,13 +138,6 @@ impl From<Error> for ApiError {
     }
 }
 
-impl From<caas_crypto::Error> for ApiError {
-    fn from(e: caas_crypto::Error) -> Self {
-        tracing::error!(error = %e, "crypto error");
-        Self::internal()
-    }
-}
-
 impl ApiError {
     /// The `application/problem+json` body.
     pub(crate) fn body_json(&self) -> String {

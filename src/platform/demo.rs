@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use caas_core::Principal;
 use caas_core::ids::UserId;
-use caas_core::model::{TenantCredential, TenantSettings};
-use caas_crypto::secret::TenantSecret;
+use caas_core::model::TenantSettings;
 
 use super::{Platform, PlatformError};
 
@@ -27,15 +26,8 @@ pub async fn create_demo(p: &Platform) -> Result<Demo, PlatformError> {
     let tenant = caas
         .create_tenant(&op, "demo", TenantSettings::default())
         .await?;
-    let secret = TenantSecret::generate().map_err(|e| PlatformError::Io(e.to_string()))?;
-    let now = caas.backends().clock.now();
-    let credential = TenantCredential {
-        key_id: "demo".into(),
-        hash: secret.hash().to_string(),
-        created_at: now,
-        expires_at: None,
-    };
-    caas.rotate_tenant_credential(&op, &tenant.id, credential, Duration::ZERO)
+    let secret = caas
+        .issue_tenant_secret(&op, &tenant.id, Duration::ZERO)
         .await?;
     let server = Principal::tenant_server(tenant.id.clone());
     let mut tokens = Vec::new();
@@ -43,16 +35,14 @@ pub async fn create_demo(p: &Platform) -> Result<Demo, PlatformError> {
         let id = UserId::parse(name)?;
         caas.upsert_user(&server, &id, name, Default::default())
             .await?;
-        let token = p
-            .state
-            .auth
-            .mint(&tenant.id, &id, None, 3600, now)
-            .map_err(|e| PlatformError::Io(e.to_string()))?;
-        tokens.push((name.to_owned(), token));
+        let token = caas
+            .mint_token(&server, &id, None, Duration::from_secs(3600))
+            .await?;
+        tokens.push((name.to_owned(), token.access_token));
     }
     Ok(Demo {
         tenant_id: tenant.id.to_string(),
-        tenant_secret: secret.expose_secret().to_owned(),
+        tenant_secret: secret.secret,
         tokens,
     })
 }

@@ -13,12 +13,12 @@ use std::sync::Arc;
 pub use config::{ConfigError, EncryptionConfig, PlatformConfig, Storage};
 pub use demo::{Demo, create_demo};
 
-use caas_core::ports::{Backends, CredentialStore};
+use caas_core::ports::Backends;
 use caas_core::ratelimit::Quota;
 use caas_core::{Caas, Config};
 use caas_storage::embedded::{Embedded, EmbeddedConfig};
 use caas_storage::sqlite::{Durability, SqliteConfig};
-use caas_transport::{AppState, Authenticator, GatewayConfig};
+use caas_transport::{AppState, GatewayConfig};
 
 /// Why the platform could not start.
 #[derive(Debug, thiserror::Error)]
@@ -106,11 +106,9 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             (operator, seed, "platform-memory")
         }
     };
-    let auth = Authenticator::new(operator.hash, &seed, key_id)
+    let authority = caas_crypto::ports::CryptoAuthority::new(operator.hash, &seed, key_id)
         .map_err(|e| PlatformError::Io(e.to_string()))?;
-    let (storage, backends, credentials): (_, Backends, Arc<dyn CredentialStore>) = match config
-        .storage
-    {
+    let (storage, backends): (_, Backends) = match config.storage {
         Storage::Embedded => {
             let embedded = open_storage(&config)?;
             let mut backends = embedded.backends.clone();
@@ -123,8 +121,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
                 );
                 backends = caas_storage::encrypted::wrap(backends, Arc::new(keyrings));
             }
-            let credentials = backends.credentials.clone();
-            (Some(embedded), backends, credentials)
+            (Some(embedded), backends)
         }
         Storage::Memory => {
             tracing::warn!(
@@ -135,9 +132,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
                     "encryption protects data at rest; storage = memory keeps none".into(),
                 ));
             }
-            let backends = caas_storage::memory::backends();
-            let credentials = backends.credentials.clone();
-            (None, backends, credentials)
+            (None, caas_storage::memory::backends())
         }
     };
     let gateway = GatewayConfig {
@@ -147,28 +142,24 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         cors_origins: config.cors_origins.clone(),
         ..GatewayConfig::default()
     };
+    let passwords = caas_crypto::ports::Argon2Passwords::new(Default::default())
+        .map_err(|e| PlatformError::Io(e.to_string()))?;
     let caas = Caas::new(
         caas_core::ports::metered::metered(backends),
         Config::default(),
     )
-    .with_key_verifier(Arc::new(caas_transport::keys::CryptoKeyVerifier));
-    let passwords = caas_crypto::password::PasswordHasher::new(Default::default())
-        .map_err(|e| PlatformError::Io(e.to_string()))?;
-    let state = AppState::new(
-        Arc::new(caas),
-        Arc::new(auth),
-        credentials,
-        Arc::new(passwords),
-    )
-    .with_gateway_config(gateway)
-    .with_ws_config(caas_transport::WsConfig {
-        frame_quota: Quota {
-            limit: config.ws_frames_per_second,
-            period_secs: 1,
-            burst: Some(config.ws_frames_per_second.saturating_mul(2)),
-        },
-        ..caas_transport::WsConfig::default()
-    });
+    .with_key_verifier(Arc::new(caas_crypto::ports::DeviceKeyVerifier))
+    .with_auth(Arc::new(authority), Arc::new(passwords));
+    let state = AppState::new(Arc::new(caas))
+        .with_gateway_config(gateway)
+        .with_ws_config(caas_transport::WsConfig {
+            frame_quota: Quota {
+                limit: config.ws_frames_per_second,
+                period_secs: 1,
+                burst: Some(config.ws_frames_per_second.saturating_mul(2)),
+            },
+            ..caas_transport::WsConfig::default()
+        });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| PlatformError::Io(format!("cannot listen on {}: {e}", config.listen)))?;

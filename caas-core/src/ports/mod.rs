@@ -9,6 +9,7 @@
 //! tenant other than the one asked for.
 
 mod audit;
+mod auth;
 mod blobs;
 mod bus;
 mod conversations;
@@ -28,6 +29,7 @@ mod users;
 use std::sync::Arc;
 
 pub use audit::AuditStore;
+pub use auth::{AccessClaims, Authority, IssuedSecret, PasswordCheck, PasswordHasher};
 pub use blobs::{BlobCapabilities, BlobStore, UrlMethod};
 pub use bus::{BusMessage, EventBus, Subscription};
 pub use conversations::{ConversationStore, Created};

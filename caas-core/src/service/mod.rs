@@ -7,6 +7,7 @@
 //! Tenant isolation is structural: every store call takes the principal's own
 //! tenant, so another tenant's data cannot even be named.
 
+mod auth;
 mod config;
 mod conversations;
 mod ephemeral;
@@ -21,6 +22,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+pub use auth::{
+    AccessToken, Authenticated, MAX_PASSWORD_BYTES, MAX_TOKEN_TTL, MIN_PASSWORD_CHARS,
+    NewTenantSecret, REFRESH_TTL, SESSION_ACCESS_TTL, SessionTokens, TotpEnrolment,
+};
 pub use config::Config;
 pub use conversations::{ConversationDetails, NewConversation};
 pub use members::MemberChange;
@@ -55,6 +60,7 @@ pub struct Caas {
     b: Backends,
     cfg: Config,
     key_verifier: Option<Arc<dyn KeyVerifier>>,
+    auth: Option<auth::AuthPorts>,
     // Tenant settings are read on every call; caching them (for `cfg.tenant_cache_ttl`)
     // keeps a store read and a policy compilation off the hot path. Changes made
     // through this instance apply at once; changes made by another node apply within
@@ -107,6 +113,7 @@ impl Caas {
             b: backends,
             cfg: config,
             key_verifier: None,
+            auth: None,
             tenants: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             index_failures: AtomicU64::new(0),
@@ -134,10 +141,6 @@ impl Caas {
     /// here for metrics.
     pub fn index_failures(&self) -> u64 {
         self.index_failures.load(Ordering::Relaxed)
-    }
-
-    fn now(&self) -> Timestamp {
-        self.b.clock.now()
     }
 
     async fn runtime(&self, id: &TenantId, now: Timestamp) -> Result<Arc<TenantRuntime>> {

@@ -15,8 +15,8 @@ pub(super) async fn live() -> impl IntoResponse {
 #[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, description = "ready"), (status = 503, description = "a store does not answer")))]
 /// Ready to serve traffic: the stores answer.
 pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    match state.caas.backends().tenants.list(None, 1).await {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+    match state.caas.ready().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             (

@@ -5,10 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use caas_core::ids::TenantId;
-use caas_core::model::{Tenant, TenantCredential, TenantSettings, TenantStatus};
+use caas_core::model::{Tenant, TenantSettings, TenantStatus};
 use caas_core::service::TenantChange;
 use caas_core::time::Timestamp;
-use caas_crypto::secret::TenantSecret;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -38,20 +37,6 @@ fn view(now: Timestamp, t: &Tenant) -> serde_json::Value {
     })
 }
 
-/// A fresh tenant secret: the credential to store (its hash) and the secret to show once.
-fn new_secret(state: &AppState) -> Result<(TenantCredential, TenantSecret), ApiError> {
-    let secret = TenantSecret::generate()?;
-    let now = state.caas.backends().clock.now();
-    let hash = secret.hash().to_string();
-    let credential = TenantCredential {
-        key_id: format!("key_{}", &hash[..8.min(hash.len())]),
-        hash,
-        created_at: now,
-        expires_at: None,
-    };
-    Ok((credential, secret))
-}
-
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant, responses((status = 201, description = "`{tenant_id, secret, key_id}`; the secret is shown once", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// `POST /v1/tenants` (operator): `{name, settings?}` → `{tenant_id, secret}`.
 pub(super) async fn create(
@@ -63,15 +48,13 @@ pub(super) async fn create(
         .caas
         .create_tenant(&p, &body.name, body.settings)
         .await?;
-    let (credential, secret) = new_secret(&state)?;
-    let key_id = credential.key_id.clone();
-    state
+    let secret = state
         .caas
-        .rotate_tenant_credential(&p, &tenant.id, credential, Duration::ZERO)
+        .issue_tenant_secret(&p, &tenant.id, Duration::ZERO)
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"tenant_id": tenant.id, "secret": secret.expose_secret(), "key_id": key_id})),
+        Json(json!({"tenant_id": tenant.id, "secret": secret.secret, "key_id": secret.key_id})),
     ))
 }
 
@@ -84,7 +67,7 @@ pub(super) async fn get(
 ) -> Result<impl IntoResponse, ApiError> {
     let t: TenantId = id(&t)?;
     Ok(Json(view(
-        state.caas.backends().clock.now(),
+        state.caas.now(),
         &state.caas.get_tenant(&p, &t).await?,
     )))
 }
@@ -124,7 +107,7 @@ pub(super) async fn patch(
     if let Some(status) = body.status {
         tenant = state.caas.set_tenant_status(&p, &t, status).await?;
     }
-    Ok(Json(view(state.caas.backends().clock.now(), &tenant)))
+    Ok(Json(view(state.caas.now(), &tenant)))
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), responses((status = 200, description = "the suspended tenant", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -136,7 +119,7 @@ pub(super) async fn suspend(
 ) -> Result<impl IntoResponse, ApiError> {
     let t: TenantId = id(&t)?;
     Ok(Json(view(
-        state.caas.backends().clock.now(),
+        state.caas.now(),
         &state
             .caas
             .set_tenant_status(&p, &t, TenantStatus::Suspended)
@@ -165,16 +148,14 @@ pub(super) async fn rotate_secret(
     if grace > 30 * 86_400 {
         return Err(ApiError::invalid("grace_secs: at most 30 days"));
     }
-    let (credential, secret) = new_secret(&state)?;
-    let key_id = credential.key_id.clone();
-    state
+    let secret = state
         .caas
-        .rotate_tenant_credential(&p, &t, credential, Duration::from_secs(grace))
+        .issue_tenant_secret(&p, &t, Duration::from_secs(grace))
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(
-            json!({"secret": secret.expose_secret(), "key_id": key_id, "previous_valid_for_secs": grace}),
+            json!({"secret": secret.secret, "key_id": secret.key_id, "previous_valid_for_secs": grace}),
         ),
     ))
 }

@@ -91,7 +91,7 @@ pub(crate) async fn run(mut socket: WebSocket, session: Session) {
 async fn presence(caas: &Caas, principal: &Principal, status: PresenceStatus) {
     let p = principal
         .clone()
-        .with_correlation_id(CorrelationId::generate(caas.backends().clock.now()));
+        .with_correlation_id(CorrelationId::generate(caas.now()));
     if let Err(e) = caas.set_presence(&p, status).await {
         tracing::debug!(error = %e, ?status, "presence not updated");
     }
@@ -263,7 +263,7 @@ impl Conn<'_> {
     }
 
     fn now(&self) -> Timestamp {
-        self.caas.backends().clock.now()
+        self.caas.now()
     }
 
     fn expired(&self, now: Timestamp) -> bool {

@@ -67,7 +67,7 @@ pub(crate) async fn heartbeat(
             _ = ticks.tick() => {}
         }
         for (principal, status) in registry.devices() {
-            let now = caas.backends().clock.now();
+            let now = caas.now();
             let p = principal.with_correlation_id(CorrelationId::generate(now));
             if let Err(e) = caas.set_presence(&p, status).await {
                 tracing::debug!(error = %e, "presence heartbeat failed");

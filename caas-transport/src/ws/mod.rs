@@ -131,7 +131,7 @@ impl WsHub {
     async fn start(&self, caas: &Arc<Caas>) -> Result<(), caas_core::Error> {
         self.started
             .get_or_try_init(|| async {
-                let subscription = caas.backends().bus.subscribe().await?;
+                let subscription = caas.subscribe().await?;
                 tokio::spawn(fanout::run(
                     self.registry.clone(),
                     subscription,
@@ -194,7 +194,7 @@ async fn accept(
         }
         .into());
     }
-    let now = state.caas.backends().clock.now();
+    let now = state.caas.now();
     let correlation = correlation.unwrap_or_else(|| CorrelationId::generate(now));
     let bearer = crate::auth::bearer_of(headers)
         .or(query.access_token.as_deref().filter(|t| !t.is_empty()))
@@ -203,10 +203,8 @@ async fn accept(
                 "missing credential: `Authorization: Bearer` or `?access_token=`",
             )
         })?;
-    let (mut principal, expires_at) = state
-        .auth
-        .authenticate_with_expiry(&state, bearer, correlation)
-        .await?;
+    let who = state.caas.authenticate(bearer, correlation).await?;
+    let (mut principal, expires_at) = (who.principal, who.valid_until);
     let (Some(tenant), Some(user), PrincipalKind::User) = (
         principal.tenant.clone(),
         principal.user.clone(),

@@ -189,24 +189,7 @@ async fn bad_credentials_are_refused_with_401() {
         "unauthenticated",
     );
     // A token forged with another platform key.
-    let other = caas_transport::Authenticator::new(
-        caas_crypto::secret::TenantSecret::generate()
-            .unwrap()
-            .hash(),
-        &[1u8; 32],
-        "test-1",
-    )
-    .unwrap();
-    let tenant = caas_core::ids::TenantId::parse(&tenant).unwrap();
-    let forged = other
-        .mint(
-            &tenant,
-            &caas_core::ids::UserId::parse("alice").unwrap(),
-            None,
-            600,
-            s.clock_now(),
-        )
-        .unwrap();
+    let forged = crate::server::mint_with(&[1u8; 32], &tenant, "alice", s.clock_now());
     problem(
         &s.call(Method::GET, "/v1/conversations", Some(&forged), None)
             .await,

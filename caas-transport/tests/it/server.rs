@@ -4,8 +4,12 @@ use std::time::Duration;
 use caas_core::ratelimit::Quota;
 use caas_core::time::{ManualClock, Timestamp};
 use caas_core::{Caas, Config};
+use caas_crypto::ports::{Argon2Passwords, CryptoAuthority, DeviceKeyVerifier};
 use caas_crypto::secret::TenantSecret;
-use caas_transport::{AppState, Authenticator, GatewayConfig, ServeConfig, WsConfig, WsHub};
+use caas_transport::{AppState, GatewayConfig, ServeConfig, WsConfig, WsHub};
+
+/// The seed of the test servers' token-signing key (tests forge tokens with it).
+pub(crate) const SIGNING_SEED: [u8; 32] = [42u8; 32];
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -80,21 +84,15 @@ impl Server {
             caas_storage::memory::backends_with_clock(clock.clone()),
         );
         let operator = TenantSecret::generate().unwrap();
-        let auth = Authenticator::new(operator.hash(), &[42u8; 32], "test-1").unwrap();
-        let state = AppState::new(
-            Arc::new(
-                Caas::new(backends, Config::default())
-                    .with_key_verifier(Arc::new(caas_transport::keys::CryptoKeyVerifier)),
-            ),
-            Arc::new(auth),
-            Arc::new(caas_storage::memory::MemoryCredentialStore::default()),
-            Arc::new(
-                caas_crypto::password::PasswordHasher::new(
-                    caas_crypto::password::PasswordParams::INSECURE_FOR_TESTS,
-                )
-                .unwrap(),
-            ),
-        )
+        let authority = CryptoAuthority::new(operator.hash(), &SIGNING_SEED, "test-1").unwrap();
+        let passwords =
+            Argon2Passwords::new(caas_crypto::password::PasswordParams::INSECURE_FOR_TESTS)
+                .unwrap();
+        let state = AppState::new(Arc::new(
+            Caas::new(backends, Config::default())
+                .with_key_verifier(Arc::new(DeviceKeyVerifier))
+                .with_auth(Arc::new(authority), Arc::new(passwords)),
+        ))
         .with_gateway_config(config)
         .with_ws_config(ws);
         let hub = state.ws.clone();
@@ -229,4 +227,21 @@ pub(crate) fn problem(r: &Reply, status: StatusCode, code: &str) {
 
 pub(crate) fn quota(n: u32) -> Quota {
     Quota::per_minute(n)
+}
+
+/// An access token for `user` of `tenant`, issued at `iat` for ten minutes and
+/// signed with the key of `seed` (the test servers' own, or a forger's).
+pub(crate) fn mint_with(seed: &[u8; 32], tenant: &str, user: &str, iat: Timestamp) -> String {
+    use caas_core::ports::Authority;
+    let operator = TenantSecret::generate().unwrap().hash();
+    CryptoAuthority::new(operator, seed, "test-1")
+        .unwrap()
+        .mint_access_token(
+            &caas_core::ids::TenantId::parse(tenant).unwrap(),
+            &caas_core::ids::UserId::parse(user).unwrap(),
+            None,
+            Duration::from_secs(600),
+            iat,
+        )
+        .unwrap()
 }

@@ -500,27 +500,16 @@ async fn bad_credentials_are_refused_before_the_upgrade() {
     let none = format!("{}.{claims}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#));
     refused(raw(&s, Some(&none), None).await, 401, "unauthenticated");
     let forged = {
-        let other = caas_transport::Authenticator::new(
-            caas_crypto::secret::TenantSecret::generate()
-                .unwrap()
-                .hash(),
-            &[1u8; 32],
-            "test-1",
-        )
-        .unwrap();
         let signing_input: Vec<&str> = f.alice.split('.').collect();
         let header: Value = serde_json::from_slice(&b64.decode(signing_input[0]).unwrap()).unwrap();
         assert_eq!(header["kid"], "test-1");
         let c: Value = serde_json::from_slice(&b64.decode(signing_input[1]).unwrap()).unwrap();
-        other
-            .mint(
-                &caas_core::ids::TenantId::parse(c["tenant"].as_str().unwrap()).unwrap(),
-                &UserId::parse("alice").unwrap(),
-                None,
-                600,
-                caas_core::time::Timestamp::from_secs(c["iat"].as_u64().unwrap()),
-            )
-            .unwrap()
+        crate::server::mint_with(
+            &[1u8; 32],
+            c["tenant"].as_str().unwrap(),
+            "alice",
+            caas_core::time::Timestamp::from_secs(c["iat"].as_u64().unwrap()),
+        )
     };
     refused(raw(&s, Some(&forged), None).await, 401, "unauthenticated");
     refused(raw(&s, Some(&f.secret), None).await, 403, "forbidden");
@@ -1062,22 +1051,12 @@ async fn a_suspended_tenant_or_a_missing_user_is_refused_before_the_upgrade() {
     )
     .unwrap();
     let tenant = claims["tenant"].as_str().unwrap().to_owned();
-    let ghost = caas_transport::Authenticator::new(
-        caas_crypto::secret::TenantSecret::generate()
-            .unwrap()
-            .hash(),
-        &[42u8; 32],
-        "test-1",
-    )
-    .unwrap()
-    .mint(
-        &caas_core::ids::TenantId::parse(&tenant).unwrap(),
-        &UserId::parse("ghost").unwrap(),
-        None,
-        600,
+    let ghost = crate::server::mint_with(
+        &crate::server::SIGNING_SEED,
+        &tenant,
+        "ghost",
         caas_core::time::Timestamp::from_secs(claims["iat"].as_u64().unwrap()),
-    )
-    .unwrap();
+    );
     assert_eq!(
         status(raw(&s, Some(&ghost), None).await),
         (401, "unauthenticated".to_owned())

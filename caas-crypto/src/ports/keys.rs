@@ -8,9 +8,9 @@ use caas_core::{Error, Result};
 /// Verifies device keys with caas-crypto: the identity binding signature, the
 /// signed prekey's signature, key encodings and unique one-time prekeys.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct CryptoKeyVerifier;
+pub struct DeviceKeyVerifier;
 
-impl KeyVerifier for CryptoKeyVerifier {
+impl KeyVerifier for DeviceKeyVerifier {
     fn verify(&self, keys: &DeviceKeys) -> Result<()> {
         // caas-crypto's wire form of the same keys; the ids only need to be well
         // formed here (the directory files the keys under the caller's ids).
@@ -31,7 +31,7 @@ impl KeyVerifier for CryptoKeyVerifier {
         });
         let bytes = serde_json::to_vec(&wire)
             .map_err(|e| Error::internal(format!("encoding keys: {e}")))?;
-        caas_crypto::e2ee::DeviceKeys::from_json(&bytes)
+        crate::e2ee::DeviceKeys::from_json(&bytes)
             .map(|_| ())
             .map_err(|e| Error::invalid("keys", e.to_string()))
     }
