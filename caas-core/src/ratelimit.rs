@@ -193,7 +193,25 @@ impl Default for Limits {
         by_action.insert("member.add".to_owned(), Quota::per_minute(120));
         by_action.insert("receipt.update".to_owned(), Quota::per_minute(600));
         by_action.insert("presence.update".to_owned(), Quota::per_minute(120));
-        by_action.insert("keys.claim".to_owned(), Quota::per_minute(60));
+        by_action.insert("keys.claim".to_owned(), Quota::per_minute(30));
+        // Budgets of one-time prekeys (see `Caas::claim_keys`): a claimer gets a
+        // few a day from each target, a target hands out a pool's worth a day.
+        by_action.insert(
+            "keys.claim.pair".to_owned(),
+            Quota {
+                limit: 10,
+                period_secs: 86_400,
+                burst: Some(5),
+            },
+        );
+        by_action.insert(
+            "keys.claim.target".to_owned(),
+            Quota {
+                limit: 100,
+                period_secs: 86_400,
+                burst: Some(20),
+            },
+        );
         by_action.insert("call.signal".to_owned(), Quota::per_minute(600));
         Self { by_action }
     }

@@ -136,7 +136,7 @@ async fn the_demo_gives_two_users_who_can_chat() {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|e| e["event"]["payload"]["message"]["body"].as_str())
+        .filter_map(|e| e["event"]["message"]["body"].as_str())
         .collect();
     assert_eq!(bodies, ["hi Bob"]);
     p.shutdown().await.unwrap();
@@ -282,7 +282,7 @@ async fn with_encryption_on_no_body_reaches_the_file_and_everything_still_works(
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter_map(|e| e["event"]["payload"]["message"]["body"].as_str())
+                .filter_map(|e| e["event"]["message"]["body"].as_str())
                 .collect();
             assert_eq!(
                 bodies,

@@ -27,10 +27,17 @@ pub trait KeyDirectory: Send + Sync + std::fmt::Debug {
         keys: &DeviceKeys,
     ) -> Result<usize>;
 
-    /// One bundle per device of `user`, in ascending device id order, each with one
-    /// one-time prekey taken from the pool. A one-time prekey is handed out at most
-    /// once, even to concurrent claims.
-    async fn claim(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<KeyBundle>>;
+    /// One bundle per device of `user`, in ascending device id order. With
+    /// `take_one_time`, each carries one one-time prekey taken from the device's
+    /// pool (while it lasts); a one-time prekey is handed out at most once, even
+    /// to concurrent claims. Without it, no bundle carries one and the pools are
+    /// untouched.
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        take_one_time: bool,
+    ) -> Result<Vec<KeyBundle>>;
 
     /// How many one-time prekeys the device has left.
     async fn one_time_count(

@@ -50,9 +50,19 @@ impl Caas {
         self.b.keys.publish(&ctx.tenant, &user, device, keys).await
     }
 
-    /// Claims one bundle per device of `user` (each one-time prekey handed out once).
+    /// Claims one bundle per device of `user`, to start E2EE sessions with them.
+    ///
+    /// Any user of the tenant may claim (the default policy's `users-claim-keys`),
+    /// within the caller's `keys.claim` rate. One-time prekeys are a finite pool
+    /// the target refills, so they are spent only within two budgets: the
+    /// claimer's for this target (`keys.claim.pair`: a session needs one per
+    /// device, so a few an hour) and the target's across all claimers
+    /// (`keys.claim.target`). Past either, bundles come without one: X3DH then
+    /// runs on the signed prekey alone, and nobody can drain another user's
+    /// pool. Each one-time prekey is handed out once.
     pub async fn claim_keys(&self, p: &Principal, user: &UserId) -> Result<Vec<KeyBundle>> {
         let ctx = self.ctx(p).await?;
+        let claimer = ctx.user()?.clone();
         Self::authorize(
             &ctx,
             Action::KeysClaim,
@@ -62,6 +72,29 @@ impl Caas {
                 .with("owner", user.shared()),
         )?;
         self.rate_limit(&ctx, Action::KeysClaim).await?;
-        self.b.keys.claim(&ctx.tenant, user).await
+        let pair = std::sync::Arc::from(format!("{claimer}>{user}"));
+        let one_time = self.within_budget(&ctx, pair, "keys.claim.pair").await?
+            && self
+                .within_budget(&ctx, user.shared(), "keys.claim.target")
+                .await?;
+        self.b.keys.claim(&ctx.tenant, user, one_time).await
+    }
+
+    /// Spends one unit of the tenant's `action` budget for `subject`; false when
+    /// it is spent (a budget that degrades a result instead of refusing it).
+    async fn within_budget(
+        &self,
+        ctx: &super::Ctx<'_>,
+        subject: std::sync::Arc<str>,
+        action: &'static str,
+    ) -> Result<bool> {
+        let Some(quota) = ctx.rt.limits.get(action) else {
+            return Ok(true);
+        };
+        let key = crate::ratelimit::RateKey::new(&ctx.tenant, subject, action);
+        Ok(matches!(
+            self.b.rate_limits.check(&key, quota, ctx.now).await?,
+            crate::ratelimit::Decision::Allow { .. }
+        ))
     }
 }

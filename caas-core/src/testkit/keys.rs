@@ -54,19 +54,24 @@ pub async fn publish_and_claim(b: Backends) {
             .unwrap(),
         3
     );
-    let b = s.claim(&tn, &a).await.unwrap();
+    // A claim without one-time prekeys leaves the pools alone.
+    let plain = s.claim(&tn, &a, false).await.unwrap();
+    assert_eq!(plain.len(), 2);
+    assert!(plain.iter().all(|b| b.one_time_prekey.is_none()));
+    assert_eq!(s.one_time_count(&tn, &a, &dev("phone")).await.unwrap(), 3);
+    let b = s.claim(&tn, &a, true).await.unwrap();
     let devices: Vec<_> = b.iter().map(|b| b.device.as_str()).collect();
     assert_eq!(devices, ["laptop", "phone"]);
     assert!(b.iter().all(|b| b.one_time_prekey.is_some() && b.user == a));
     assert_eq!(b[1].identity_signing_key, "sig-p");
     assert_eq!(s.one_time_count(&tn, &a, &dev("phone")).await.unwrap(), 2);
     // The laptop's pool is now empty: bundles still come, without a one-time key.
-    let b2 = s.claim(&tn, &a).await.unwrap();
+    let b2 = s.claim(&tn, &a, true).await.unwrap();
     assert!(b2[0].one_time_prekey.is_none());
-    assert!(s.claim(&tenant(), &a).await.unwrap().is_empty());
+    assert!(s.claim(&tenant(), &a, true).await.unwrap().is_empty());
     assert!(s.remove_device(&tn, &a, &dev("laptop")).await.unwrap());
     assert!(!s.remove_device(&tn, &a, &dev("laptop")).await.unwrap());
-    assert_eq!(s.claim(&tn, &a).await.unwrap().len(), 1);
+    assert_eq!(s.claim(&tn, &a, true).await.unwrap().len(), 1);
 }
 
 /// Concurrent claims never receive the same one-time prekey.
@@ -80,7 +85,9 @@ pub async fn one_time_keys_are_handed_out_once(b: Backends) {
     let mut hs = Vec::new();
     for _ in 0..30 {
         let (s, tn, a) = (s.clone(), tn.clone(), a.clone());
-        hs.push(tokio::spawn(async move { s.claim(&tn, &a).await.unwrap() }));
+        hs.push(tokio::spawn(async move {
+            s.claim(&tn, &a, true).await.unwrap()
+        }));
     }
     let mut seen = BTreeSet::new();
     let mut empty = 0;

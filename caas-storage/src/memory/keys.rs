@@ -47,7 +47,12 @@ impl KeyDirectory for MemoryKeyDirectory {
         Ok(d.pool.len())
     }
 
-    async fn claim(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<KeyBundle>> {
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        take_one_time: bool,
+    ) -> Result<Vec<KeyBundle>> {
         let mut map = self.users.lock().map_err(poisoned)?;
         let Some(devices) = map.get_mut(&(tenant.clone(), user.clone())) else {
             return Ok(Vec::new());
@@ -61,7 +66,11 @@ impl KeyDirectory for MemoryKeyDirectory {
                 identity_agreement_key: d.keys.identity_agreement_key.clone(),
                 identity_signature: d.keys.identity_signature.clone(),
                 signed_prekey: d.keys.signed_prekey.clone(),
-                one_time_prekey: d.pool.pop_front(),
+                one_time_prekey: if take_one_time {
+                    d.pool.pop_front()
+                } else {
+                    None
+                },
             })
             .collect())
     }

@@ -55,7 +55,12 @@ impl KeyDirectory for SqliteStore {
         .await
     }
 
-    async fn claim(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<KeyBundle>> {
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        take_one_time: bool,
+    ) -> Result<Vec<KeyBundle>> {
         let (tenant, user) = (tenant.clone(), user.clone());
         // A claim removes keys, so it is a write: the single writer is what makes a
         // one-time prekey go to exactly one claimer.
@@ -71,8 +76,10 @@ impl KeyDirectory for SqliteStore {
             let mut bundles = Vec::with_capacity(devices.len());
             for (device, doc) in devices {
                 let keys: DeviceKeys = from_json(&doc, "device keys")?;
-                let taken: Option<(i64, i64, String)> = c
-                    .prepare_cached(
+                let taken: Option<(i64, i64, String)> = if !take_one_time {
+                    None
+                } else {
+                    c.prepare_cached(
                         "SELECT id, key_id, public_key FROM one_time_prekeys
                          WHERE tenant = ?1 AND user = ?2 AND device = ?3 ORDER BY id LIMIT 1",
                     )
@@ -80,7 +87,8 @@ impl KeyDirectory for SqliteStore {
                         s.query_row(params![t, u, device], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                             .optional()
                     })
-                    .ctx("take one-time prekey")?;
+                    .ctx("take one-time prekey")?
+                };
                 let one_time_prekey = match taken {
                     Some((row, key_id, public_key)) => {
                         c.prepare_cached("DELETE FROM one_time_prekeys WHERE id = ?1")

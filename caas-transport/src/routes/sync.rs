@@ -9,6 +9,7 @@ use super::{DEFAULT_LIMIT, Page};
 use crate::auth::Auth;
 use crate::gateway::{ApiQuery, AppState};
 use crate::problem::ApiError;
+use crate::ws::frames::EventRef;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -36,7 +37,7 @@ pub(super) async fn sync(
     let items: Vec<_> = page
         .events
         .iter()
-        .map(|e| json!({"cursor": e.cursor, "event": e.event}))
+        .map(|e| json!({"cursor": e.cursor, "event": EventRef::new(&e.event, Some(e.cursor))}))
         .collect();
     Ok(Json(json!({
         "items": items,

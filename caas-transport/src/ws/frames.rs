@@ -396,9 +396,12 @@ pub(crate) struct EventFrameRef<'a> {
     pub(crate) event: EventRef<'a>,
 }
 
-/// The JSON of one event: the payload's fields with `kind` first, then the
+/// What a client sees of an event, on every front door (a WebSocket `event`
+/// frame, a REST `sync` item): the payload's fields with `kind` first, then the
 /// conversation and seq of message events (so every message event names both at
-/// the top level, as the others already do), then time, cause and cursor.
+/// the top level, as the others already do), then time, cause and cursor. Never
+/// the audience (who else received it) nor the tenant: this is the one place
+/// that decides, so every front door shows the same.
 #[derive(Serialize)]
 pub(crate) struct EventRef<'a> {
     #[serde(flatten)]

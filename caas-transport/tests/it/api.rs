@@ -146,9 +146,14 @@ async fn correlation_ids_are_echoed_and_reach_events() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["event"]["payload"]["kind"] == "message.created")
+        .find(|e| e["event"]["kind"] == "message.created")
         .unwrap();
     assert_eq!(created["event"]["correlation_id"], "req-abc-123");
+    // The same view of an event as a WebSocket frame: no audience, no tenant.
+    assert_eq!(created["event"]["cursor"], created["cursor"]);
+    assert!(created["event"].get("audience").is_none(), "{created}");
+    assert!(created["event"].get("tenant").is_none(), "{created}");
+    assert_eq!(created["event"]["message"]["body"], "traced");
 }
 
 #[tokio::test]
