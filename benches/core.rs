@@ -117,6 +117,7 @@ impl caas::core::ports::SearchIndex for Discard {
         _: &caas::core::ids::TenantId,
         _: &str,
         _: &[ConversationId],
+        _: Option<(caas::core::ids::Seq, &ConversationId)>,
         _: usize,
     ) -> caas::Result<Vec<caas::core::ports::MessageHit>> {
         Ok(Vec::new())
@@ -126,6 +127,7 @@ impl caas::core::ports::SearchIndex for Discard {
         _: &caas::core::ids::TenantId,
         _: &str,
         _: &[ConversationId],
+        _: Option<&ConversationId>,
         _: usize,
     ) -> caas::Result<Vec<ConversationId>> {
         Ok(Vec::new())
@@ -134,6 +136,7 @@ impl caas::core::ports::SearchIndex for Discard {
         &self,
         _: &caas::core::ids::TenantId,
         _: &str,
+        _: Option<&UserId>,
         _: usize,
     ) -> caas::Result<Vec<UserId>> {
         Ok(Vec::new())

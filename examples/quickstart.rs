@@ -164,7 +164,7 @@ async fn main() -> caas::Result<()> {
     // What each user's conversation list says now.
     println!();
     for (name, p) in [("alice", &as_alice), ("bob", &as_bob), ("carol", &as_carol)] {
-        for s in caas.list_conversations(p).await? {
+        for s in caas.list_conversations(p, 50, None).await?.items {
             println!(
                 "{name}: {:<8} last #{} unread {}",
                 s.conversation.name.as_deref().unwrap_or("direct"),

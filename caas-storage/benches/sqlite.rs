@@ -399,7 +399,7 @@ async fn fts(total: u64) {
             for _ in 0..50 {
                 let t = Instant::now();
                 hits = store
-                    .search_messages(&tn, &q, within, 20)
+                    .search_messages(&tn, &q, within, None, 20)
                     .await
                     .unwrap()
                     .len();

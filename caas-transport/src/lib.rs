@@ -3,10 +3,14 @@
 
 pub mod auth;
 pub mod client;
+pub mod dispatch;
+pub mod extract;
 pub mod gateway;
 pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod problem;
+pub mod requests;
 mod routes;
 pub mod server;
 pub mod ws;

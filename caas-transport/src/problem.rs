@@ -206,3 +206,54 @@ pub struct Problem {
     /// What went wrong, naming the field or rule at fault.
     detail: String,
 }
+
+/// The error responses of every operation, for the OpenAPI document: each is a
+/// [`Problem`] whose `code` says which `api.md` error it is. One definition for
+/// every operation, since any request can meet most of them (a bad credential,
+/// a policy, a limit, a timeout); each operation's description says which of
+/// its own it adds.
+#[derive(Debug)]
+pub struct Problems;
+
+impl utoipa::IntoResponses for Problems {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::content::ContentBuilder;
+        use utoipa::openapi::response::ResponseBuilder;
+        use utoipa::openapi::{Ref, RefOr};
+        [
+            (400, "invalid argument (`invalid_argument`)"),
+            (401, "no or bad credential (`unauthenticated`)"),
+            (
+                403,
+                "denied by a policy rule, named in `detail` (`forbidden`)",
+            ),
+            (404, "not found (`not_found`)"),
+            (409, "conflicts with the current state (`conflict`)"),
+            (413, "over a size limit (`payload_too_large`)"),
+            (
+                429,
+                "over a rate limit or quota, with `Retry-After` (`rate_limited`, `quota_exceeded`)",
+            ),
+            (500, "a bug, logged with the correlation id (`internal`)"),
+            (
+                503,
+                "a backend is unavailable or the request timed out (`unavailable`)",
+            ),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/problem+json", content)
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+    }
+}

@@ -209,9 +209,10 @@ async fn moderation_mute_ban_and_roles() {
     assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
     assert!(
         w.caas
-            .list_conversations(&w.user("carol"))
+            .list_conversations(&w.user("carol"), 200, None)
             .await
             .unwrap()
+            .items
             .is_empty()
     );
     // Admins cannot remove the owner; members can leave.
@@ -463,7 +464,12 @@ async fn receipts_unread_counts_and_the_conversation_list() {
         w.send("carol", &busy, &format!("c{i}"), "x").await.unwrap();
     }
     w.send("alice", &busy, "a0", "mine").await.unwrap();
-    let list = w.caas.list_conversations(&w.user("alice")).await.unwrap();
+    let list = w
+        .caas
+        .list_conversations(&w.user("alice"), 200, None)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(
         list.iter().map(|s| &s.conversation.id).collect::<Vec<_>>(),
         [&busy, &quiet],
@@ -488,7 +494,12 @@ async fn receipts_unread_counts_and_the_conversation_list() {
         (Seq(2), Seq(2)),
         "watermarks never move back"
     );
-    let list = w.caas.list_conversations(&w.user("alice")).await.unwrap();
+    let list = w
+        .caas
+        .list_conversations(&w.user("alice"), 200, None)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(list[0].unread_count, 1);
     let beyond = w
         .caas
@@ -791,38 +802,46 @@ async fn search_covers_only_the_callers_conversations() {
         .unwrap();
     let hits = w
         .caas
-        .search_messages(&w.user("alice"), "report", 10)
+        .search_messages(&w.user("alice"), "report", 10, None)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].conversation, ab);
     assert_eq!(
         w.caas
-            .search_messages(&w.user("bob"), "report", 10)
+            .search_messages(&w.user("bob"), "report", 10, None)
             .await
             .unwrap()
+            .items
             .len(),
         2
     );
     assert_eq!(
         w.caas
-            .search_users(&w.user("alice"), "car", 10)
+            .search_users(&w.user("alice"), "car", 10, None)
             .await
-            .unwrap(),
+            .unwrap()
+            .items,
         vec![uid("carol")]
     );
-    let r = w.caas.search_messages(&w.user("alice"), " ", 10).await;
+    let r = w
+        .caas
+        .search_messages(&w.user("alice"), " ", 10, None)
+        .await;
     assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
     // 30 searches a minute by default; the blank query above counted too (the limit
     // applies before validation, so malformed floods are limited as well).
     for _ in 0..27 {
         w.caas
-            .search_messages(&w.user("alice"), "report", 10)
+            .search_messages(&w.user("alice"), "report", 10, None)
             .await
             .unwrap();
     }
     assert!(matches!(
-        w.caas.search_messages(&w.user("alice"), "report", 10).await,
+        w.caas
+            .search_messages(&w.user("alice"), "report", 10, None)
+            .await,
         Err(Error::RateLimited { .. })
     ));
 }

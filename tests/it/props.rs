@@ -401,7 +401,12 @@ impl Sim {
 
     async fn check(&self, t: usize, u: usize) {
         let p = self.p(t, u);
-        let list = self.caas.list_conversations(&p).await.unwrap();
+        let list = self
+            .caas
+            .list_conversations(&p, 200, None)
+            .await
+            .unwrap()
+            .items;
         let want: BTreeSet<_> = self.convs[t]
             .iter()
             .filter(|m| m.members.contains_key(&u))

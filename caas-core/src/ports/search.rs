@@ -6,6 +6,7 @@ use crate::model::{Conversation, Message, User};
 
 /// One message found by a search.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageHit {
     /// The conversation.
     pub conversation: ConversationId,
@@ -38,31 +39,38 @@ pub trait SearchIndex: Send + Sync + std::fmt::Debug {
     /// Indexes a user's name.
     async fn index_user(&self, user: &User) -> Result<()>;
 
-    /// Up to `limit` matching messages, only from `within`, newest (highest seq,
-    /// then conversation id) first. The filter is applied inside the search, so a
-    /// message outside `within` is never returned.
+    /// Up to `limit` matching messages, only from `within`, in the order highest
+    /// seq first, then conversation id; with `after` (the seq and conversation of
+    /// the last hit of a page), only those that come after it in this order (the
+    /// next page). The filter is applied inside the
+    /// search, so a message outside `within` is never returned.
     async fn search_messages(
         &self,
         tenant: &TenantId,
         query: &str,
         within: &[ConversationId],
+        after: Option<(Seq, &ConversationId)>,
         limit: usize,
     ) -> Result<Vec<MessageHit>>;
 
-    /// Up to `limit` conversations from `within` whose name matches, by id.
+    /// Up to `limit` conversations from `within` whose name matches, by id; with
+    /// `after`, only ids above it.
     async fn search_conversations(
         &self,
         tenant: &TenantId,
         query: &str,
         within: &[ConversationId],
+        after: Option<&ConversationId>,
         limit: usize,
     ) -> Result<Vec<ConversationId>>;
 
-    /// Up to `limit` users of the tenant whose name or id matches, by id.
+    /// Up to `limit` users of the tenant whose name or id matches, by id; with
+    /// `after`, only ids above it.
     async fn search_users(
         &self,
         tenant: &TenantId,
         query: &str,
+        after: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<UserId>>;
 }

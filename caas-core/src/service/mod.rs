@@ -30,7 +30,7 @@ pub use config::Config;
 pub use conversations::{ConversationDetails, NewConversation};
 pub use members::MemberChange;
 pub use messages::{SendMessage, Sent};
-pub use reads::{ConversationSummary, SyncPage};
+pub use reads::{ConversationSummary, Page, SyncPage};
 pub use tenants::TenantChange;
 
 use crate::error::{EntityKind, Error, Result};

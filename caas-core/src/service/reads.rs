@@ -26,6 +26,36 @@ pub struct ConversationSummary {
     pub unread_count: u64,
 }
 
+/// A page of a list, and where the next one starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items, in the list's order.
+    pub items: Vec<T>,
+    /// Pass this as `cursor` for the next page; `None` on the last one. Opaque:
+    /// its form may change between versions.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// The first `limit` of `items` (fetched one more than a page, so whether
+    /// another page follows is known without a second read), with the cursor of
+    /// the last one kept when more follow.
+    pub(super) fn of(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Self {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = if more { items.last().map(cursor) } else { None };
+        Self { items, next_cursor }
+    }
+}
+
+/// A cursor of two parts, `<a>.<b>`, parsed back; `cursor` is at fault otherwise.
+pub(super) fn split_cursor(cursor: &str) -> Result<(u64, &str)> {
+    cursor
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b)))
+        .ok_or_else(|| Error::invalid("cursor", "not a cursor this list returned"))
+}
+
 /// A page of `sync`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncPage {
@@ -94,10 +124,23 @@ impl Caas {
         self.b.receipts.list(&ctx.tenant, conv).await
     }
 
-    /// The caller's conversations (banned ones left out), newest activity first,
-    /// each with its unread count.
-    pub async fn list_conversations(&self, p: &Principal) -> Result<Vec<ConversationSummary>> {
+    /// The caller's conversations (banned ones left out), newest activity first
+    /// (then by id), each with its unread count: a page of `limit` (1 to
+    /// [`super::Config::max_page`]) after `cursor`.
+    pub async fn list_conversations(
+        &self,
+        p: &Principal,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ConversationSummary>> {
         let ctx = self.ctx(p).await?;
+        self.check_limit(limit)?;
+        let after = cursor
+            .map(|c| {
+                let (nanos, id) = split_cursor(c)?;
+                Ok::<_, Error>((Timestamp::from_nanos(nanos), ConversationId::parse(id)?))
+            })
+            .transpose()?;
         let user = ctx.user()?.clone();
         let mine: Vec<(Conversation, Member)> = self
             .b
@@ -109,8 +152,22 @@ impl Caas {
             .collect();
         let ids: Vec<ConversationId> = mine.iter().map(|(c, _)| c.id.clone()).collect();
         let heads = self.b.messages.heads(&ctx.tenant, &ids).await?;
-        let mut out = Vec::with_capacity(mine.len());
-        for ((conversation, member), head) in mine.into_iter().zip(heads) {
+        // Ordered and cut to the page first: unread counts cost a read each, so
+        // only the page's are counted.
+        let mut listed: Vec<_> = mine
+            .into_iter()
+            .zip(heads)
+            .map(|((c, m), head)| (head.last_activity.unwrap_or(c.created_at), c, m, head))
+            .filter(|(activity, c, _, _)| {
+                after
+                    .as_ref()
+                    .is_none_or(|(a, id)| *activity < *a || (*activity == *a && c.id > *id))
+            })
+            .collect();
+        listed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        listed.truncate(limit + 1);
+        let mut out = Vec::with_capacity(listed.len());
+        for (last_activity, conversation, member, head) in listed {
             let read_seq = self
                 .b
                 .receipts
@@ -126,7 +183,7 @@ impl Caas {
                 0
             };
             out.push(ConversationSummary {
-                last_activity: head.last_activity.unwrap_or(conversation.created_at),
+                last_activity,
                 conversation,
                 member,
                 last_seq: head.last_seq,
@@ -134,12 +191,9 @@ impl Caas {
                 unread_count,
             });
         }
-        out.sort_by(|a, b| {
-            b.last_activity
-                .cmp(&a.last_activity)
-                .then_with(|| a.conversation.id.cmp(&b.conversation.id))
-        });
-        Ok(out)
+        Ok(Page::of(out, limit, |s| {
+            format!("{}.{}", s.last_activity.as_nanos(), s.conversation.id)
+        }))
     }
 
     /// Every durable event the caller may see after `since`, across conversations,

@@ -1,6 +1,7 @@
 //! Search over the caller's own data.
 
 use super::Caas;
+use super::reads::{Page, split_cursor};
 use crate::error::{Error, Result};
 use crate::ids::{ConversationId, UserId};
 use crate::policy::{Action, Attrs};
@@ -47,42 +48,73 @@ impl Caas {
         Ok((ctx, within))
     }
 
-    /// Messages matching `query`, only from the caller's conversations, newest first.
+    /// Messages matching `query`, only from the caller's conversations, newest
+    /// (highest seq) first: a page of `limit` after `cursor`.
     pub async fn search_messages(
         &self,
         p: &Principal,
         query: &str,
         limit: usize,
-    ) -> Result<Vec<MessageHit>> {
+        cursor: Option<&str>,
+    ) -> Result<Page<MessageHit>> {
         let (ctx, within) = self.searchable(p, query, limit).await?;
-        self.b
+        let after = cursor
+            .map(|c| {
+                let (seq, conv) = split_cursor(c)?;
+                Ok::<_, Error>((crate::ids::Seq(seq), ConversationId::parse(conv)?))
+            })
+            .transpose()?;
+        let hits = self
+            .b
             .search
-            .search_messages(&ctx.tenant, query, &within, limit)
-            .await
+            .search_messages(
+                &ctx.tenant,
+                query,
+                &within,
+                after.as_ref().map(|(s, c)| (*s, c)),
+                limit + 1,
+            )
+            .await?;
+        Ok(Page::of(hits, limit, |h| {
+            format!("{}.{}", h.seq.get(), h.conversation)
+        }))
     }
 
-    /// The caller's conversations whose name matches `query`.
+    /// The caller's conversations whose name matches `query`, by id: a page of
+    /// `limit` after `cursor`.
     pub async fn search_conversations(
         &self,
         p: &Principal,
         query: &str,
         limit: usize,
-    ) -> Result<Vec<ConversationId>> {
+        cursor: Option<&str>,
+    ) -> Result<Page<ConversationId>> {
         let (ctx, within) = self.searchable(p, query, limit).await?;
-        self.b
+        let after = cursor.map(ConversationId::parse).transpose()?;
+        let ids = self
+            .b
             .search
-            .search_conversations(&ctx.tenant, query, &within, limit)
-            .await
+            .search_conversations(&ctx.tenant, query, &within, after.as_ref(), limit + 1)
+            .await?;
+        Ok(Page::of(ids, limit, ToString::to_string))
     }
 
-    /// Users of the caller's tenant whose name or id matches `query`.
+    /// Users of the caller's tenant whose name or id matches `query`, by id: a
+    /// page of `limit` after `cursor`.
     pub async fn search_users(
         &self,
         p: &Principal,
         query: &str,
         limit: usize,
-    ) -> Result<Vec<UserId>> {
+        cursor: Option<&str>,
+    ) -> Result<Page<UserId>> {
         let (ctx, _) = self.searchable(p, query, limit).await?;
-        self.b.search.search_users(&ctx.tenant, query, limit).await
+        let after = cursor.map(UserId::parse).transpose()?;
+        let ids = self
+            .b
+            .search
+            .search_users(&ctx.tenant, query, after.as_ref(), limit + 1)
+            .await?;
+        Ok(Page::of(ids, limit, ToString::to_string))
     }
 }

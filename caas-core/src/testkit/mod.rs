@@ -193,6 +193,7 @@ macro_rules! __contract_suite {
                 messages_match_within_scope,
                 reindex_and_remove,
                 conversations_and_users,
+                pages_continue_after_the_last_hit,
             ]
         );
     };

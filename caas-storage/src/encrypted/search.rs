@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use caas_core::Result;
-use caas_core::ids::{ConversationId, MessageId, TenantId, UserId};
+use caas_core::ids::{ConversationId, MessageId, Seq, TenantId, UserId};
 use caas_core::model::{Conversation, Message, User};
 use caas_core::ports::{MessageHit, SearchIndex, tokenize};
 use caas_crypto::blind::BlindIndex;
@@ -101,18 +101,19 @@ impl SearchIndex for EncryptedSearchIndex {
         tenant: &TenantId,
         query: &str,
         within: &[ConversationId],
+        after: Option<(Seq, &ConversationId)>,
         limit: usize,
     ) -> Result<Vec<MessageHit>> {
         match self.keys.search_index(tenant).await? {
             Some(index) => {
                 let blinded = blind_query(&index, query);
                 self.inner
-                    .search_messages(tenant, &blinded, within, limit)
+                    .search_messages(tenant, &blinded, within, after, limit)
                     .await
             }
             None => {
                 self.inner
-                    .search_messages(tenant, query, within, limit)
+                    .search_messages(tenant, query, within, after, limit)
                     .await
             }
         }
@@ -123,10 +124,11 @@ impl SearchIndex for EncryptedSearchIndex {
         tenant: &TenantId,
         query: &str,
         within: &[ConversationId],
+        after: Option<&ConversationId>,
         limit: usize,
     ) -> Result<Vec<ConversationId>> {
         self.inner
-            .search_conversations(tenant, query, within, limit)
+            .search_conversations(tenant, query, within, after, limit)
             .await
     }
 
@@ -134,9 +136,10 @@ impl SearchIndex for EncryptedSearchIndex {
         &self,
         tenant: &TenantId,
         query: &str,
+        after: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<UserId>> {
-        self.inner.search_users(tenant, query, limit).await
+        self.inner.search_users(tenant, query, after, limit).await
     }
 }
 

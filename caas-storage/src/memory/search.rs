@@ -97,6 +97,7 @@ impl SearchIndex for MemorySearchIndex {
         tenant: &TenantId,
         query: &str,
         within: &[ConversationId],
+        after: Option<(Seq, &ConversationId)>,
         limit: usize,
     ) -> Result<Vec<MessageHit>> {
         let q: Vec<String> = tokenize(query).collect();
@@ -115,11 +116,15 @@ impl SearchIndex for MemorySearchIndex {
                 }
             }
         }
-        hits.sort_by(|a, b| {
+        let order = |a: &MessageHit, b: &MessageHit| {
             b.seq
                 .cmp(&a.seq)
                 .then_with(|| a.conversation.cmp(&b.conversation))
-        });
+        };
+        if let Some((seq, conv)) = after {
+            hits.retain(|h| h.seq < seq || (h.seq == seq && h.conversation > *conv));
+        }
+        hits.sort_by(order);
         hits.truncate(limit);
         Ok(hits)
     }
@@ -129,6 +134,7 @@ impl SearchIndex for MemorySearchIndex {
         tenant: &TenantId,
         query: &str,
         within: &[ConversationId],
+        after: Option<&ConversationId>,
         limit: usize,
     ) -> Result<Vec<ConversationId>> {
         let q: Vec<String> = tokenize(query).collect();
@@ -140,6 +146,7 @@ impl SearchIndex for MemorySearchIndex {
                     .get(&(tenant.clone(), (*c).clone()))
                     .is_some_and(|w| matches(&q, w))
             })
+            .filter(|c| after.is_none_or(|a| *c > a))
             .cloned()
             .collect();
         ids.sort();
@@ -152,6 +159,7 @@ impl SearchIndex for MemorySearchIndex {
         &self,
         tenant: &TenantId,
         query: &str,
+        after: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<UserId>> {
         let q: Vec<String> = tokenize(query).collect();
@@ -161,7 +169,7 @@ impl SearchIndex for MemorySearchIndex {
             .get(tenant)
             .map(|m| {
                 m.iter()
-                    .filter(|(_, w)| matches(&q, w))
+                    .filter(|(u, w)| matches(&q, w) && after.is_none_or(|a| *u > a))
                     .map(|(u, _)| u.clone())
                     .collect()
             })

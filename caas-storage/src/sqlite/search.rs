@@ -490,6 +490,7 @@ impl SearchIndex for SqliteStore {
         tenant: &TenantId,
         query: &str,
         within: &[ConversationId],
+        after: Option<(Seq, &ConversationId)>,
         n: usize,
     ) -> Result<Vec<MessageHit>> {
         let Some(expr) = match_expr(query) else {
@@ -499,6 +500,13 @@ impl SearchIndex for SqliteStore {
             return Ok(Vec::new());
         }
         let (tenant, within) = (tenant.clone(), within.to_vec());
+        // The next page starts after the last hit in (seq descending,
+        // conversation ascending) order; i64::MAX and "" when there is none.
+        let (after_seq, after_conv) = match after {
+            Some((seq, conv)) => (to_i64(seq.get(), "seq")?, conv.as_str().to_owned()),
+            None => (i64::MAX, String::new()),
+        };
+        let first_page = after.is_none();
         self.read(move |c| {
             let streams = scope(c, &tenant, &within)?;
             if streams.is_empty() {
@@ -525,13 +533,21 @@ impl SearchIndex for SqliteStore {
                      CROSS JOIN streams s ON s.id = sm.stream
                      WHERE search_messages_fts MATCH ?1
                        AND sm.stream IN (SELECT value FROM json_each(?2))
+                       AND (?4 OR sm.seq < ?5 OR (sm.seq = ?5 AND s.conversation > ?6))
                      ORDER BY sm.seq DESC, s.conversation ASC
                      LIMIT ?3",
                 )
                 .ctx("search messages")?;
             let rows = stmt
                 .query_map(
-                    params![expr, to_json(&streams, "search scope")?, limit(n)],
+                    params![
+                        expr,
+                        to_json(&streams, "search scope")?,
+                        limit(n),
+                        first_page,
+                        after_seq,
+                        after_conv
+                    ],
                     |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
@@ -561,6 +577,7 @@ impl SearchIndex for SqliteStore {
         tenant: &TenantId,
         query: &str,
         within: &[ConversationId],
+        after: Option<&ConversationId>,
         n: usize,
     ) -> Result<Vec<ConversationId>> {
         let Some(expr) = match_expr(query) else {
@@ -570,6 +587,7 @@ impl SearchIndex for SqliteStore {
             return Ok(Vec::new());
         }
         let (tenant, within) = (tenant.clone(), within.to_vec());
+        let after = after.map_or_else(String::new, |a| a.as_str().to_owned());
         self.read(move |c| {
             let streams = scope(c, &tenant, &within)?;
             if streams.is_empty() {
@@ -582,13 +600,14 @@ impl SearchIndex for SqliteStore {
                      CROSS JOIN streams s ON s.id = search_conversations_fts.rowid
                      WHERE search_conversations_fts MATCH ?1
                        AND s.id IN (SELECT value FROM json_each(?2))
+                       AND s.conversation > ?4
                      ORDER BY s.conversation
                      LIMIT ?3",
                 )
                 .ctx("search conversations")?;
             let rows = stmt
                 .query_map(
-                    params![expr, to_json(&streams, "search scope")?, limit(n)],
+                    params![expr, to_json(&streams, "search scope")?, limit(n), after],
                     |r| r.get::<_, String>(0),
                 )
                 .ctx("search conversations")?
@@ -599,7 +618,13 @@ impl SearchIndex for SqliteStore {
         .await
     }
 
-    async fn search_users(&self, tenant: &TenantId, query: &str, n: usize) -> Result<Vec<UserId>> {
+    async fn search_users(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        after: Option<&UserId>,
+        n: usize,
+    ) -> Result<Vec<UserId>> {
         let Some(expr) = match_expr(query) else {
             return Ok(Vec::new());
         };
@@ -607,19 +632,20 @@ impl SearchIndex for SqliteStore {
             return Ok(Vec::new());
         }
         let tenant = tenant.clone();
+        let after = after.map_or_else(String::new, |a| a.as_str().to_owned());
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT su.user
                      FROM search_users_fts
                      CROSS JOIN search_users su ON su.id = search_users_fts.rowid
-                     WHERE search_users_fts MATCH ?1 AND su.tenant = ?2
+                     WHERE search_users_fts MATCH ?1 AND su.tenant = ?2 AND su.user > ?4
                      ORDER BY su.user
                      LIMIT ?3",
                 )
                 .ctx("search users")?;
             let rows = stmt
-                .query_map(params![expr, tenant.as_str(), limit(n)], |r| {
+                .query_map(params![expr, tenant.as_str(), limit(n), after], |r| {
                     r.get::<_, String>(0)
                 })
                 .ctx("search users")?

@@ -204,7 +204,13 @@ async fn sealed_bodies_never_reach_the_file_in_clear_and_stay_searchable() {
             "`{word}` is in the database file"
         );
         let hits = sqlite
-            .search_messages(&tenant, word, std::slice::from_ref(&m.conversation), 10)
+            .search_messages(
+                &tenant,
+                word,
+                std::slice::from_ref(&m.conversation),
+                None,
+                10,
+            )
             .await
             .unwrap();
         assert!(hits.is_empty(), "`{word}` is searchable without the key");
@@ -220,7 +226,7 @@ async fn sealed_bodies_never_reach_the_file_in_clear_and_stay_searchable() {
     ] {
         let hits = b
             .search
-            .search_messages(&tenant, q, within, 10)
+            .search_messages(&tenant, q, within, None, 10)
             .await
             .unwrap();
         assert_eq!(hits.len(), usize::from(found), "{q}");

@@ -253,7 +253,11 @@ async fn the_platform_keeps_its_data_across_restarts() {
         history.iter().map(|m| m.seq.get()).collect::<Vec<_>>(),
         [1, 2, 3]
     );
-    let hits = caas.search_messages(&bob, "noon", 10).await.unwrap();
+    let hits = caas
+        .search_messages(&bob, "noon", 10, None)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(hits.iter().map(|h| h.seq.get()).collect::<Vec<_>>(), [3, 1]);
     let sent = caas
         .send_message(

@@ -14,7 +14,8 @@ use serde_json::json;
 
 use super::id;
 use crate::auth::Auth;
-use crate::gateway::{ApiJson, AppState};
+use crate::extract::Api;
+use crate::gateway::AppState;
 use crate::problem::ApiError;
 
 /// The JSON of a session's tokens.
@@ -38,13 +39,11 @@ pub(super) struct Register {
 }
 
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = Register,
-    responses((status = 201, description = "the user", body = caas_core::model::User),
-        (status = 403, description = "password auth is off for the tenant", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the user exists", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "the user", body = caas_core::model::User), crate::problem::Problems))]
 /// `POST /v1/auth/register`: a new user with a password, when the tenant enables it.
 pub(super) async fn register(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Register>,
+    Api(Json(body)): Api<Json<Register>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant: TenantId = id(&body.tenant_id)?;
     let user: UserId = id(&body.user_id)?;
@@ -66,13 +65,11 @@ pub(super) struct Login {
 }
 
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = Login,
-    responses((status = 200, description = "`{access_token, token_type, expires_at, refresh_token, refresh_expires_at}`", body = Object),
-        (status = 401, description = "unknown user, wrong password, or a missing or wrong TOTP code", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "too many attempts for this user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "`{access_token, token_type, expires_at, refresh_token, refresh_expires_at}`", body = Object), crate::problem::Problems))]
 /// `POST /v1/auth/login`: `{access_token, refresh_token, …}`.
 pub(super) async fn login(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Login>,
+    Api(Json(body)): Api<Json<Login>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant: TenantId = id(&body.tenant_id)?;
     let user: UserId = id(&body.user_id)?;
@@ -98,12 +95,11 @@ pub(super) struct RefreshBody {
 }
 
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
-    responses((status = 200, description = "new tokens; the presented refresh token is spent", body = Object),
-        (status = 401, description = "unknown, expired, revoked or reused token (reuse revokes the whole family)", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "new tokens; the presented refresh token is spent", body = Object), crate::problem::Problems))]
 /// `POST /v1/auth/refresh`: exchanges a refresh token for new tokens (once).
 pub(super) async fn refresh_tokens(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RefreshBody>,
+    Api(Json(body)): Api<Json<RefreshBody>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant: TenantId = id(&body.tenant_id)?;
     Ok(tokens(
@@ -115,7 +111,7 @@ pub(super) async fn refresh_tokens(
 /// `POST /v1/auth/logout`: revokes the login the refresh token belongs to.
 pub(super) async fn logout(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RefreshBody>,
+    Api(Json(body)): Api<Json<RefreshBody>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant: TenantId = id(&body.tenant_id)?;
     state.caas.logout(&tenant, &body.refresh_token).await?;
@@ -131,14 +127,12 @@ pub(super) struct TotpEnroll {
 }
 
 #[utoipa::path(post, path = "/v1/auth/totp", tag = "auth", request_body = TotpEnroll, security(("bearer" = [])),
-    responses((status = 200, description = "`{secret, otpauth_uri}`; confirm with a first code", body = Object),
-        (status = 401, description = "wrong password", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "too many attempts for this user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "`{secret, otpauth_uri}`; confirm with a first code", body = Object), crate::problem::Problems))]
 /// `POST /v1/auth/totp`: starts TOTP enrolment for the caller's password login.
 pub(super) async fn totp_enroll(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiJson(body): ApiJson<TotpEnroll>,
+    Api(Json(body)): Api<Json<TotpEnroll>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let e = state.caas.totp_enroll(&p, &body.password).await?;
     Ok(Json(
@@ -153,12 +147,12 @@ pub(super) struct TotpConfirm {
 }
 
 #[utoipa::path(post, path = "/v1/auth/totp/confirm", tag = "auth", request_body = TotpConfirm, security(("bearer" = [])),
-    responses((status = 204, description = "the factor is on"), (status = 401, description = "wrong code", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "the factor is on"), crate::problem::Problems))]
 /// `POST /v1/auth/totp/confirm`: a first code turns the factor on.
 pub(super) async fn totp_confirm(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiJson(body): ApiJson<TotpConfirm>,
+    Api(Json(body)): Api<Json<TotpConfirm>>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.caas.totp_confirm(&p, &body.code).await?;
     Ok(StatusCode::NO_CONTENT)

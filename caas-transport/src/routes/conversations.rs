@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use caas_core::ids::{ConversationId, UserId};
@@ -11,8 +11,11 @@ use serde_json::json;
 
 use super::{Page, id};
 use crate::auth::Auth;
-use crate::gateway::{ApiJson, ApiPath, AppState};
+use crate::dispatch::dispatch;
+use crate::extract::Api;
+use crate::gateway::AppState;
 use crate::problem::ApiError;
+use crate::requests::ConversationsRequest;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,13 +28,13 @@ pub(super) struct Create {
     attributes: Attributes,
 }
 
-#[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body = Create, responses((status = 201, description = "created", body = caas_core::model::Conversation), (status = 200, description = "the existing direct conversation of the pair", body = caas_core::model::Conversation), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body = Create, responses((status = 201, description = "created", body = caas_core::model::Conversation), (status = 200, description = "the existing direct conversation of the pair", body = caas_core::model::Conversation), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/conversations`: 201 when created, 200 with the existing one for a
 /// direct conversation that already exists.
 pub(super) async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiJson(body): ApiJson<Create>,
+    Api(Json(body)): Api<Json<Create>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let members = body
         .members
@@ -50,16 +53,31 @@ pub(super) async fn create(
     })
 }
 
-#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", responses((status = 200, description = "`{items: [{conversation, role, muted, last_seq, last_activity_at, read_seq, unread_count}], next_cursor}`, newest activity first", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-/// `GET /v1/conversations`: mine, newest activity first, with unread counts.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// At most this many (50 when absent).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", params(ListQuery), responses((status = 200, description = "`{items: [{conversation, role, muted, last_seq, last_activity_at, read_seq, unread_count}], next_cursor}`, newest activity first", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+/// `GET /v1/conversations?limit=&cursor=`: mine, newest activity first, with
+/// unread counts, a page at a time.
 pub(super) async fn list(
     State(state): State<AppState>,
     Auth(p): Auth,
+    Api(Query(q)): Api<Query<ListQuery>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let items = state
-        .caas
-        .list_conversations(&p)
-        .await?
+    let request = ConversationsRequest {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let page = dispatch(&state.caas, &p, request).await?;
+    let items = page
+        .items
         .into_iter()
         .map(|s| {
             json!({
@@ -75,16 +93,16 @@ pub(super) async fn list(
         .collect();
     Ok(Json(Page {
         items,
-        next_cursor: None,
+        next_cursor: page.next_cursor,
     }))
 }
 
-#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "conversation id")), responses((status = 200, description = "`{conversation, members}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "conversation id")), responses((status = 200, description = "`{conversation, members}`", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/conversations/{id}`: details and members (members only).
 pub(super) async fn get(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(c): ApiPath<String>,
+    Api(Path(c)): Api<Path<String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let c: ConversationId = id(&c)?;
     let d = state.caas.get_conversation(&p, &c).await?;
@@ -101,13 +119,13 @@ pub(super) struct Update {
     attributes: Option<Attributes>,
 }
 
-#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "conversation id")), request_body = Update, responses((status = 200, description = "after the change", body = caas_core::model::Conversation), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "conversation id")), request_body = Update, responses((status = 200, description = "after the change", body = caas_core::model::Conversation), crate::problem::Problems), security(("bearer" = [])))]
 /// `PATCH /v1/conversations/{id}`: rename, change attributes (admins).
 pub(super) async fn update(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(c): ApiPath<String>,
-    ApiJson(body): ApiJson<Update>,
+    Api(Path(c)): Api<Path<String>>,
+    Api(Json(body)): Api<Json<Update>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let c: ConversationId = id(&c)?;
     Ok(Json(
@@ -125,13 +143,13 @@ pub(super) struct AddMember {
     role: Option<Role>,
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/members", tag = "members", params(("id" = String, Path, description = "conversation id")), request_body = AddMember, responses((status = 201, description = "the membership", body = caas_core::model::Member), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/conversations/{id}/members", tag = "members", params(("id" = String, Path, description = "conversation id")), request_body = AddMember, responses((status = 201, description = "the membership", body = caas_core::model::Member), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/conversations/{id}/members`.
 pub(super) async fn add_member(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(c): ApiPath<String>,
-    ApiJson(body): ApiJson<AddMember>,
+    Api(Path(c)): Api<Path<String>>,
+    Api(Json(body)): Api<Json<AddMember>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let c: ConversationId = id(&c)?;
     let u: UserId = id(&body.user_id)?;
@@ -141,12 +159,12 @@ pub(super) async fn add_member(
     ))
 }
 
-#[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = String, Path, description = "conversation id"), ("user_id" = String, Path, description = "user id")), responses((status = 204, description = "removed"), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = String, Path, description = "conversation id"), ("user_id" = String, Path, description = "user id")), responses((status = 204, description = "removed"), crate::problem::Problems), security(("bearer" = [])))]
 /// `DELETE /v1/conversations/{id}/members/{user_id}`: remove, or leave.
 pub(super) async fn remove_member(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath((c, u)): ApiPath<(String, String)>,
+    Api(Path((c, u))): Api<Path<(String, String)>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (c, u): (ConversationId, UserId) = (id(&c)?, id(&u)?);
     state.caas.remove_member(&p, &c, &u).await?;
@@ -161,13 +179,13 @@ pub(super) struct UpdateMember {
     banned: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = String, Path, description = "conversation id"), ("user_id" = String, Path, description = "user id")), request_body = UpdateMember, responses((status = 200, description = "the membership after the change", body = caas_core::model::Member), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = String, Path, description = "conversation id"), ("user_id" = String, Path, description = "user id")), request_body = UpdateMember, responses((status = 200, description = "the membership after the change", body = caas_core::model::Member), crate::problem::Problems), security(("bearer" = [])))]
 /// `PATCH /v1/conversations/{id}/members/{user_id}`: role, mute, ban.
 pub(super) async fn update_member(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath((c, u)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<UpdateMember>,
+    Api(Path((c, u))): Api<Path<(String, String)>>,
+    Api(Json(body)): Api<Json<UpdateMember>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (c, u): (ConversationId, UserId) = (id(&c)?, id(&u)?);
     let change = MemberChange {

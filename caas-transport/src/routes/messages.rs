@@ -1,17 +1,38 @@
+//! Messages: send, history, edit, delete, forward, reactions and pins. Each
+//! handler builds the request every door shares and runs it through
+//! [`crate::dispatch`].
+
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use caas_core::ids::{ClientMsgId, ConversationId, MessageId, Seq, UserId};
-use caas_core::model::{Attachment, Ciphertext, ReceiptKind};
-use caas_core::ports::HistoryPage;
-use caas_core::service::SendMessage;
+use caas_core::model::{Attachment, Ciphertext};
+use caas_core::service::Sent;
 use serde::Deserialize;
 
-use super::{DEFAULT_LIMIT, Page, id};
+use super::id;
 use crate::auth::Auth;
-use crate::gateway::{ApiJson, ApiPath, ApiQuery, AppState};
+use crate::dispatch::{Pinning, Reaction, dispatch};
+use crate::extract::Api;
+use crate::gateway::AppState;
 use crate::problem::ApiError;
+use crate::requests::{ForwardRequest, HistoryRequest, PinRequest, PinsRequest};
+use crate::ws::frames::{DeleteRequest, EditRequest, ReactionRequest, SendRequest};
+
+/// 201 with a message stored now, 200 with the original for a retry.
+fn stored(sent: Sent) -> impl IntoResponse {
+    let status = if sent.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    (status, Json(sent.message))
+}
+
+fn ids(c: &str, m: &str) -> Result<(ConversationId, MessageId), ApiError> {
+    Ok((id(c)?, id(m)?))
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -26,17 +47,17 @@ pub(super) struct Send {
     mentions: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "conversation id")), request_body = Send, responses((status = 201, description = "stored", body = caas_core::model::Message), (status = 200, description = "a retry: the original message", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "conversation id")), request_body = Send, responses((status = 201, description = "stored", body = caas_core::model::Message), (status = 200, description = "a retry: the original message", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/conversations/{id}/messages`: 201 with the stored message; a retry
 /// with the same `client_msg_id` gets 200 and the original.
 pub(super) async fn send(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(c): ApiPath<String>,
-    ApiJson(body): ApiJson<Send>,
+    Api(Path(c)): Api<Path<String>>,
+    Api(Json(body)): Api<Json<Send>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c: ConversationId = id(&c)?;
-    let msg = SendMessage {
+    let request = SendRequest {
+        conversation_id: id(&c)?,
         client_msg_id: id::<ClientMsgId>(&body.client_msg_id)?,
         body: body.body,
         ciphertext: body.ciphertext,
@@ -48,16 +69,7 @@ pub(super) async fn send(
             .map(|m| id::<UserId>(m))
             .collect::<Result<_, _>>()?,
     };
-    let sent = state.caas.send_message(&p, &c, msg).await?;
-    if !sent.duplicate {
-        metrics::counter!("caas_messages_sent_total").increment(1);
-    }
-    let status = if sent.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(sent.message)))
+    Ok(stored(dispatch(&state.caas, &p, request).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -66,49 +78,28 @@ pub(super) async fn send(
 pub(super) struct HistoryQuery {
     before_seq: Option<u64>,
     after_seq: Option<u64>,
-    limit: Option<usize>,
+    limit: Option<u32>,
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "conversation id"), HistoryQuery), responses((status = 200, description = "`{items: [Message], next_cursor}` in ascending seq", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "conversation id"), HistoryQuery), responses((status = 200, description = "`{items: [Message], next_cursor}` in ascending seq", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/conversations/{id}/messages?before_seq=|after_seq=&limit=`: ascending
-/// seq. `next_cursor` continues in the same direction (a seq to pass as `cursor`).
+/// seq. `next_cursor` continues in the same direction (pass it as `cursor`).
 pub(super) async fn history(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(c): ApiPath<String>,
-    ApiQuery(q): ApiQuery<HistoryQuery>,
+    Api(Path(c)): Api<Path<String>>,
+    Api(Query(q)): Api<Query<HistoryQuery>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c: ConversationId = id(&c)?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    let cursor = q
-        .cursor
-        .as_deref()
-        .map(|s| {
-            s.parse::<u64>()
-                .map_err(|_| ApiError::invalid("cursor: not a cursor from this endpoint"))
-        })
-        .transpose()?;
-    let page = match (q.before_seq, q.after_seq, cursor) {
-        (Some(_), Some(_), _) => {
-            return Err(ApiError::invalid("give before_seq or after_seq, not both"));
-        }
-        (None, Some(a), None) => HistoryPage::After(Seq(a)),
-        (Some(b), None, None) => HistoryPage::Before(Seq(b)),
-        (None, None, None) => HistoryPage::Latest,
-        (None, Some(_), Some(cur)) => HistoryPage::After(Seq(cur)),
-        (_, None, Some(cur)) => HistoryPage::Before(Seq(cur)),
+    let request = HistoryRequest {
+        conversation_id: id(&c)?,
+        before_seq: q.before_seq.map(Seq),
+        after_seq: q.after_seq.map(Seq),
+        limit: q.limit,
+        cursor: q.cursor,
     };
-    let items = state.caas.history(&p, &c, page, limit).await?;
-    let next_cursor = match page {
-        _ if items.len() < limit => None,
-        HistoryPage::After(_) => items.last().map(|m| m.seq.to_string()),
-        HistoryPage::Before(_) | HistoryPage::Latest => items
-            .first()
-            .filter(|m| m.seq.get() > 1)
-            .map(|m| m.seq.to_string()),
-    };
-    Ok(Json(Page { items, next_cursor }))
+    let page = dispatch(&state.caas, &p, request).await?;
+    Ok(Json(super::Page::from(page)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -117,101 +108,153 @@ pub(super) struct Edit {
     body: String,
 }
 
-#[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), request_body = Edit, responses((status = 200, description = "after the edit", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), request_body = Edit, responses((status = 200, description = "the message after the edit", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `PATCH …/messages/{message_id}`: the sender edits the body.
 pub(super) async fn edit(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath((c, m)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<Edit>,
+    Api(Path((c, m))): Api<Path<(String, String)>>,
+    Api(Json(body)): Api<Json<Edit>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (c, m): (ConversationId, MessageId) = (id(&c)?, id(&m)?);
-    Ok(Json(state.caas.edit_message(&p, &c, &m, &body.body).await?))
+    let (conversation_id, message_id) = ids(&c, &m)?;
+    let request = EditRequest {
+        conversation_id,
+        message_id,
+        body: body.body,
+    };
+    Ok(Json(dispatch(&state.caas, &p, request).await?))
 }
 
-#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), responses((status = 200, description = "the tombstone", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), responses((status = 200, description = "the tombstone", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `DELETE …/messages/{message_id}`: tombstone (sender or moderator).
 pub(super) async fn delete(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath((c, m)): ApiPath<(String, String)>,
+    Api(Path((c, m))): Api<Path<(String, String)>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (c, m): (ConversationId, MessageId) = (id(&c)?, id(&m)?);
-    Ok(Json(state.caas.delete_message(&p, &c, &m).await?))
+    let (conversation_id, message_id) = ids(&c, &m)?;
+    let request = DeleteRequest {
+        conversation_id,
+        message_id,
+    };
+    Ok(Json(dispatch(&state.caas, &p, request).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Forward {
+    /// Where to forward.
     to_conversation_id: String,
-    client_msg_id: String,
+    /// Makes the forward idempotent: a retry with the same key returns the
+    /// first copy. Without one, each call makes a new copy.
+    client_msg_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/forward", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), request_body = Forward, responses((status = 201, description = "the copy", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-/// `POST …/messages/{message_id}/forward`: member of both.
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/forward", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), request_body = Forward, responses((status = 201, description = "the copy", body = caas_core::model::Message), (status = 200, description = "a retry: the first copy", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+/// `POST …/messages/{message_id}/forward`: `{to_conversation_id, client_msg_id?}`;
+/// the caller must be able to read the source and send to the target. The copy
+/// names where it came from; encrypted messages cannot be forwarded by the
+/// server.
 pub(super) async fn forward(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath((c, m)): ApiPath<(String, String)>,
-    ApiJson(body): ApiJson<Forward>,
+    Api(Path((c, m))): Api<Path<(String, String)>>,
+    Api(Json(body)): Api<Json<Forward>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (c, m): (ConversationId, MessageId) = (id(&c)?, id(&m)?);
-    let to: ConversationId = id(&body.to_conversation_id)?;
-    let sent = state
-        .caas
-        .forward_message(&p, &c, &m, &to, id(&body.client_msg_id)?)
-        .await?;
-    let status = if sent.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    let (conversation_id, message_id) = ids(&c, &m)?;
+    let request = ForwardRequest {
+        conversation_id,
+        message_id,
+        to_conversation_id: id(&body.to_conversation_id)?,
+        client_msg_id: body.client_msg_id.as_deref().map(id).transpose()?,
     };
-    Ok((status, Json(sent.message)))
+    Ok(stored(dispatch(&state.caas, &p, request).await?))
 }
 
-#[utoipa::path(put, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+async fn reaction(
+    state: &AppState,
+    p: &caas_core::Principal,
+    (c, m, emoji): (String, String, String),
+    add: bool,
+) -> Result<Json<caas_core::model::Message>, ApiError> {
+    let (conversation_id, message_id) = ids(&c, &m)?;
+    let request = ReactionRequest {
+        conversation_id,
+        message_id,
+        emoji,
+    };
+    Ok(Json(
+        dispatch(&state.caas, p, Reaction { request, add }).await?,
+    ))
+}
+
+#[utoipa::path(put, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message with its reactions", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `PUT …/reactions/{emoji}`.
 pub(super) async fn react(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath((c, m, emoji)): ApiPath<(String, String, String)>,
+    Api(Path(path)): Api<Path<(String, String, String)>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (c, m): (ConversationId, MessageId) = (id(&c)?, id(&m)?);
-    Ok(Json(state.caas.react(&p, &c, &m, &emoji, true).await?))
+    reaction(&state, &p, path, true).await
 }
 
-#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message", body = caas_core::model::Message), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "conflict", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message with its reactions", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `DELETE …/reactions/{emoji}`.
 pub(super) async fn unreact(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath((c, m, emoji)): ApiPath<(String, String, String)>,
+    Api(Path(path)): Api<Path<(String, String, String)>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (c, m): (ConversationId, MessageId) = (id(&c)?, id(&m)?);
-    Ok(Json(state.caas.react(&p, &c, &m, &emoji, false).await?))
+    reaction(&state, &p, path, false).await
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Read {
-    seq: u64,
-    #[serde(default)]
-    delivered_only: bool,
+async fn pinning(
+    state: &AppState,
+    p: &caas_core::Principal,
+    (c, m): (String, String),
+    pinned: bool,
+) -> Result<Json<caas_core::model::Message>, ApiError> {
+    let (conversation_id, message_id) = ids(&c, &m)?;
+    let request = PinRequest {
+        conversation_id,
+        message_id,
+    };
+    Ok(Json(
+        dispatch(&state.caas, p, Pinning { request, pinned }).await?,
+    ))
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/read", tag = "messages", params(("id" = String, Path, description = "conversation id")), request_body = Read, responses((status = 200, description = "the receipt after the call", body = caas_core::model::Receipt), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-/// `POST /v1/conversations/{id}/read`: `{seq}` read watermark (or delivered).
-pub(super) async fn read(
+#[utoipa::path(put, path = "/v1/conversations/{id}/messages/{message_id}/pin", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), responses((status = 200, description = "the message, pinned", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+/// `PUT …/messages/{message_id}/pin`: pins a message (moderators and above,
+/// under the default policy); pinning a pinned message changes nothing.
+pub(super) async fn pin(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(c): ApiPath<String>,
-    ApiJson(body): ApiJson<Read>,
+    Api(Path(path)): Api<Path<(String, String)>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c: ConversationId = id(&c)?;
-    let kind = if body.delivered_only {
-        ReceiptKind::Delivered
-    } else {
-        ReceiptKind::Read
+    pinning(&state, &p, path, true).await
+}
+
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}/pin", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), responses((status = 200, description = "the message, unpinned", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+/// `DELETE …/messages/{message_id}/pin`: unpins it.
+pub(super) async fn unpin(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Api(Path(path)): Api<Path<(String, String)>>,
+) -> Result<impl IntoResponse, ApiError> {
+    pinning(&state, &p, path, false).await
+}
+
+#[utoipa::path(get, path = "/v1/conversations/{id}/pins", tag = "messages", params(("id" = String, Path, description = "conversation id")), responses((status = 200, description = "`{items: [Message], next_cursor: null}`: the pinned messages in seq order", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+/// `GET /v1/conversations/{id}/pins`: the pinned messages (members).
+pub(super) async fn pins(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Api(Path(c)): Api<Path<String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = PinsRequest {
+        conversation_id: id(&c)?,
     };
-    Ok(Json(state.caas.mark(&p, &c, kind, Seq(body.seq)).await?))
+    let items = dispatch(&state.caas, &p, request).await?;
+    Ok(Json(super::Page::whole(items)))
 }

@@ -1,10 +1,14 @@
 //! The REST endpoints of `api.md`, one module per resource.
 
+pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod conversations;
 pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod messages;
+pub(crate) mod presence;
+pub(crate) mod receipts;
+pub(crate) mod search;
 pub(crate) mod sync;
 pub(crate) mod tenants;
 pub(crate) mod users;
@@ -72,15 +76,22 @@ pub(crate) fn routes() -> Router<AppState> {
             "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}",
             put(messages::react).delete(messages::unreact),
         )
-        .route("/v1/conversations/{id}/read", post(messages::read))
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}/pin",
+            put(messages::pin).delete(messages::unpin),
+        )
+        .route("/v1/conversations/{id}/pins", get(messages::pins))
+        .route("/v1/conversations/{id}/read", post(receipts::read))
+        .route("/v1/conversations/{id}/receipts", get(receipts::list))
+        .route("/v1/presence", get(presence::lookup))
         .route("/v1/devices/{device_id}/keys", put(keys::publish))
         .route("/v1/users/{user_id}/keys", get(keys::claim))
-        .route("/v1/audit", get(keys::audit))
+        .route("/v1/audit", get(audit::list))
         .route("/v1/sync", get(sync::sync))
         .route("/v1/ws", get(crate::ws::upgrade))
-        .route("/v1/search/messages", get(sync::search_messages))
-        .route("/v1/search/conversations", get(sync::search_conversations))
-        .route("/v1/search/users", get(sync::search_users))
+        .route("/v1/search/messages", get(search::messages))
+        .route("/v1/search/conversations", get(search::conversations))
+        .route("/v1/search/users", get(search::users))
 }
 
 /// A page of a list: `{"items": […], "next_cursor": …}`.
@@ -90,10 +101,29 @@ pub(crate) struct Page<T> {
     pub(crate) next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A list that comes whole: no next page.
+    pub(crate) fn whole(items: Vec<T>) -> Self {
+        Self {
+            items,
+            next_cursor: None,
+        }
+    }
+}
+
+impl<T> From<caas_core::service::Page<T>> for Page<T> {
+    fn from(p: caas_core::service::Page<T>) -> Self {
+        Self {
+            items: p.items,
+            next_cursor: p.next_cursor,
+        }
+    }
+}
+
 /// Parses an id from a path or body, naming the field on failure.
 pub(crate) fn id<T: std::str::FromStr<Err = caas_core::Error>>(s: &str) -> Result<T, ApiError> {
     s.parse::<T>().map_err(ApiError::from)
 }
 
-/// The default and largest page sizes of list endpoints.
+/// The default page size of list endpoints.
 pub(crate) const DEFAULT_LIMIT: usize = 50;

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use caas_core::ids::TenantId;
@@ -13,7 +13,8 @@ use serde_json::json;
 
 use super::id;
 use crate::auth::Auth;
-use crate::gateway::{ApiJson, ApiPath, AppState, OptionalJson};
+use crate::extract::{Api, OptionalJson};
+use crate::gateway::AppState;
 use crate::problem::ApiError;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -37,12 +38,12 @@ fn view(now: Timestamp, t: &Tenant) -> serde_json::Value {
     })
 }
 
-#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant, responses((status = 201, description = "`{tenant_id, secret, key_id}`; the secret is shown once", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "body too large", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant, responses((status = 201, description = "`{tenant_id, secret, key_id}`; the secret is shown once", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/tenants` (operator): `{name, settings?}` → `{tenant_id, secret}`.
 pub(super) async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiJson(body): ApiJson<CreateTenant>,
+    Api(Json(body)): Api<Json<CreateTenant>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = state
         .caas
@@ -58,12 +59,12 @@ pub(super) async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), responses((status = 200, description = "the tenant (never credential hashes)", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), responses((status = 200, description = "the tenant (never credential hashes)", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/tenants/{id}`.
 pub(super) async fn get(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(t): ApiPath<String>,
+    Api(Path(t)): Api<Path<String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let t: TenantId = id(&t)?;
     Ok(Json(view(
@@ -80,13 +81,13 @@ pub(super) struct PatchTenant {
     status: Option<TenantStatus>,
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), request_body = PatchTenant, responses((status = 200, description = "the tenant after the change", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), request_body = PatchTenant, responses((status = 200, description = "the tenant after the change", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `PATCH /v1/tenants/{id}` (operator): name, settings (limits, policy), status.
 pub(super) async fn patch(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(t): ApiPath<String>,
-    ApiJson(body): ApiJson<PatchTenant>,
+    Api(Path(t)): Api<Path<String>>,
+    Api(Json(body)): Api<Json<PatchTenant>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let t: TenantId = id(&t)?;
     let mut tenant = if body.name.is_some() || body.settings.is_some() {
@@ -110,12 +111,12 @@ pub(super) async fn patch(
     Ok(Json(view(state.caas.now(), &tenant)))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), responses((status = 200, description = "the suspended tenant", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), responses((status = 200, description = "the suspended tenant", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `DELETE /v1/tenants/{id}` (operator): suspends; data is kept.
 pub(super) async fn suspend(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(t): ApiPath<String>,
+    Api(Path(t)): Api<Path<String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let t: TenantId = id(&t)?;
     Ok(Json(view(
@@ -134,13 +135,13 @@ pub(super) struct Rotate {
     grace_secs: Option<u64>,
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{id}/secrets", tag = "tenants", params(("id" = String, Path, description = "tenant id")), request_body = Option<Rotate>, responses((status = 201, description = "`{secret, key_id, previous_valid_for_secs}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{id}/secrets", tag = "tenants", params(("id" = String, Path, description = "tenant id")), request_body = Option<Rotate>, responses((status = 201, description = "`{secret, key_id, previous_valid_for_secs}`", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/tenants/{id}/secrets` (operator, tenant): a new secret, shown once;
 /// the old ones keep working for the grace period.
 pub(super) async fn rotate_secret(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(t): ApiPath<String>,
+    Api(Path(t)): Api<Path<String>>,
     OptionalJson(body): OptionalJson<Rotate>,
 ) -> Result<impl IntoResponse, ApiError> {
     let t: TenantId = id(&t)?;

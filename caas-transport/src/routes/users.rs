@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use caas_core::ids::{DeviceId, UserId};
@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::id;
 use crate::auth::Auth;
-use crate::gateway::{ApiJson, ApiPath, AppState, OptionalJson};
+use crate::extract::{Api, OptionalJson};
+use crate::gateway::AppState;
 use crate::problem::ApiError;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -21,13 +22,13 @@ pub(super) struct Upsert {
     attributes: Attributes,
 }
 
-#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "user id")), request_body = Upsert, responses((status = 200, description = "the user as stored", body = caas_core::model::User), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "user id")), request_body = Upsert, responses((status = 200, description = "the user as stored", body = caas_core::model::User), crate::problem::Problems), security(("bearer" = [])))]
 /// `PUT /v1/users/{user_id}` (tenant).
 pub(super) async fn upsert(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(u): ApiPath<String>,
-    ApiJson(body): ApiJson<Upsert>,
+    Api(Path(u)): Api<Path<String>>,
+    Api(Json(body)): Api<Json<Upsert>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let u: UserId = id(&u)?;
     Ok(Json(
@@ -38,12 +39,12 @@ pub(super) async fn upsert(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "user id")), responses((status = 200, description = "the user", body = caas_core::model::User), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "user id")), responses((status = 200, description = "the user", body = caas_core::model::User), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/users/{user_id}`.
 pub(super) async fn get(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(u): ApiPath<String>,
+    Api(Path(u)): Api<Path<String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let u: UserId = id(&u)?;
     Ok(Json(state.caas.get_user(&p, &u).await?))
@@ -56,13 +57,13 @@ pub(super) struct Mint {
     device_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/users/{user_id}/tokens", tag = "users", params(("user_id" = String, Path, description = "user id")), request_body = Option<Mint>, responses((status = 200, description = "`{access_token, token_type, expires_at}`", body = Object), (status = 400, description = "invalid argument", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad credential", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "denied by a policy rule", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "not found", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/users/{user_id}/tokens", tag = "users", params(("user_id" = String, Path, description = "user id")), request_body = Option<Mint>, responses((status = 200, description = "`{access_token, token_type, expires_at}`", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/users/{user_id}/tokens` (tenant): `{ttl_s?, device_id?}` →
 /// `{access_token, expires_at}`. Only a tenant server mints, for its own users.
 pub(super) async fn mint_token(
     State(state): State<AppState>,
     Auth(p): Auth,
-    ApiPath(u): ApiPath<String>,
+    Api(Path(u)): Api<Path<String>>,
     OptionalJson(body): OptionalJson<Mint>,
 ) -> Result<impl IntoResponse, ApiError> {
     let u: UserId = id(&u)?;

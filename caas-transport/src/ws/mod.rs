@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use caas_core::ids::{CorrelationId, DeviceId};
@@ -56,7 +56,8 @@ pub fn decode_server_frame(codec: Codec, bytes: &[u8]) -> Result<frames::ServerF
 }
 
 use crate::auth::Correlation;
-use crate::gateway::{ApiQuery, AppState};
+use crate::extract::Api;
+use crate::gateway::AppState;
 use crate::problem::ApiError;
 use registry::{CloseReason, NewConnection, Registry};
 
@@ -168,7 +169,7 @@ pub(crate) async fn upgrade(
     State(state): State<AppState>,
     correlation: Option<axum::Extension<Correlation>>,
     headers: HeaderMap,
-    ApiQuery(query): ApiQuery<WsQuery>,
+    Api(Query(query)): Api<Query<WsQuery>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match accept(state, correlation.map(|c| c.0.0), &headers, query, upgrade).await {

@@ -789,3 +789,284 @@ async fn stored_user_attributes_reach_policy_decisions() {
         .await;
     assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
 }
+
+/// A conversation of `owner` with `members`, created over REST; its id.
+async fn group(s: &Server, owner: &str, members: &[&str], name: &str) -> String {
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/conversations",
+            Some(owner),
+            Some(json!({"kind": "group", "members": members, "name": name})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn say(s: &Server, token: &str, conv: &str, key: &str, body: &str) -> serde_json::Value {
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(token),
+            Some(json!({"client_msg_id": key, "body": body})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body
+}
+
+/// Follows `next_cursor` through a list, `limit` at a time; every item.
+async fn all_pages(s: &Server, token: &str, path: &str, limit: usize) -> Vec<serde_json::Value> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}limit={limit}&cursor={c}"),
+            None => format!("{path}{sep}limit={limit}"),
+        };
+        let r = s.call(Method::GET, &url, Some(token), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{url}: {:?}", r.body);
+        let page = r.body["items"].as_array().unwrap().clone();
+        assert!(page.len() <= limit);
+        items.extend(page);
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return items,
+        }
+    }
+    panic!("{path} never ended");
+}
+
+#[tokio::test]
+async fn conversation_lists_and_searches_page_with_cursors() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let mut convs = Vec::new();
+    for i in 0..7 {
+        let c = group(&s, &alice, &["bob"], &format!("planning {i}")).await;
+        say(&s, &alice, &c, "k1", &format!("roadmap item {i}")).await;
+        say(&s, &alice, &c, "k2", "roadmap again").await;
+        s.advance(Duration::from_secs(1));
+        convs.push(c);
+    }
+    let listed = all_pages(&s, &alice, "/v1/conversations", 3).await;
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|c| c["conversation"]["id"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = convs.iter().rev().map(String::as_str).collect();
+    assert_eq!(ids, newest_first, "newest activity first, each once");
+    assert!(listed.iter().all(|c| c["last_seq"] == 2));
+
+    let hits = all_pages(&s, &alice, "/v1/search/messages?q=roadmap", 4).await;
+    assert_eq!(hits.len(), 14, "every match, once");
+    let mut seen: Vec<(u64, String)> = hits
+        .iter()
+        .map(|h| {
+            (
+                h["seq"].as_u64().unwrap(),
+                h["conversation_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let in_order = seen.clone();
+    seen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    assert_eq!(in_order, seen, "highest seq first, then conversation id");
+    seen.dedup();
+    assert_eq!(seen.len(), 14);
+
+    let found = all_pages(&s, &alice, "/v1/search/conversations?q=planning", 2).await;
+    assert_eq!(found.len(), 7);
+    let users = all_pages(&s, &alice, "/v1/search/users?q=b", 1).await;
+    assert_eq!(users, [json!("bob")]);
+
+    let bad = s
+        .call(
+            Method::GET,
+            "/v1/conversations?cursor=garbage",
+            Some(&alice),
+            None,
+        )
+        .await;
+    problem(&bad, StatusCode::BAD_REQUEST, "invalid_argument");
+    let bad = s
+        .call(
+            Method::GET,
+            "/v1/search/messages?q=roadmap&limit=0",
+            Some(&alice),
+            None,
+        )
+        .await;
+    problem(&bad, StatusCode::BAD_REQUEST, "invalid_argument");
+}
+
+#[tokio::test]
+async fn pins_receipts_and_presence_have_endpoints() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob", "eve"]).await;
+    let (alice, bob, eve) = (
+        s.token(&secret, "alice").await,
+        s.token(&secret, "bob").await,
+        s.token(&secret, "eve").await,
+    );
+    let conv = group(&s, &alice, &["bob"], "g").await;
+    let m = say(&s, &alice, &conv, "k1", "pin me").await;
+    let mid = m["id"].as_str().unwrap();
+    let pin = format!("/v1/conversations/{conv}/messages/{mid}/pin");
+    // The owner (an admin) pins; a plain member may not.
+    problem(
+        &s.call(Method::PUT, &pin, Some(&bob), None).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let r = s.call(Method::PUT, &pin, Some(&alice), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.body["pinned"].is_object(), "{:?}", r.body);
+    let pins = s
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/pins"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(pins.body["items"][0]["id"], mid);
+    problem(
+        &s.call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/pins"),
+            Some(&eve),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let r = s.call(Method::DELETE, &pin, Some(&alice), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let pins = s
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/pins"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(pins.body["items"], json!([]));
+
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/read"),
+            Some(&bob),
+            Some(json!({"seq": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let receipts = s
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/receipts"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(receipts.status, StatusCode::OK, "{:?}", receipts.body);
+    let bobs = receipts.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["user"] == "bob")
+        .cloned()
+        .expect("bob's receipt");
+    assert_eq!(
+        (bobs["read"].as_u64(), bobs["delivered"].as_u64()),
+        (Some(1), Some(1))
+    );
+    problem(
+        &s.call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/receipts"),
+            Some(&eve),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+
+    let presence = s
+        .call(
+            Method::GET,
+            "/v1/presence?users=bob,eve",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(presence.status, StatusCode::OK, "{:?}", presence.body);
+    let items = presence.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|p| p["status"] == "offline"), "{items:?}");
+    problem(
+        &s.call(
+            Method::GET,
+            "/v1/presence?users=no%20such",
+            Some(&alice),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_argument",
+    );
+}
+
+#[tokio::test]
+async fn forward_takes_an_optional_client_msg_id() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let from = group(&s, &alice, &["bob"], "from").await;
+    let to = group(&s, &alice, &["bob"], "to").await;
+    let m = say(&s, &alice, &from, "k1", "pass it on").await;
+    let path = format!(
+        "/v1/conversations/{from}/messages/{}/forward",
+        m["id"].as_str().unwrap()
+    );
+    let once = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"to_conversation_id": to, "client_msg_id": "fw-1"})),
+        )
+        .await;
+    assert_eq!(once.status, StatusCode::CREATED, "{:?}", once.body);
+    assert_eq!(once.body["forwarded_from"]["message_id"], m["id"]);
+    let retry = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"to_conversation_id": to, "client_msg_id": "fw-1"})),
+        )
+        .await;
+    assert_eq!(
+        (retry.status, &retry.body["id"]),
+        (StatusCode::OK, &once.body["id"])
+    );
+    let fresh = s
+        .call(
+            Method::POST,
+            &path,
+            Some(&alice),
+            Some(json!({"to_conversation_id": to})),
+        )
+        .await;
+    assert_eq!(fresh.status, StatusCode::CREATED, "{:?}", fresh.body);
+    assert_ne!(fresh.body["id"], once.body["id"]);
+    assert_eq!(fresh.body["seq"], 2);
+}

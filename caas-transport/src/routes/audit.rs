@@ -1,0 +1,39 @@
+//! The tenant's audit log.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use super::{DEFAULT_LIMIT, Page};
+use crate::auth::Auth;
+use crate::extract::Api;
+use crate::gateway::AppState;
+use crate::problem::ApiError;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit` (tenant): the audit log, oldest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "compliance", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, description = "`{items: [AuditRecord], next_cursor}`", body = Object), crate::problem::Problems))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Api(Query(q)): Api<Query<AuditQuery>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let items = state
+        .caas
+        .audit_log(&p, q.after.unwrap_or(0), limit)
+        .await?;
+    let next_cursor = (items.len() == limit)
+        .then(|| items.last().map(|r| r.position.to_string()))
+        .flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
