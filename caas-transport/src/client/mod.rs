@@ -27,12 +27,25 @@
 //! a `send` may then be repeated with the same `client_msg_id`, which the server
 //! deduplicates.
 //!
-//! **Order.** Live events arrive in publish order, but after a reconnect the
-//! catch-up runs beside live delivery: a message missed while away can arrive
-//! after a newer live one. Place messages by `(conversation, seq)`, which is
-//! gap-free, rather than by arrival.
+//! **Order.** Each conversation's messages (`message.created`) reach the
+//! application in `seq` order, exactly once, and an edit, reaction, pin or
+//! deletion never comes before the message it refers to. The catch-up after a
+//! reconnect runs beside live delivery, and concurrent senders' live events can
+//! cross, so the client holds a live event back until the gap before it is
+//! filled: live durable events wait while a catch-up runs, and a message beyond
+//! the last delivered seq + 1 waits (with what follows it in its conversation)
+//! for the missing one, which a `sync` the client starts fetches if it does not
+//! arrive live. A gap the user may not fill (messages from before they joined)
+//! is passed once a `sync` has shown it cannot be filled. Ephemeral events
+//! (typing, presence, call signals) are never held, so they can pass held
+//! messages, and there is no order between conversations. A conversation's
+//! first event seen is delivered at once and starts its tracking. At most a few
+//! thousand events are held: past that they are released in order and a `sync`
+//! fills in what they skipped, late. When the client closes for good, what is
+//! held is delivered in order as it is.
 
 mod dedupe;
+mod order;
 mod session;
 
 use std::sync::Arc;

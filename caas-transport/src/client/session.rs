@@ -1,6 +1,6 @@
 //! The client's one task: connect, run a connection until it ends, back off,
-//! reconnect. One task owns the socket, the pending acks and the dedupe state, so
-//! none of them needs a lock.
+//! reconnect. One task owns the socket, the pending acks, the dedupe and the
+//! per-conversation order, so none of them needs a lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +18,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::dedupe::Dedupe;
+use super::order::Order;
 use super::{ClientConfig, ClientError, Notice, Outgoing};
-use crate::ws::frames::{Ack, ClientFrame, ErrorBody, Request, ServerFrame, SyncRequest};
+use crate::ws::frames::{
+    Ack, ClientFrame, ErrorBody, Request, ServerFrame, SyncRequest, WireEvent,
+};
 use crate::ws::{Encoded, decode_server, encode_client};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -74,6 +77,8 @@ struct End {
 pub(super) async fn supervise(mut s: Supervisor) {
     let mut attempt: u32 = 0;
     let mut dedupe = Dedupe::default();
+    // Held events wait across reconnections: the next catch-up releases them.
+    let mut order = Order::default();
     loop {
         if *s.shutdown.borrow() {
             break;
@@ -88,12 +93,24 @@ pub(super) async fn supervise(mut s: Supervisor) {
                 let end = Connection {
                     s: &mut s,
                     dedupe: &mut dedupe,
+                    order: &mut order,
+                    ready: Vec::new(),
                     pending: HashMap::new(),
                     sync: None,
                     next_sync: 0,
                 }
                 .run(socket)
                 .await;
+                if end.last {
+                    // No catch-up will follow: what was received is delivered
+                    // rather than dropped.
+                    let cursor = Cursor(s.cursor.load(Ordering::Acquire));
+                    let mut ready = Vec::new();
+                    order.flush(&mut |e| dedupe.admit(e, cursor), &mut ready);
+                    for e in ready {
+                        let _ = s.events.send(Notice::Event(e)).await;
+                    }
+                }
                 let _ = s
                     .events
                     .send(Notice::Disconnected {
@@ -197,6 +214,9 @@ struct SyncRun {
 struct Connection<'a> {
     s: &'a mut Supervisor,
     dedupe: &'a mut Dedupe,
+    order: &'a mut Order,
+    /// Events the order let through, on their way to the application.
+    ready: Vec<WireEvent>,
     pending: HashMap<String, Pending>,
     sync: Option<SyncRun>,
     next_sync: u64,
@@ -354,6 +374,7 @@ impl Connection<'_> {
             self.sync = Some(SyncRun {
                 started: self.dedupe.begin(),
             });
+            self.order.begin();
         }
         self.next_sync += 1;
         let reference = format!("sync-{}", self.next_sync);
@@ -373,6 +394,13 @@ impl Connection<'_> {
         Cursor(self.s.cursor.load(Ordering::Acquire))
     }
 
+    async fn deliver(&mut self) {
+        let events = &self.s.events;
+        for e in self.ready.drain(..) {
+            let _ = events.send(Notice::Event(e)).await;
+        }
+    }
+
     async fn on_frame(
         &mut self,
         sink: &mut futures_util::stream::SplitSink<Socket, Message>,
@@ -388,10 +416,15 @@ impl Connection<'_> {
         };
         match frame {
             ServerFrame::Event { event } => {
-                if self.dedupe.admit(&event, self.cursor()) {
-                    let _ = self.s.events.send(Notice::Event(event)).await;
-                }
-                if self.sync.is_none() && self.dedupe.len() >= self.s.config.checkpoint_after {
+                let cursor = self.cursor();
+                let dedupe = &mut *self.dedupe;
+                self.order
+                    .offer(event, &mut |e| dedupe.admit(e, cursor), &mut self.ready);
+                self.deliver().await;
+                if self.sync.is_none()
+                    && (self.order.wants_sync()
+                        || self.dedupe.len() >= self.s.config.checkpoint_after)
+                {
                     self.start_sync(sink).await?;
                 }
             }
@@ -440,7 +473,13 @@ impl Connection<'_> {
             // Refused (rate limited, say): give up this round; the next reconnect,
             // resync notice or checkpoint tries again, from the same cursor.
             tracing::warn!(error = ?ack.error, "catch-up sync refused");
-            self.sync = None;
+            if self.sync.take().is_some() {
+                let cursor = self.cursor();
+                let dedupe = &mut *self.dedupe;
+                self.order
+                    .abort(&mut |e| dedupe.admit(e, cursor), &mut self.ready);
+                self.deliver().await;
+            }
             return Ok(());
         };
         if let Some(next) = result.next_cursor {
@@ -450,7 +489,14 @@ impl Connection<'_> {
             return self.start_sync(sink).await;
         }
         if let Some(run) = self.sync.take() {
+            // Held live copies meet the dedupe before it forgets what the sync
+            // brought, so those the sync also delivered are dropped.
+            let cursor = self.cursor();
+            let dedupe = &mut *self.dedupe;
+            self.order
+                .complete(&mut |e| dedupe.admit(e, cursor), &mut self.ready);
             self.dedupe.complete(run.started);
+            self.deliver().await;
         }
         let _ = self
             .s
@@ -459,6 +505,9 @@ impl Connection<'_> {
                 cursor: self.cursor(),
             })
             .await;
+        if self.order.wants_sync() {
+            self.start_sync(sink).await?;
+        }
         Ok(())
     }
 }
