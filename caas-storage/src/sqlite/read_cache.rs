@@ -1,7 +1,7 @@
 //! Per-conversation values as last read: a conversation and its members.
 //!
 //! Every send reads both (to authorize and to address the event); decoding the
-//! members costs ~2 µs a member, which dominated a 100-member send, and the
+//! members costs time per member, which dominated a large group's send, and the
 //! conversation's read costs a page read after every commit. The cache is
 //! coherent because every write to this database goes through this store (one
 //! process owns the file): a write drops its conversation's entry once
@@ -16,7 +16,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use caas_core::ids::{ConversationId, TenantId};
 
 /// What a cache may hold, in entries or (for member lists) members; a full cache
-/// starts over, refilling from reads. 256k members is ~25 MiB.
+/// starts over, refilling from reads. Each cached member costs on the order of a
+/// hundred bytes, so the member bound is what caps the cache's memory.
 pub(super) const MAX_CONVERSATIONS: usize = 16 * 1024;
 pub(super) const MAX_MEMBERS: usize = 256 * 1024;
 

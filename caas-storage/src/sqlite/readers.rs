@@ -7,8 +7,7 @@
 //! off the async runtime's workers.
 //!
 //! Short reads (point lookups) are different: handing one to a pool thread and
-//! the answer back costs two thread wake-ups, ~40 µs each on a quiet machine,
-//! several times the read itself. So the pool also keeps a few connections behind
+//! the answer back costs two thread wake-ups, several times the read itself. So the pool also keeps a few connections behind
 //! locks that the caller's thread uses directly when one is free
 //! ([`Readers::read_short`]).
 

@@ -152,12 +152,10 @@ fn scope_token(stream: i64) -> String {
 }
 
 /// Scopes up to this many conversations are matched inside FTS5; larger ones only
-/// by the join. Each scope term costs a lookup in every segment, a few hundred
-/// microseconds for a typical scope, and saves reading every match of a common
-/// word in every tenant: over 1M messages, a common word drops from ~160 ms to
-/// ~30 ms in a 50-conversation scope while a rare one rises from ~2 ms to ~8 ms
-/// (BENCHMARKS.md). Past a few dozen conversations the lookups cost more than they
-/// save.
+/// by the join. Each scope term costs a lookup in every segment and saves reading
+/// every match of a common word in every tenant: a common word gets much faster
+/// in a small scope while a rare one gets somewhat slower (BENCHMARKS.md, FTS).
+/// Past a few dozen conversations the lookups cost more than they save.
 const SCOPE_IN_MATCH_MAX: usize = 64;
 
 /// Puts one of this store's own messages in step with its stored form, inside the

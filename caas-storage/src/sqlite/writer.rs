@@ -14,7 +14,7 @@
 //! done.
 //!
 //! A savepoint is not free: SQLite copies every page the command then touches into
-//! a statement journal, about 3 µs per send, a sixth of the writer's work. So the
+//! a statement journal, a sizeable share of the writer's work per send. So the
 //! two commands that run for every message, the message append and the event-log
 //! append, go without one: each makes every check before its first change, and
 //! their writes are single-row statements that SQLite makes atomic by themselves,
