@@ -70,10 +70,10 @@ struct TenantKeys {
 
 impl TenantKeys {
     fn key(&self, id: &KeyId) -> caas_crypto::Result<Arc<DataKey>> {
-        if let Ok(cache) = self.unwrapped.lock() {
-            if let Some(k) = cache.get(id) {
-                return Ok(k.clone());
-            }
+        if let Ok(cache) = self.unwrapped.lock()
+            && let Some(k) = cache.get(id)
+        {
+            return Ok(k.clone());
         }
         let key = Arc::new(self.keyring.data_key(&self.kek, id)?);
         if let Ok(mut cache) = self.unwrapped.lock() {

@@ -277,12 +277,10 @@ fn write_atomically(tmp: &Path, target: &Path, header: &[u8], bytes: &[u8]) -> R
     // The rename is durable once the directory holding the new entry is synced;
     // directories created just now must reach their own parents too.
     sync_dir(dir)?;
-    if created {
-        if let Some(tenant_dir) = dir.parent() {
-            sync_dir(tenant_dir)?;
-            if let Some(root) = tenant_dir.parent() {
-                sync_dir(root)?;
-            }
+    if created && let Some(tenant_dir) = dir.parent() {
+        sync_dir(tenant_dir)?;
+        if let Some(root) = tenant_dir.parent() {
+            sync_dir(root)?;
         }
     }
     Ok(())

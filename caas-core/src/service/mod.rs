@@ -123,12 +123,11 @@ impl Caas {
     }
 
     async fn runtime(&self, id: &TenantId, now: Timestamp) -> Result<Arc<TenantRuntime>> {
-        if let Ok(cache) = self.tenants.read() {
-            if let Some(rt) = cache.get(id) {
-                if now.since(rt.loaded_at) < self.cfg.tenant_cache_ttl {
-                    return Ok(rt.clone());
-                }
-            }
+        if let Ok(cache) = self.tenants.read()
+            && let Some(rt) = cache.get(id)
+            && now.since(rt.loaded_at) < self.cfg.tenant_cache_ttl
+        {
+            return Ok(rt.clone());
         }
         let tenant = self
             .b

@@ -418,14 +418,13 @@ pub(super) async fn logout(
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = password_tenant(&state, &body.tenant_id).await?;
-    if let Ok(token) = RefreshToken::parse(&body.refresh_token) {
-        if let Some(s) = state
+    if let Ok(token) = RefreshToken::parse(&body.refresh_token)
+        && let Some(s) = state
             .credentials
             .session(&tenant, &token.hash().to_string())
             .await?
-        {
-            state.credentials.revoke_family(&tenant, &s.family).await?;
-        }
+    {
+        state.credentials.revoke_family(&tenant, &s.family).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

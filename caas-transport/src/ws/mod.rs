@@ -215,10 +215,10 @@ async fn accept(
         return Err(caas_core::Error::forbidden("websocket-users-only").into());
     };
     let upgrade = upgrade.map_err(|r| ApiError::invalid(r.body_text()))?;
-    if principal.device.is_none() {
-        if let Some(d) = query.device_id.as_deref() {
-            principal = principal.with_device(DeviceId::parse(d)?);
-        }
+    if principal.device.is_none()
+        && let Some(d) = query.device_id.as_deref()
+    {
+        principal = principal.with_device(DeviceId::parse(d)?);
     }
     hub.start(&state.caas).await?;
 
