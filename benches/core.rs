@@ -1,7 +1,8 @@
 //! caas-core hot paths: an ABAC decision on the default set, one GCRA step, and a
 //! full send through the pipeline on the memory backends, on one core.
 //!
-//! Run: `cargo bench --bench core`
+//! Run: `cargo bench --bench core`. `cargo test --bench core` (`scripts/test` runs
+//! it) runs each benchmark once, unmeasured, so a broken setup fails the tests.
 
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
@@ -156,6 +157,12 @@ fn setup(
         settings
             .limits
             .insert("message.send".into(), Quota::per_second(u32::MAX));
+        // Setup only: alice creates up to 1 000 conversations at once, far over the
+        // default of 30 a minute. Creation is not measured, so raising its limit
+        // changes nothing the benchmarks report.
+        settings
+            .limits
+            .insert("conversation.create".into(), Quota::per_second(u32::MAX));
         let t = caas
             .create_tenant(&Principal::operator(), "bench", settings)
             .await

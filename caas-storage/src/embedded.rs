@@ -2,15 +2,23 @@
 //! directory, nothing to install.
 //!
 //! ```text
-//! <data_dir>/caas.db (+ -wal, -shm)   every store port and search (SqliteStore)
-//! <data_dir>/blobs/                    media (FsBlobStore)
+//! <data_dir>/                          0700 (an existing one is made private)
+//! <data_dir>/caas.lock                 exclusive lock of the process that has it open (0600)
+//! <data_dir>/caas.db (+ -wal, -shm)    every store port and search (SqliteStore, 0600)
+//! <data_dir>/blobs/                    media (FsBlobStore, 0700, files 0600)
 //! <data_dir>/blob-url.key              the secret that signs blob URLs (0600)
 //! ```
+//!
+//! One process at a time: [`open`] takes an exclusive lock on `caas.lock` and
+//! holds it until the last clone of the store is dropped. A second open of the
+//! same directory, from another process or this one, is refused: each writer
+//! caches conversations' last seqs, so two would pick the same next seqs.
 //!
 //! The event bus is the in-process [`MemoryBus`]; presence and rate-limit state are
 //! in memory too. They are state, not data: presence is rebuilt by the next
 //! heartbeats, and forgetting rate-limit state on restart only forgives a little.
 
+use std::fs::{File, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +26,12 @@ use std::sync::Arc;
 use caas_core::ports::Backends;
 use caas_core::{Error, Result};
 
+use crate::PermissionChange;
 use crate::fs::{FsBlobConfig, FsBlobStore};
 use crate::sqlite::{SqliteConfig, SqliteStore};
+
+/// The lock file in the data directory.
+pub const LOCK_FILE: &str = "caas.lock";
 
 /// How the embedded backends run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,20 +50,41 @@ pub struct EmbeddedConfig {
 pub struct Embedded {
     /// Every port, ready for `Caas::new`.
     pub backends: Backends,
-    /// The database.
+    /// The database. It holds the data directory's lock: the directory stays
+    /// locked until the last clone of it (including those inside `backends`) drops.
     pub sqlite: SqliteStore,
     /// The blob store.
     pub blobs: FsBlobStore,
+    /// What [`open`] found readable by group or others and made private to the
+    /// owner (the data directory, the database files, the blob directory), for the
+    /// caller to log.
+    pub tightened: Vec<PermissionChange>,
 }
 
-/// Opens (creating if needed) the embedded backends under `data_dir`.
+/// Opens (creating if needed) the embedded backends under `data_dir`, and locks
+/// it. Fails if another [`Embedded`] (in any process) has it open.
 pub fn open(data_dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Embedded> {
     let dir = data_dir.as_ref();
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::unavailable("fs", format!("create {}", dir.display()), false, e))?;
-    let sqlite = SqliteStore::open(dir.join("caas.db"), config.sqlite)?;
+    let fail = |what: &str, path: &Path, e: std::io::Error| {
+        Error::unavailable("fs", format!("{what} {}", path.display()), false, e)
+    };
+    crate::private::create_dir_all(dir).map_err(|e| fail("create", dir, e))?;
+    // The lock comes before anything else is changed: a refused second process
+    // leaves the directory as it found it.
+    let lock = lock(dir)?;
+    let mut tightened = Vec::new();
+    tightened
+        .extend(crate::private::restrict(dir).map_err(|e| fail("restrict access to", dir, e))?);
+    let (sqlite, db_tightened) =
+        SqliteStore::open_locked(&dir.join("caas.db"), config.sqlite, lock)?;
+    tightened.extend(db_tightened);
     let secret = url_secret(&dir.join("blob-url.key"))?;
-    let blobs = FsBlobStore::open(dir.join("blobs"), &secret, config.blobs)?;
+    let blob_dir = dir.join("blobs");
+    tightened.extend(
+        crate::private::restrict(&blob_dir)
+            .map_err(|e| fail("restrict access to", &blob_dir, e))?,
+    );
+    let blobs = FsBlobStore::open(blob_dir, &secret, config.blobs)?;
     let backends = Backends {
         blobs: Arc::new(blobs.clone()),
         ..sqlite.backends()
@@ -60,7 +93,34 @@ pub fn open(data_dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Embedd
         backends,
         sqlite,
         blobs,
+        tightened,
     })
+}
+
+/// Takes the data directory's exclusive lock (`flock` on Unix), which the kernel
+/// releases when the process exits, however it exits.
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = crate::private::create_file(&path)
+        .map_err(|e| Error::unavailable("fs", format!("create {}", path.display()), false, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::Unavailable {
+            backend: "embedded",
+            context: format!(
+                "data dir {} is held by another caas process (lock file {LOCK_FILE})",
+                dir.display()
+            ),
+            temporary: false,
+            source: None,
+        }),
+        Err(TryLockError::Error(e)) => Err(Error::unavailable(
+            "fs",
+            format!("lock {}", path.display()),
+            false,
+            e,
+        )),
+    }
 }
 
 /// [`open`], keeping only the ports.
@@ -89,14 +149,12 @@ fn url_secret(path: &PathBuf) -> Result<Vec<u8>> {
     }
     let secret = crate::fs::random_secret()?;
     let tmp = path.with_extension("key.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(&tmp).map_err(|e| fail("create", e))?;
+    let mut f = crate::private::file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| fail("create", e))?;
     f.write_all(&secret)
         .and_then(|()| f.sync_all())
         .map_err(|e| fail("write", e))?;

@@ -15,6 +15,9 @@
 //! a reader (or a crash) sees the old blob or the new one, never a mix. Leftover
 //! temporary files of a crash are removed at open.
 //!
+//! **Private.** Directories the store creates are 0700 and blob files 0600: media
+//! is for the members of a conversation, not for other accounts on the machine.
+//!
 //! **Checked reads.** A get recomputes the SHA-256 and checks size, tenant and id
 //! against the header: content that no longer matches is an
 //! [`caas_core::Error::Internal`], never returned.
@@ -29,7 +32,7 @@
 //! must be running when the store is used.
 
 use crate::sha256_hex;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,7 +144,7 @@ impl FsBlobStore {
         let signer =
             UrlSigner::new(secret).map_err(|e| Error::invalid("url_secret", e.to_string()))?;
         let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(io_err("create the blob directory"))?;
+        crate::private::create_dir_all(&tmp).map_err(io_err("create the blob directory"))?;
         // Temporary files left by a crash mid-put: never renamed, never visible.
         for entry in fs::read_dir(&tmp)
             .map_err(io_err("list temporary blobs"))?
@@ -251,7 +254,10 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 fn write_atomically(tmp: &Path, target: &Path, header: &[u8], bytes: &[u8]) -> Result<()> {
     let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(tmp)?;
+        let mut f = crate::private::file_options()
+            .write(true)
+            .create_new(true)
+            .open(tmp)?;
         f.write_all(MAGIC)?;
         f.write_all(&(header.len() as u32).to_be_bytes())?;
         f.write_all(header)?;
@@ -266,7 +272,7 @@ fn write_atomically(tmp: &Path, target: &Path, header: &[u8], bytes: &[u8]) -> R
         .parent()
         .ok_or_else(|| Error::internal("fs: blob path has no parent"))?;
     let created = !dir.exists();
-    if let Err(e) = fs::create_dir_all(dir) {
+    if let Err(e) = crate::private::create_dir_all(dir) {
         let _ = fs::remove_file(tmp);
         return Err(io_err("create a blob directory")(e));
     }
@@ -277,12 +283,10 @@ fn write_atomically(tmp: &Path, target: &Path, header: &[u8], bytes: &[u8]) -> R
     // The rename is durable once the directory holding the new entry is synced;
     // directories created just now must reach their own parents too.
     sync_dir(dir)?;
-    if created {
-        if let Some(tenant_dir) = dir.parent() {
-            sync_dir(tenant_dir)?;
-            if let Some(root) = tenant_dir.parent() {
-                sync_dir(root)?;
-            }
+    if created && let Some(tenant_dir) = dir.parent() {
+        sync_dir(tenant_dir)?;
+        if let Some(root) = tenant_dir.parent() {
+            sync_dir(root)?;
         }
     }
     Ok(())

@@ -12,7 +12,12 @@ pub mod memory;
 pub mod sqlite;
 
 #[cfg(any(feature = "sqlite", feature = "fs"))]
+mod private;
+#[cfg(any(feature = "sqlite", feature = "fs"))]
 mod temp;
+
+#[cfg(any(feature = "sqlite", feature = "fs"))]
+pub use private::PermissionChange;
 
 /// The marker that starts a message body sealed at rest by the `encryption`
 /// decorator (`encrypted::EncryptedMessageStore`), followed by the base64url

@@ -19,7 +19,7 @@ impl TempDir {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&path)?;
+        crate::private::create_dir_all(&path)?;
         Ok(Self(path))
     }
 

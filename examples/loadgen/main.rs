@@ -397,12 +397,11 @@ async fn main() {
                         Some(Notice::Event(e)) => {
                             if let EventPayload::MessageCreated { message } = &e.payload {
                                 deliveries += 1;
-                                if message.sender.as_str() != me {
-                                    if let Some(sent) = message.body.as_deref().and_then(|b| b.parse::<u64>().ok()) {
+                                if message.sender.as_str() != me
+                                    && let Some(sent) = message.body.as_deref().and_then(|b| b.parse::<u64>().ok()) {
                                         let now = epoch.elapsed().as_micros() as u64;
                                         let _ = h.record(now.saturating_sub(sent).max(1));
                                     }
-                                }
                             }
                         }
                         Some(_) => {}

@@ -212,6 +212,29 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// The README's command for making an operator key gives what the platform
+    /// accepts (the canonical base64url of 32 bytes: the last character carries
+    /// padding bits that must be zero, which `base64` always writes as zero).
+    #[test]
+    fn the_readme_command_makes_an_accepted_operator_key() {
+        let readme = include_str!("../../README.md");
+        let command = readme
+            .lines()
+            .find(|l| l.starts_with("printf 'sk_"))
+            .expect("the README shows how to make CAAS_OPERATOR_KEY");
+        for _ in 0..8 {
+            let out = std::process::Command::new("sh")
+                .args(["-c", command])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let key = String::from_utf8(out.stdout).unwrap();
+            let key = key.strip_suffix('\n').unwrap_or(&key);
+            assert_eq!(key.len(), 3 + 43, "{key}");
+            configured_operator(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+    }
+
     fn fastrand_suffix() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

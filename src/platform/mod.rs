@@ -73,11 +73,23 @@ fn open_storage(config: &PlatformConfig) -> Result<Embedded, PlatformError> {
             ..EmbeddedConfig::default()
         },
     )?;
+    for change in &embedded.tightened {
+        tracing::warn!(
+            path = %change.path.display(),
+            before = %format!("{:04o}", change.before),
+            after = %format!("{:04o}", change.after),
+            "group and other users could read this; access is now the owner's alone"
+        );
+    }
     tracing::info!(database = %embedded.sqlite.path().display(), ?durability, "embedded storage open");
     Ok(embedded)
 }
 
 /// Opens storage, loads or generates keys, binds the listener and serves.
+///
+/// With [`Storage::Embedded`], storage opens first: it creates the data dir (0700)
+/// and locks it, so a second platform on the same data dir fails here, with
+/// [`PlatformError::Storage`] naming the data dir, before it writes anything.
 pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     // The connection cap is drawn from the open-file limit: take all the
     // process may have.
@@ -85,14 +97,12 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "open-file limit not raised"),
     }
+    let embedded = match config.storage {
+        Storage::Embedded => Some(open_storage(&config)?),
+        Storage::Memory => None,
+    };
     let (operator, seed, key_id) = match config.storage {
         Storage::Embedded => {
-            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                PlatformError::Io(format!(
-                    "cannot create data dir {}: {e}",
-                    config.data_dir.display()
-                ))
-            })?;
             let operator = keys::operator(&config.data_dir, config.operator_key.as_deref())?;
             (
                 operator,
@@ -108,9 +118,8 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     };
     let authority = caas_crypto::ports::CryptoAuthority::new(operator.hash, &seed, key_id)
         .map_err(|e| PlatformError::Io(e.to_string()))?;
-    let (storage, backends): (_, Backends) = match config.storage {
-        Storage::Embedded => {
-            let embedded = open_storage(&config)?;
+    let (storage, backends): (_, Backends) = match embedded {
+        Some(embedded) => {
             let mut backends = embedded.backends.clone();
             if config.encryption.enabled {
                 let kek = keys::encryption_key(&config.data_dir, config.encryption.key.as_deref())?;
@@ -123,7 +132,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             }
             (Some(embedded), backends)
         }
-        Storage::Memory => {
+        None => {
             tracing::warn!(
                 "storage = memory: nothing is written to disk and everything is lost when the process stops"
             );

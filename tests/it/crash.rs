@@ -55,10 +55,9 @@ async fn start(dir: &std::path::Path, port: u16, operator: &str) -> Running {
             .get(format!("http://127.0.0.1:{port}/health/ready"))
             .send()
             .await
+            && r.status() == 200
         {
-            if r.status() == 200 {
-                return running;
-            }
+            return running;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -307,3 +307,46 @@ async fn with_encryption_on_no_body_reaches_the_file_and_everything_still_works(
     p.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_second_platform_on_the_same_data_dir_refuses_to_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("lock");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let first = start(config(&dir)).await.unwrap();
+    assert_eq!(mode(&dir), 0o700, "an existing data dir is made private");
+    for file in [
+        "caas.db",
+        "caas.lock",
+        "operator-key.sha256",
+        "token-signing.seed",
+    ] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+
+    let err = start(config(&dir)).await.unwrap_err().to_string();
+    assert!(!err.contains('\n'), "one line: {err}");
+    assert!(
+        err.contains(&dir.display().to_string()) && err.contains("another caas process"),
+        "names the data dir and why: {err}"
+    );
+    // Memory storage takes no lock: it can run beside the embedded one.
+    let memory = start(PlatformConfig {
+        storage: caas::platform::Storage::Memory,
+        ..config(&dir)
+    })
+    .await
+    .unwrap();
+    memory.shutdown().await.unwrap();
+
+    // The first one still serves, and its data dir is free once it stops.
+    let r = reqwest::get(format!("http://{}/health/ready", first.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    first.shutdown().await.unwrap();
+    let again = start(config(&dir)).await.unwrap();
+    again.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

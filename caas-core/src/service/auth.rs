@@ -517,10 +517,10 @@ impl Caas {
     pub async fn logout(&self, tenant: &TenantId, refresh_token: &str) -> Result<()> {
         let authority = &self.auth_ports()?.authority;
         self.password_tenant(tenant).await?;
-        if let Some(hash) = authority.refresh_token_hash(refresh_token) {
-            if let Some(s) = self.b.credentials.session(tenant, &hash).await? {
-                self.b.credentials.revoke_family(tenant, &s.family).await?;
-            }
+        if let Some(hash) = authority.refresh_token_hash(refresh_token)
+            && let Some(s) = self.b.credentials.session(tenant, &hash).await?
+        {
+            self.b.credentials.revoke_family(tenant, &s.family).await?;
         }
         Ok(())
     }

@@ -184,19 +184,18 @@ impl Caas {
                 ));
             }
         }
-        if let Some(r) = &msg.reply_to {
-            if self
+        if let Some(r) = &msg.reply_to
+            && self
                 .b
                 .messages
                 .get(&ctx.tenant, &conv.id, r)
                 .await?
                 .is_none()
-            {
-                return Err(Error::invalid(
-                    "reply_to",
-                    format!("no message `{r}` in this conversation"),
-                ));
-            }
+        {
+            return Err(Error::invalid(
+                "reply_to",
+                format!("no message `{r}` in this conversation"),
+            ));
         }
         let mut mentions = msg.mentions;
         mentions.sort();

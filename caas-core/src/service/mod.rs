@@ -144,12 +144,11 @@ impl Caas {
     }
 
     async fn runtime(&self, id: &TenantId, now: Timestamp) -> Result<Arc<TenantRuntime>> {
-        if let Ok(cache) = self.tenants.read() {
-            if let Some(rt) = cache.get(id) {
-                if now.since(rt.loaded_at) < self.cfg.tenant_cache_ttl {
-                    return Ok(rt.clone());
-                }
-            }
+        if let Ok(cache) = self.tenants.read()
+            && let Some(rt) = cache.get(id)
+            && now.since(rt.loaded_at) < self.cfg.tenant_cache_ttl
+        {
+            return Ok(rt.clone());
         }
         let tenant = self
             .b
@@ -229,12 +228,11 @@ impl Caas {
         now: Timestamp,
     ) -> Result<Arc<crate::model::Attributes>> {
         let key = (tenant.clone(), user.clone());
-        if let Ok(cache) = self.users.read() {
-            if let Some(known) = cache.get(&key) {
-                if now.since(known.loaded_at) < self.cfg.tenant_cache_ttl {
-                    return Ok(known.attributes.clone());
-                }
-            }
+        if let Ok(cache) = self.users.read()
+            && let Some(known) = cache.get(&key)
+            && now.since(known.loaded_at) < self.cfg.tenant_cache_ttl
+        {
+            return Ok(known.attributes.clone());
         }
         let stored =
             self.b

@@ -38,13 +38,13 @@ pub async fn every_subscriber_gets_every_event_in_order(b: Backends) {
             let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
                 .await
                 .expect("event within 10 s");
-            if let Some(BusMessage::Event(e)) = msg {
-                if e.tenant == tn {
-                    got.push(match &e.payload {
-                        EventPayload::ReceiptUpdated { seq, .. } => seq.get(),
-                        _ => 0,
-                    });
-                }
+            if let Some(BusMessage::Event(e)) = msg
+                && e.tenant == tn
+            {
+                got.push(match &e.payload {
+                    EventPayload::ReceiptUpdated { seq, .. } => seq.get(),
+                    _ => 0,
+                });
             }
         }
         assert_eq!(got, (1..=20).collect::<Vec<_>>());

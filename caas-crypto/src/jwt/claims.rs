@@ -95,14 +95,14 @@ impl Claims {
                 leeway: v.leeway_secs,
             });
         }
-        if let Some(nbf) = self.nbf {
-            if now.saturating_add(leeway) < nbf {
-                return Err(Error::NotYetValid {
-                    nbf,
-                    now,
-                    leeway: v.leeway_secs,
-                });
-            }
+        if let Some(nbf) = self.nbf
+            && now.saturating_add(leeway) < nbf
+        {
+            return Err(Error::NotYetValid {
+                nbf,
+                now,
+                leeway: v.leeway_secs,
+            });
         }
         if self.iss != v.issuer {
             return Err(Error::WrongIssuer {

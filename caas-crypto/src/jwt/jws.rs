@@ -124,10 +124,10 @@ pub(crate) fn sign_with_header(key: &SigningKey, header_json: &[u8], payload: &[
 /// access tokens.
 pub fn verify(token: &str, key: &VerificationKey, max_len: usize) -> Result<Vec<u8>> {
     let unverified = Unverified::parse(token, max_len)?;
-    if let Some(kid) = &unverified.kid {
-        if kid != key.kid().as_str() {
-            return Err(Error::UnknownKey { kid: echo(kid) });
-        }
+    if let Some(kid) = &unverified.kid
+        && kid != key.kid().as_str()
+    {
+        return Err(Error::UnknownKey { kid: echo(kid) });
     }
     unverified.verify(key)
 }

@@ -25,10 +25,10 @@ struct TenantKeys {
 
 impl TenantKeys {
     fn key(&self, id: &KeyId) -> caas_crypto::Result<Arc<DataKey>> {
-        if let Ok(cache) = self.unwrapped.lock() {
-            if let Some(k) = cache.get(id) {
-                return Ok(k.clone());
-            }
+        if let Ok(cache) = self.unwrapped.lock()
+            && let Some(k) = cache.get(id)
+        {
+            return Ok(k.clone());
         }
         let key = Arc::new(self.keyring.data_key(&self.kek, id)?);
         if let Ok(mut cache) = self.unwrapped.lock() {
@@ -64,10 +64,10 @@ impl TenantKeys {
     }
 
     fn search_index(&self) -> Result<Option<Arc<BlindIndex>>> {
-        if let Ok(cached) = self.search.lock() {
-            if let Some(index) = cached.as_ref() {
-                return Ok(Some(index.clone()));
-            }
+        if let Ok(cached) = self.search.lock()
+            && let Some(index) = cached.as_ref()
+        {
+            return Ok(Some(index.clone()));
         }
         let Some(id) = self.keyring.current_key(&KeyScope::Search).cloned() else {
             return Ok(None);

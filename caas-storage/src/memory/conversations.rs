@@ -38,12 +38,11 @@ impl ConversationStore for MemoryConversationStore {
     ) -> Result<Created<Conversation>> {
         let mut st = self.state.write().map_err(poisoned)?;
         let tenant = &conversation.tenant;
-        if let Some(key) = &conversation.direct_key {
-            if let Some(id) = st.direct.get(&(tenant.clone(), key.clone())) {
-                if let Some(e) = st.conversations.get(&(tenant.clone(), id.clone())) {
-                    return Ok(Created::Existing(e.conversation.clone()));
-                }
-            }
+        if let Some(key) = &conversation.direct_key
+            && let Some(id) = st.direct.get(&(tenant.clone(), key.clone()))
+            && let Some(e) = st.conversations.get(&(tenant.clone(), id.clone()))
+        {
+            return Ok(Created::Existing(e.conversation.clone()));
         }
         let key = (tenant.clone(), conversation.id.clone());
         if st.conversations.contains_key(&key) {
@@ -152,10 +151,8 @@ impl ConversationStore for MemoryConversationStore {
             .conversations
             .get_mut(&(tenant.clone(), conversation.clone()))
             .is_some_and(|e| e.members.remove(user).is_some());
-        if removed {
-            if let Some(set) = st.by_user.get_mut(&(tenant.clone(), user.clone())) {
-                set.remove(conversation);
-            }
+        if removed && let Some(set) = st.by_user.get_mut(&(tenant.clone(), user.clone())) {
+            set.remove(conversation);
         }
         Ok(removed)
     }

@@ -29,7 +29,7 @@ impl Chunked {
     }
 
     fn push(&mut self, m: Message) {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         if let Some(last) = self.chunks.last_mut() {

@@ -34,7 +34,7 @@ impl RateLimitStore for MemoryRateLimitStore {
             .new_keys
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        if n % SWEEP_EVERY == 0 {
+        if n.is_multiple_of(SWEEP_EVERY) {
             // No shard guard is held here: `retain` locks every shard in turn.
             let now = now.as_nanos();
             self.tats.retain(|_, tat| *tat > now);

@@ -148,6 +148,9 @@ struct Inner {
     conversations: Arc<read_cache::ReadCache<Option<caas_core::model::Conversation>>>,
     path: PathBuf,
     config: SqliteConfig,
+    /// The embedded store's exclusive lock on its data directory: held as long as
+    /// any clone lives, released after the connections above are closed.
+    _lock: Option<std::fs::File>,
     _temp: Option<TempDir>,
 }
 
@@ -155,8 +158,24 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, applies missing schema
     /// migrations, and starts the writer and reader threads. Refuses a database of a
     /// newer schema version, or a SQLite file of another application.
+    ///
+    /// A new database file is created 0600 (and SQLite gives its `-wal` and `-shm`
+    /// files the database file's mode); existing ones that group or others can read
+    /// are made private to their owner.
     pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self> {
-        Self::open_inner(path.as_ref(), config, None)
+        Self::open_inner(path.as_ref(), config, None, None).map(|(store, _)| store)
+    }
+
+    /// [`SqliteStore::open`] for the embedded assembly: keeps `lock` (the data
+    /// directory's lock file) until the last clone drops, and reports the
+    /// permissions it tightened.
+    #[cfg(feature = "fs")]
+    pub(crate) fn open_locked(
+        path: &Path,
+        config: SqliteConfig,
+        lock: std::fs::File,
+    ) -> Result<(Self, Vec<crate::PermissionChange>)> {
+        Self::open_inner(path, config, None, Some(lock))
     }
 
     /// Every port this store implements, on `Backends`, with the in-process bus,
@@ -193,10 +212,16 @@ impl SqliteStore {
         let dir = TempDir::new("caas-sqlite")
             .map_err(|e| Error::unavailable("sqlite", "create a temporary directory", false, e))?;
         let path = dir.path().join("caas.db");
-        Self::open_inner(&path, config, Some(dir))
+        Self::open_inner(&path, config, Some(dir), None).map(|(store, _)| store)
     }
 
-    fn open_inner(path: &Path, config: SqliteConfig, temp: Option<TempDir>) -> Result<Self> {
+    fn open_inner(
+        path: &Path,
+        config: SqliteConfig,
+        temp: Option<TempDir>,
+        lock: Option<std::fs::File>,
+    ) -> Result<(Self, Vec<crate::PermissionChange>)> {
+        let tightened = private_files(path)?;
         let conn = connect(path, &config, true)?;
         schema::migrate(&conn)?;
         let legacy_audiences = events::has_legacy_audiences(&conn)?;
@@ -214,7 +239,7 @@ impl SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         let writer = Writer::start(conn, config.max_batch, config.queue_capacity)?;
         let readers = Readers::start(readers, short)?;
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 writer,
                 readers,
@@ -223,9 +248,11 @@ impl SqliteStore {
                 legacy_audiences,
                 path: path.to_path_buf(),
                 config,
+                _lock: lock,
                 _temp: temp,
             }),
-        })
+        };
+        Ok((store, tightened))
     }
 
     /// The database file.
@@ -334,6 +361,29 @@ impl SqliteStore {
     {
         self.inner.writer.write_prechecked(work).await
     }
+}
+
+/// Creates the database file 0600 before SQLite does (SQLite would create it with
+/// the umask's mode, usually world-readable) and takes group and other access from
+/// it and from leftover `-wal` and `-shm` files: SQLite creates those two with the
+/// database file's mode, so a private database file keeps all three private.
+fn private_files(path: &Path) -> Result<Vec<crate::PermissionChange>> {
+    let fail = |what: &str, p: &Path, e: std::io::Error| {
+        Error::unavailable("sqlite", format!("{what} {}", p.display()), false, e)
+    };
+    crate::private::create_file(path).map_err(|e| fail("create", path, e))?;
+    let mut tightened = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        if let Some(change) =
+            crate::private::restrict(&file).map_err(|e| fail("restrict access to", &file, e))?
+        {
+            tightened.push(change);
+        }
+    }
+    Ok(tightened)
 }
 
 /// Opens and configures one connection.

@@ -168,10 +168,8 @@ pub(super) fn put_own_message(
     words: Option<&Words>,
     fresh: bool,
 ) -> Result<()> {
-    if !fresh {
-        if let Some((row, _)) = entry(c, stream, message)? {
-            drop_entry(c, row)?;
-        }
+    if !fresh && let Some((row, _)) = entry(c, stream, message)? {
+        drop_entry(c, row)?;
     }
     let Some(w) = words else {
         return Ok(());
@@ -195,10 +193,10 @@ fn put_caller_message(
     words: Option<&Words>,
 ) -> Result<()> {
     let existing = entry(c, stream, message)?;
-    if let (Some(w), Some((_, Some(d)))) = (words, existing) {
-        if d == w.digest {
-            return Ok(());
-        }
+    if let (Some(w), Some((_, Some(d)))) = (words, existing)
+        && d == w.digest
+    {
+        return Ok(());
     }
     if let Some((row, _)) = existing {
         drop_entry(c, row)?;

@@ -466,10 +466,10 @@ impl Drop for Writer {
         // Closing the channel lets the thread finish what is queued and exit; joining
         // makes sure the connection is closed before the store's files may be reused.
         self.tx.take();
-        if let Some(t) = self.thread.take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
+        if let Some(t) = self.thread.take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
         }
     }
 }

@@ -279,3 +279,208 @@ async fn the_platform_keeps_its_data_across_restarts() {
     drop((caas, e));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Stores a tenant, a message and a blob: every file of the data dir exists after.
+async fn write_some(e: &embedded::Embedded) {
+    let caas = Caas::new(e.backends.clone(), Config::default());
+    let tenant = caas
+        .create_tenant(&Principal::operator(), "acme", TenantSettings::default())
+        .await
+        .unwrap()
+        .id;
+    let server = Principal::tenant_server(tenant.clone());
+    for u in ["alice", "bob"] {
+        caas.upsert_user(&server, &UserId::parse(u).unwrap(), u, Default::default())
+            .await
+            .unwrap();
+    }
+    let alice = Principal::user(tenant.clone(), UserId::parse("alice").unwrap());
+    let conv = caas
+        .create_conversation(
+            &alice,
+            NewConversation {
+                kind: caas_core::model::ConversationKind::Direct,
+                members: vec![UserId::parse("bob").unwrap()],
+                name: None,
+                attributes: Default::default(),
+            },
+        )
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    caas.send_message(
+        &alice,
+        &conv,
+        SendMessage::text(ClientMsgId::parse("k1").unwrap(), "private"),
+    )
+    .await
+    .unwrap();
+    e.backends
+        .blobs
+        .put(
+            &tenant,
+            &caas_core::ids::BlobId::parse("b_1").unwrap(),
+            "text/plain",
+            b"private".to_vec(),
+            SystemClock::new().now(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_and_everything_in_it_are_private_to_the_owner() {
+    let parent = temp_dir("private");
+    let dir = parent.join("data");
+    let e = embedded::open(&dir, EmbeddedConfig::default()).unwrap();
+    write_some(&e).await;
+    assert!(e.tightened.is_empty(), "{:?}", e.tightened);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("blobs")), 0o700);
+    // The WAL and shared-memory files exist while the store is open; SQLite gives
+    // them the database file's mode.
+    for file in [
+        "caas.db",
+        "caas.db-wal",
+        "caas.db-shm",
+        "caas.lock",
+        "blob-url.key",
+    ] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    let mut stack = vec![dir.join("blobs")];
+    let mut blobs = 0;
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                assert_eq!(mode(&p), 0o700, "{}", p.display());
+                stack.push(p);
+            } else {
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+                blobs += 1;
+            }
+        }
+    }
+    assert_eq!(blobs, 1);
+    drop(e);
+    let _ = std::fs::remove_dir_all(&parent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readable_data_dir_of_an_earlier_version_is_made_private_and_reported() {
+    let dir = temp_dir("tighten");
+    // What an earlier version left: everything world-readable.
+    drop(embedded::open(&dir, EmbeddedConfig::default()).unwrap());
+    std::fs::write(dir.join("caas.db-wal"), b"").unwrap();
+    for (path, m) in [
+        (dir.clone(), 0o755),
+        (dir.join("blobs"), 0o755),
+        (dir.join("caas.db"), 0o644),
+        (dir.join("caas.db-wal"), 0o644),
+    ] {
+        set_mode(&path, m);
+    }
+    let e = embedded::open(&dir, EmbeddedConfig::default()).unwrap();
+    let mut reported: Vec<_> = e
+        .tightened
+        .iter()
+        .map(|c| (c.path.clone(), c.before, c.after))
+        .collect();
+    reported.sort();
+    let mut expected = vec![
+        (dir.clone(), 0o755, 0o700),
+        (dir.join("blobs"), 0o755, 0o700),
+        (dir.join("caas.db"), 0o644, 0o600),
+        (dir.join("caas.db-wal"), 0o644, 0o600),
+    ];
+    expected.sort();
+    assert_eq!(reported, expected);
+    write_some(&e).await;
+    for file in ["caas.db", "caas.db-wal", "caas.db-shm"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(mode(&dir), 0o700);
+    drop(e);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_is_open_in_one_store_at_a_time() {
+    let dir = temp_dir("lock");
+    let first = embedded::open(&dir, EmbeddedConfig::default()).unwrap();
+    let second = embedded::open(&dir, EmbeddedConfig::default()).unwrap_err();
+    let message = second.to_string();
+    assert!(!message.contains('\n'), "one line: {message}");
+    assert!(
+        message.contains(&dir.display().to_string()) && message.contains("another caas process"),
+        "names the data dir and why: {message}"
+    );
+    assert!(
+        matches!(
+            second,
+            caas_core::Error::Unavailable {
+                temporary: false,
+                ..
+            }
+        ),
+        "{second:?}"
+    );
+
+    // Another process is refused the same way.
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "sqlite::lock_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CAAS_LOCK_CHILD_DIR", &dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("lock child: refused:") && stdout.contains("another caas process"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Any clone keeps the lock; the last one to drop releases it.
+    let kept = first.sqlite.clone();
+    drop(first);
+    assert!(embedded::open(&dir, EmbeddedConfig::default()).is_err());
+    drop(kept);
+    let again = embedded::open(&dir, EmbeddedConfig::default()).unwrap();
+    drop(again);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The other process of `a_data_dir_is_open_in_one_store_at_a_time`.
+#[tokio::test]
+#[ignore = "the child process of a_data_dir_is_open_in_one_store_at_a_time; runs only when it starts it"]
+async fn lock_child() {
+    let Ok(dir) = std::env::var("CAAS_LOCK_CHILD_DIR") else {
+        return;
+    };
+    match embedded::open(&dir, EmbeddedConfig::default()) {
+        Ok(_) => println!("lock child: opened"),
+        Err(e) => println!("lock child: refused: {e}"),
+    }
+}

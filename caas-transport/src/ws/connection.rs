@@ -524,16 +524,15 @@ impl Conn<'_> {
             }
             return;
         }
-        if self.typing.len() >= TYPING_SLOTS {
-            if let Some(oldest) = self
+        if self.typing.len() >= TYPING_SLOTS
+            && let Some(oldest) = self
                 .typing
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, s)| s.last_start)
                 .map(|(i, _)| i)
-            {
-                self.typing.swap_remove(oldest);
-            }
+        {
+            self.typing.swap_remove(oldest);
         }
         self.typing.push(TypingSlot {
             conversation: conv.clone(),

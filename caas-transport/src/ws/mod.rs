@@ -217,10 +217,10 @@ async fn accept(
     // longer exists), with the same status as REST.
     state.caas.verify_principal(&principal).await?;
     let upgrade = upgrade.map_err(|r| ApiError::invalid(r.body_text()))?;
-    if principal.device.is_none() {
-        if let Some(d) = query.device_id.as_deref() {
-            principal = principal.with_device(DeviceId::parse(d)?);
-        }
+    if principal.device.is_none()
+        && let Some(d) = query.device_id.as_deref()
+    {
+        principal = principal.with_device(DeviceId::parse(d)?);
     }
     hub.start(&state.caas).await?;
 
