@@ -14,7 +14,7 @@ use super::values::{
 use super::{id, ids, opt_id, pb, strs, time, ts};
 use crate::ws::frames::WireEvent;
 
-fn message_to(m: &model::Message) -> pb::Message {
+pub(super) fn message_to(m: &model::Message) -> pb::Message {
     pb::Message {
         tenant_id: m.tenant.to_string(),
         conversation_id: m.conversation.to_string(),
@@ -57,7 +57,7 @@ fn message_to(m: &model::Message) -> pb::Message {
     }
 }
 
-fn message_from(m: pb::Message) -> Result<model::Message, String> {
+pub(super) fn message_from(m: pb::Message) -> Result<model::Message, String> {
     Ok(model::Message {
         tenant: id(&m.tenant_id)?,
         conversation: id(&m.conversation_id)?,

@@ -55,7 +55,32 @@ pub(super) fn request_to(r: &Request) -> Msg {
             limit: s.limit,
         }),
         Request::Ping(_) => Msg::Ping(pb::PingRequest {}),
+        Request::Pin(p) => Msg::Pin(pin_to(p)),
+        Request::Unpin(p) => Msg::Unpin(pin_to(p)),
+        Request::Pins(p) => Msg::Pins(pb::PinsRequest {
+            conversation_id: p.conversation_id.to_string(),
+        }),
+        Request::Receipts(r) => Msg::Receipts(pb::ReceiptsRequest {
+            conversation_id: r.conversation_id.to_string(),
+        }),
+        Request::PresenceOf(q) => Msg::PresenceOf(pb::PresenceQuery {
+            users: strs(&q.users),
+        }),
     }
+}
+
+fn pin_to(p: &frames::PinRequest) -> pb::PinRequest {
+    pb::PinRequest {
+        conversation_id: p.conversation_id.to_string(),
+        message_id: p.message_id.to_string(),
+    }
+}
+
+fn pin_from(p: pb::PinRequest) -> Result<frames::PinRequest, String> {
+    Ok(frames::PinRequest {
+        conversation_id: id(&p.conversation_id)?,
+        message_id: id(&p.message_id)?,
+    })
 }
 
 fn reaction_to(r: &frames::ReactionRequest) -> pb::ReactionRequest {
@@ -125,5 +150,16 @@ pub(super) fn request_from(r: Msg) -> Result<Request, String> {
             limit: s.limit,
         }),
         Msg::Ping(_) => Request::Ping(frames::PingRequest {}),
+        Msg::Pin(p) => Request::Pin(pin_from(p)?),
+        Msg::Unpin(p) => Request::Unpin(pin_from(p)?),
+        Msg::Pins(p) => Request::Pins(frames::PinsRequest {
+            conversation_id: id(&p.conversation_id)?,
+        }),
+        Msg::Receipts(r) => Request::Receipts(frames::ReceiptsRequest {
+            conversation_id: id(&r.conversation_id)?,
+        }),
+        Msg::PresenceOf(q) => Request::PresenceOf(frames::PresenceQuery {
+            users: ids(&q.users)?,
+        }),
     })
 }

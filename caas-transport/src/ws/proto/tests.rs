@@ -265,32 +265,79 @@ pub(super) fn requests() -> Vec<(&'static str, ClientFrame)> {
             frame("12", Request::Sync(frames::SyncRequest::default())),
         ),
         ("ping", frame("13", Request::Ping(frames::PingRequest {}))),
+        (
+            "pin",
+            frame(
+                "23",
+                Request::Pin(frames::PinRequest {
+                    conversation_id: conv(),
+                    message_id: msg_id(),
+                }),
+            ),
+        ),
+        (
+            "unpin",
+            frame(
+                "24",
+                Request::Unpin(frames::PinRequest {
+                    conversation_id: conv(),
+                    message_id: msg_id(),
+                }),
+            ),
+        ),
+        (
+            "pins",
+            frame(
+                "25",
+                Request::Pins(frames::PinsRequest {
+                    conversation_id: conv(),
+                }),
+            ),
+        ),
+        (
+            "receipts",
+            frame(
+                "26",
+                Request::Receipts(frames::ReceiptsRequest {
+                    conversation_id: conv(),
+                }),
+            ),
+        ),
+        (
+            "presence_of",
+            frame(
+                "27",
+                Request::PresenceOf(frames::PresenceQuery {
+                    users: vec![
+                        UserId::parse("bob").unwrap(),
+                        UserId::parse("carol").unwrap(),
+                    ],
+                }),
+            ),
+        ),
     ]
 }
 
-fn ok(reference: &str, result: Option<AckResult>) -> Ack {
+fn ok(reference: &str, result: AckResult) -> Ack {
     Ack {
         reference: reference.into(),
-        ok: true,
-        result,
-        error: None,
+        outcome: Ok(result),
     }
 }
 
-/// Named acks: every field of [`AckResult`], an empty result, no result, a failure.
+/// Named acks: every shape of [`AckResult`], and a failure.
 pub(super) fn acks() -> Vec<(&'static str, Ack)> {
     vec![
         (
             "ack_send",
             ok(
                 "1",
-                Some(AckResult {
-                    message_id: Some(msg_id()),
-                    conversation_id: Some(conv()),
-                    seq: Some(Seq(18)),
-                    created_at: Some(at(9)),
-                    duplicate: Some(false),
-                    ..AckResult::default()
+                AckResult::Sent(frames::SentResult {
+                    message_id: msg_id(),
+                    conversation_id: conv(),
+                    seq: Seq(18),
+                    created_at: at(9),
+                    duplicate: false,
                 }),
             ),
         ),
@@ -298,11 +345,10 @@ pub(super) fn acks() -> Vec<(&'static str, Ack)> {
             "ack_edit",
             ok(
                 "3",
-                Some(AckResult {
-                    message_id: Some(msg_id()),
-                    seq: Some(Seq(18)),
-                    edited_at: Some(at(10)),
-                    ..AckResult::default()
+                AckResult::Edited(frames::EditedResult {
+                    message_id: msg_id(),
+                    seq: Seq(18),
+                    edited_at: at(10),
                 }),
             ),
         ),
@@ -310,11 +356,10 @@ pub(super) fn acks() -> Vec<(&'static str, Ack)> {
             "ack_read",
             ok(
                 "7",
-                Some(AckResult {
-                    conversation_id: Some(conv()),
-                    delivered: Some(Seq(18)),
-                    read: Some(Seq(17)),
-                    ..AckResult::default()
+                AckResult::Receipt(frames::ReceiptResult {
+                    conversation_id: conv(),
+                    delivered: Seq(18),
+                    read: Seq(17),
                 }),
             ),
         ),
@@ -322,33 +367,31 @@ pub(super) fn acks() -> Vec<(&'static str, Ack)> {
             "ack_typing",
             ok(
                 "8",
-                Some(AckResult {
-                    forwarded: Some(true),
-                    ..AckResult::default()
-                }),
+                AckResult::Typing(frames::TypingResult { forwarded: true }),
             ),
         ),
         (
             "ack_presence",
             ok(
                 "9",
-                Some(AckResult {
-                    status: Some(model::PresenceStatus::Online),
+                AckResult::Presence(frames::PresenceResult {
+                    status: model::PresenceStatus::Online,
                     last_seen: Some(at(11)),
-                    ..AckResult::default()
                 }),
             ),
         ),
-        ("ack_call_signal", ok("10", Some(AckResult::default()))),
+        (
+            "ack_call_signal",
+            ok("10", AckResult::Done(frames::DoneResult {})),
+        ),
         (
             "ack_sync",
             ok(
                 "11",
-                Some(AckResult {
-                    next_cursor: Some(Cursor(42)),
-                    has_more: Some(true),
-                    count: Some(3),
-                    ..AckResult::default()
+                AckResult::Synced(frames::SyncedResult {
+                    next_cursor: Cursor(42),
+                    has_more: true,
+                    count: 3,
                 }),
             ),
         ),
@@ -356,20 +399,84 @@ pub(super) fn acks() -> Vec<(&'static str, Ack)> {
             "ack_ping",
             ok(
                 "13",
-                Some(AckResult {
-                    server_time: Some(at(12)),
-                    ..AckResult::default()
+                AckResult::Pong(frames::PongResult {
+                    server_time: at(12),
                 }),
             ),
         ),
-        ("ack_bare", ok("14", None)),
+        (
+            "ack_message",
+            ok(
+                "17",
+                AckResult::Message(frames::MessageRef {
+                    message_id: msg_id(),
+                    seq: Seq(18),
+                }),
+            ),
+        ),
+        (
+            "ack_pins",
+            ok(
+                "18",
+                AckResult::Messages(frames::MessagesResult {
+                    messages: vec![full_message()],
+                }),
+            ),
+        ),
+        (
+            "ack_pins_none",
+            ok(
+                "19",
+                AckResult::Messages(frames::MessagesResult { messages: vec![] }),
+            ),
+        ),
+        (
+            "ack_receipts",
+            ok(
+                "20",
+                AckResult::Receipts(frames::ReceiptsResult {
+                    receipts: vec![model::Receipt {
+                        conversation: conv(),
+                        user: UserId::parse("bob").unwrap(),
+                        delivered: Seq(18),
+                        read: Seq(17),
+                        updated_at: at(13),
+                    }],
+                }),
+            ),
+        ),
+        (
+            "ack_receipts_none",
+            ok(
+                "21",
+                AckResult::Receipts(frames::ReceiptsResult { receipts: vec![] }),
+            ),
+        ),
+        (
+            "ack_presences",
+            ok(
+                "22",
+                AckResult::Presences(frames::PresencesResult {
+                    presences: vec![
+                        model::Presence {
+                            user: UserId::parse("bob").unwrap(),
+                            status: model::PresenceStatus::Away,
+                            last_seen: Some(at(14)),
+                        },
+                        model::Presence {
+                            user: UserId::parse("carol").unwrap(),
+                            status: model::PresenceStatus::Offline,
+                            last_seen: None,
+                        },
+                    ],
+                }),
+            ),
+        ),
         (
             "ack_failed",
             Ack {
                 reference: "15".into(),
-                ok: false,
-                result: None,
-                error: Some(ErrorBody {
+                outcome: Err(ErrorBody {
                     code: "rate_limited".into(),
                     message: "slow down".into(),
                     retry_after_ms: Some(250),
@@ -728,9 +835,11 @@ fn every_frame_type_round_trips_through_json_and_protobuf() {
     }
 }
 
-/// The protobuf bytes of every sample as the hand-written prost messages wrote them
-/// before `caas.v1.proto` was compiled at build time: the generated code must read
-/// them into the same frames and write the same bytes back.
+/// The protobuf bytes of every sample: those of frames that existed before
+/// `caas.v1.proto` was compiled at build time are as the hand-written prost
+/// messages wrote them; later frames (pins, receipts, presence lookups) are
+/// recorded as first written. The code must read them into the same frames and
+/// write the same bytes back: a changed byte is a changed wire.
 const GOLDEN: &[(&str, &str)] = &[
     (
         "send",
@@ -765,7 +874,6 @@ const GOLDEN: &[(&str, &str)] = &[
     ("ack_call_signal", "0a080a02313010011a00"),
     ("ack_sync", "0a0e0a02313110011a06602a68017003"),
     ("ack_ping", "0a120a02313310011a0a788c80d09de9ceb8fd18"),
-    ("ack_bare", "0a060a0231341001"),
     (
         "ack_failed",
         "0a220a023135221c0a0c726174655f6c696d697465641209736c6f7720646f776e18fa01",
@@ -845,6 +953,26 @@ const GOLDEN: &[(&str, &str)] = &[
     (
         "event_tenant_updated",
         "122b0a29087410f887d09de9ceb8fd181a03725f31220e74656e616e742e75706461746564d201050a01741002",
+    ),
+    ("pin", "0a0232336a0a0a03635f3112036d5f31"),
+    ("unpin", "0a023234720a0a03635f3112036d5f31"),
+    ("pins", "0a0232357a050a03635f31"),
+    ("receipts", "0a0232368201050a03635f31"),
+    ("presence_of", "0a0232378a010c0a03626f620a056361726f6c"),
+    ("ack_message", "0a0f0a02313710011a070a036d5f311812"),
+    (
+        "ack_pins",
+        "0a8d020a02313810011a8402820180020afd010a01741203635f311a036d5f3120122a05616c69636532036b2d313a046869212142120a0a783364682d64722d76311204414145434a1b0a03625f311209696d6167652f706e67182a22076361742e706e674a110a03625f32120a746578742f706c61696e52036d5f305a0a0a03635f3012036d5f396203626f6262056361726f6c6a0a0a016112050a03626f626a0f0a04f09f8e8912070a056361726f6c6a140a04f09f918d120c0a05616c6963650a03626f62720e0a0268691080a8a6d7f0ceb8fd18720f0a036869211080bc91b4f4ceb8fd187880bc91b4f4ceb8fd188a010f0a03626f62108480d09de9ceb8fd189001959abfd8e9ceb8fd18",
+    ),
+    ("ack_pins_none", "0a0b0a02313910011a03820100"),
+    (
+        "ack_receipts",
+        "0a250a02323010011a1d8a011a0a180a03635f311203626f6218122011288d80d09de9ceb8fd18",
+    ),
+    ("ack_receipts_none", "0a0b0a02323110011a038a0100"),
+    (
+        "ack_presences",
+        "0a290a02323210011a2192011e0a110a03626f621002188e80d09de9ceb8fd180a090a056361726f6c1001",
     ),
 ];
 
