@@ -1,0 +1,7 @@
+//! PostgreSQL: the contract suites, concurrency, faults, schema and errors.
+
+mod concurrency;
+mod contract;
+mod faults;
+mod schema;
+pub(crate) mod support;
