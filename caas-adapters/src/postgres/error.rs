@@ -41,8 +41,8 @@ pub(super) fn classify(e: &tokio_postgres::Error) -> Failure {
         "53",
         // operator intervention: query canceled (statement timeout), admin or
         // crash shutdown, cannot connect now
-        "57", // serialization failure, deadlock
-        "40", // lock not available (lock timeout)
+        "57",    // serialization failure, deadlock
+        "40",    // lock not available (lock timeout)
         "55P03", // idle-in-transaction timeout
         "25P03",
     ]

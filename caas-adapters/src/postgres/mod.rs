@@ -85,6 +85,9 @@ pub struct PostgresConfig {
     /// Whether conversations and member lists are cached (default on; see the
     /// README for what that means across nodes).
     pub read_cache: bool,
+    /// The `application_name` of its connections (default `caas`), as the
+    /// server's `pg_stat_activity` shows it.
+    pub application_name: String,
 }
 
 impl PostgresConfig {
@@ -99,6 +102,7 @@ impl PostgresConfig {
             writers: 2,
             max_batch: 512,
             read_cache: true,
+            application_name: "caas".into(),
         }
     }
 }
@@ -210,7 +214,7 @@ impl PostgresStore {
             .connect_timeout(config.connect_timeout)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
-            .application_name("caas");
+            .application_name(&config.application_name);
         let pool = Pool::new(
             pg,
             config.pool_size,
