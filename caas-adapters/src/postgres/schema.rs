@@ -269,17 +269,20 @@ CREATE FUNCTION caas_append(
 RETURNS TABLE (o_i int, o_seq bigint, o_cur bigint, o_audience bigint, o_id text, o_doc text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
+    v_n int := coalesce(cardinality(p_tenant), 0);
     v_stream bigint[];
     v_base bigint[];
-    v_seq bigint[] := '{}';
-    v_old boolean[] := '{}';
-    v_new int[];
+    v_seq bigint[] := array_fill(NULL::bigint, ARRAY[v_n]);
+    v_old boolean[] := array_fill(false, ARRAY[v_n]);
     v_cur bigint[];
     v_prev bigint;
     v_next bigint;
     k int;
     r record;
 BEGIN
+    -- Every statement reads the inputs with one unnest (a subscript into a text
+    -- array walks it from the start) and looks rows up through LIMIT 1 laterals
+    -- (index probes per item, never a scan of a whole table).
     FOR k IN SELECT x FROM generate_subscripts(p_tenant, 1) x
              WHERE p_audience[x] IS NULL ORDER BY p_tenant[x], p_digest[x] LOOP
         p_audience[k] := caas_audience(p_tenant[k], p_digest[k], p_users[k]);
@@ -288,80 +291,98 @@ BEGIN
     -- Each conversation's head, created if missing, locked in order.
     WITH h AS (
         INSERT INTO streams AS s (tenant, conversation)
-        SELECT DISTINCT p_tenant[x], p_conv[x] FROM generate_subscripts(p_tenant, 1) x
+        SELECT DISTINCT u.t, u.c FROM unnest(p_tenant, p_conv) AS u(t, c)
         ORDER BY 1, 2
         ON CONFLICT (tenant, conversation) DO UPDATE SET last_seq = s.last_seq
         RETURNING s.id, s.tenant, s.conversation, s.last_seq
     )
-    SELECT array_agg(h.id ORDER BY x), array_agg(h.last_seq ORDER BY x)
+    SELECT array_agg(h.id ORDER BY u.i), array_agg(h.last_seq ORDER BY u.i)
         INTO v_stream, v_base
-        FROM generate_subscripts(p_tenant, 1) x
-        JOIN h ON h.tenant = p_tenant[x] AND h.conversation = p_conv[x];
+        FROM unnest(p_tenant, p_conv) WITH ORDINALITY AS u(t, c, i)
+        JOIN h ON h.tenant = u.t AND h.conversation = u.c;
 
     -- Retries, seen now that the heads are locked: nothing else can store one
     -- of these keys before this transaction ends.
-    FOR r IN SELECT x, m.seq, m.id, m.doc FROM generate_subscripts(p_tenant, 1) x
-             JOIN messages m ON m.client_msg_id = p_key[x] AND m.stream = v_stream[x]
-                            AND m.sender = p_sender[x] LOOP
-        v_old[r.x] := true;
-        v_seq[r.x] := r.seq;
-        o_i := r.x; o_seq := r.seq; o_cur := NULL; o_audience := p_audience[r.x];
+    FOR r IN SELECT u.i, m.seq, m.id, m.doc
+             FROM unnest(v_stream, p_sender, p_key) WITH ORDINALITY AS u(stream, sender, key, i)
+             CROSS JOIN LATERAL (
+                 SELECT seq, id, doc FROM messages
+                 WHERE client_msg_id = u.key AND stream = u.stream AND sender = u.sender
+                 LIMIT 1
+             ) m LOOP
+        v_old[r.i] := true;
+        v_seq[r.i] := r.seq;
+        o_i := r.i; o_seq := r.seq; o_cur := NULL; o_audience := p_audience[r.i];
         o_id := r.id; o_doc := r.doc;
         RETURN NEXT;
     END LOOP;
 
     -- Seqs for the rest, per conversation in the batch's order.
-    FOR k IN SELECT x FROM generate_subscripts(p_tenant, 1) x
-             WHERE v_old[x] IS NOT TRUE ORDER BY v_stream[x], x LOOP
-        IF v_prev IS DISTINCT FROM v_stream[k] THEN
-            v_prev := v_stream[k];
-            v_next := v_base[k];
+    FOR r IN SELECT u.i, u.stream, u.base
+             FROM unnest(v_stream, v_base, v_old) WITH ORDINALITY AS u(stream, base, old, i)
+             WHERE NOT u.old ORDER BY u.stream, u.i LOOP
+        IF v_prev IS DISTINCT FROM r.stream THEN
+            v_prev := r.stream;
+            v_next := r.base;
         END IF;
         v_next := v_next + 1;
-        v_seq[k] := v_next;
+        v_seq[r.i] := v_next;
     END LOOP;
 
     INSERT INTO messages (stream, seq, id, sender, client_msg_id, caller_words, words, doc)
-    SELECT v_stream[x], v_seq[x], p_id[x], p_sender[x], p_key[x], p_caller_words[x],
-           CASE WHEN p_words[x] IS NULL THEN NULL
-                ELSE array_to_tsvector(string_to_array(p_words[x], ' ')
-                                       || (chr(57344) || v_stream[x]::text)) END,
-           p_doc[x]
-    FROM generate_subscripts(p_tenant, 1) x WHERE v_old[x] IS NOT TRUE;
+    SELECT u.stream, u.seq, u.id, u.sender, u.key, u.caller,
+           CASE WHEN u.words IS NULL THEN NULL
+                ELSE array_to_tsvector(string_to_array(u.words, ' ')
+                                       || (chr(57344) || u.stream::text)) END,
+           u.doc
+    FROM unnest(v_stream, v_seq, v_old, p_id, p_sender, p_key, p_caller_words, p_words, p_doc)
+         AS u(stream, seq, old, id, sender, key, caller, words, doc)
+    WHERE NOT u.old;
 
     -- The stored form wins over words a caller gave for the same id before.
-    DELETE FROM search_extra e USING generate_subscripts(p_tenant, 1) x
-    WHERE v_old[x] IS NOT TRUE AND e.stream = v_stream[x] AND e.message_id = p_id[x];
+    IF EXISTS (SELECT 1 FROM search_extra) THEN
+        DELETE FROM search_extra WHERE ctid = ANY (ARRAY(
+            SELECT e.ctid FROM unnest(v_stream, p_id, v_old) AS u(stream, id, old)
+            CROSS JOIN LATERAL (
+                SELECT ctid FROM search_extra WHERE stream = u.stream AND message_id = u.id LIMIT 1
+            ) e
+            WHERE NOT u.old));
+    END IF;
 
     UPDATE streams s SET last_seq = v.seq, last_activity = v.at
-    FROM (SELECT DISTINCT ON (v_stream[x]) v_stream[x] AS id, v_seq[x] AS seq, p_created[x] AS at
-          FROM generate_subscripts(p_tenant, 1) x WHERE v_old[x] IS NOT TRUE
-          ORDER BY v_stream[x], v_seq[x] DESC) v
-    WHERE s.id = v.id;
+    FROM (SELECT DISTINCT ON (u.stream) u.stream, u.seq, u.at
+          FROM unnest(v_stream, v_seq, v_old, p_created) AS u(stream, seq, old, at)
+          WHERE NOT u.old
+          ORDER BY u.stream, u.seq DESC) v
+    WHERE s.id = v.stream;
 
     -- Cursors, under each tenant's log head (locked until commit), in seq order
     -- within each conversation.
     WITH items AS (
-        SELECT x, p_tenant[x] AS tenant,
-               row_number() OVER (PARTITION BY p_tenant[x] ORDER BY v_stream[x], v_seq[x]) AS rn,
-               count(*) OVER (PARTITION BY p_tenant[x]) AS n
-        FROM generate_subscripts(p_tenant, 1) x WHERE v_old[x] IS NOT TRUE
+        SELECT u.i, u.tenant,
+               row_number() OVER (PARTITION BY u.tenant ORDER BY u.stream, u.seq) AS rn,
+               count(*) OVER (PARTITION BY u.tenant) AS n
+        FROM unnest(p_tenant, v_stream, v_seq, v_old) WITH ORDINALITY AS u(tenant, stream, seq, old, i)
+        WHERE NOT u.old
     ), heads AS (
         INSERT INTO log_heads AS lh (tenant, head)
         SELECT tenant, max(n) FROM items GROUP BY tenant ORDER BY tenant
         ON CONFLICT (tenant) DO UPDATE SET head = lh.head + excluded.head
         RETURNING lh.tenant, lh.head
     )
-    SELECT array_agg(items.x ORDER BY items.x), array_agg(heads.head - items.n + items.rn ORDER BY items.x)
-        INTO v_new, v_cur
-        FROM items JOIN heads ON heads.tenant = items.tenant;
+    SELECT array_agg(hd.head - it.n + it.rn ORDER BY a.i) INTO v_cur
+        FROM generate_series(1, v_n::bigint) a(i)
+        LEFT JOIN items it ON it.i = a.i
+        LEFT JOIN heads hd ON hd.tenant = it.tenant;
 
     INSERT INTO events (tenant, cur, audience, msg_seq, doc)
-    SELECT p_tenant[v_new[j]], v_cur[j], p_audience[v_new[j]], v_seq[v_new[j]], p_event[v_new[j]]
-    FROM generate_subscripts(v_new, 1) j;
+    SELECT u.tenant, u.cur, u.aud, u.seq, u.ev
+    FROM unnest(p_tenant, v_cur, p_audience, v_seq, p_event) AS u(tenant, cur, aud, seq, ev)
+    WHERE u.cur IS NOT NULL;
 
-    RETURN QUERY SELECT v_new[j], v_seq[v_new[j]], v_cur[j], p_audience[v_new[j]], NULL::text, NULL::text
-        FROM generate_subscripts(v_new, 1) j;
+    RETURN QUERY SELECT u.i::int, u.seq, u.cur, u.aud, NULL::text, NULL::text
+        FROM unnest(v_cur, v_seq, p_audience) WITH ORDINALITY AS u(cur, seq, aud, i)
+        WHERE u.cur IS NOT NULL;
 END
 $fn$;
 "#;

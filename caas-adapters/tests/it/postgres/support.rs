@@ -1,7 +1,7 @@
 //! Finding the test server, and private servers for fault tests.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
@@ -12,7 +12,7 @@ static SKIP_NOTICE: Once = Once::new();
 
 /// The server every test shares, or `None` (after saying so plainly) when
 /// there is none and none is required.
-pub fn url() -> Option<String> {
+pub(crate) fn url() -> Option<String> {
     match std::env::var("CAAS_TEST_POSTGRES_URL") {
         Ok(u) if !u.trim().is_empty() => Some(u),
         _ => {
@@ -38,7 +38,7 @@ pub fn url() -> Option<String> {
 }
 
 /// A modest pool: cases run in parallel against one shared server.
-pub fn config(url: &str) -> PostgresConfig {
+pub(crate) fn config(url: &str) -> PostgresConfig {
     PostgresConfig {
         pool_size: 4,
         ..PostgresConfig::new(url)
@@ -46,18 +46,18 @@ pub fn config(url: &str) -> PostgresConfig {
 }
 
 /// A store on the shared server, or `None` when there is none.
-pub async fn store() -> Option<PostgresStore> {
+pub(crate) async fn store() -> Option<PostgresStore> {
     let url = url()?;
     Some(PostgresStore::connect(config(&url)).await.unwrap())
 }
 
 /// A schema name no other test uses.
-pub fn fresh_schema(tag: &str) -> String {
+pub(crate) fn fresh_schema(tag: &str) -> String {
     format!("caas_t_{tag}_{}_{}", std::process::id(), fastrand::u32(..))
 }
 
 /// Drops a schema a test made.
-pub async fn drop_schema(url: &str, schema: &str) {
+pub(crate) async fn drop_schema(url: &str, schema: &str) {
     let (client, conn) = tokio_postgres_connect(url).await;
     let task = tokio::spawn(conn);
     client
@@ -69,7 +69,7 @@ pub async fn drop_schema(url: &str, schema: &str) {
 }
 
 /// A plain connection for what the store does not expose.
-pub async fn tokio_postgres_connect(
+pub(crate) async fn tokio_postgres_connect(
     url: &str,
 ) -> (
     tokio_postgres::Client,
@@ -86,9 +86,9 @@ pub async fn tokio_postgres_connect(
 /// A PostgreSQL server of the test's own: its data directory under a temp dir,
 /// its own port, started and stopped by the test (never a server anyone else
 /// uses). Stopped and removed on drop.
-pub struct PrivateServer {
+pub(crate) struct PrivateServer {
     dir: PathBuf,
-    pub port: u16,
+    port: u16,
     bin: PathBuf,
     as_postgres: bool,
 }
@@ -120,7 +120,7 @@ fn free_port() -> u16 {
 impl PrivateServer {
     /// Makes and starts one; `None` (after saying so) when PostgreSQL's server
     /// binaries are not installed and none is required.
-    pub fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let Some(bin) = find_bin() else {
             if std::env::var("CAAS_REQUIRE_INTEGRATION").as_deref() == Ok("1") {
                 panic!("PostgreSQL's server binaries (initdb, pg_ctl) are not installed");
@@ -202,7 +202,7 @@ impl PrivateServer {
     }
 
     /// Starts (or restarts after [`PrivateServer::stop`]) the server.
-    pub fn pg_ctl_start(&self) {
+    pub(crate) fn pg_ctl_start(&self) {
         let data = self.data();
         let log = self.dir.join("log");
         let opts = format!(
@@ -230,7 +230,7 @@ impl PrivateServer {
 
     /// Stops the server: `immediate` kills it without a checkpoint (as a crash
     /// would), otherwise a fast shutdown (connections are cut).
-    pub fn stop(&self, immediate: bool) {
+    pub(crate) fn stop(&self, immediate: bool) {
         let data = self.data();
         let mode = if immediate { "immediate" } else { "fast" };
         self.run(
@@ -239,12 +239,8 @@ impl PrivateServer {
         );
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
