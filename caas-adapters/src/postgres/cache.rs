@@ -16,7 +16,7 @@
 //!   failed), notifications may be lost: the cache is off, and emptied when it
 //!   comes back on.
 //! * What it costs: another node's change is seen here once its notification
-//!   arrives (normally well under a millisecond after the commit); until then a
+//!   arrives (it is sent when the change commits); until then a
 //!   send here may still be authorized and addressed by the previous
 //!   membership, as it would if it had started just before the change.
 
