@@ -1,5 +1,6 @@
 //! PostgreSQL: the contract suites, concurrency, faults, schema and errors.
 
+mod cache;
 mod concurrency;
 mod contract;
 mod faults;
