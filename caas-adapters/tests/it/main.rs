@@ -1,0 +1,7 @@
+//! The one integration-test binary of caas-adapters: every backend against its
+//! real server. Without `CAAS_TEST_POSTGRES_URL` the PostgreSQL tests say so
+//! and return; with `CAAS_REQUIRE_INTEGRATION=1` they fail instead.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+#[cfg(feature = "postgres")]
+mod postgres;
