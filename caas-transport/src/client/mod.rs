@@ -90,6 +90,12 @@ pub struct ClientConfig {
     /// After this many live events remembered for deduplication, a `sync` moves the
     /// cursor forward so they can be forgotten.
     pub checkpoint_after: usize,
+    /// How long a live message that arrived ahead of its predecessor waits for
+    /// it before the client asks `sync` for the gap. Concurrent senders' messages
+    /// often reach a node's fan-out a moment out of `seq` order; the missing one
+    /// then arrives live within milliseconds, and a sync for it would only cost
+    /// the server a read.
+    pub reorder_wait: Duration,
 }
 
 impl ClientConfig {
@@ -107,6 +113,7 @@ impl ClientConfig {
             event_buffer: 1024,
             sync_page: 100,
             checkpoint_after: 4096,
+            reorder_wait: Duration::from_millis(100),
         }
     }
 

@@ -98,6 +98,7 @@ pub(super) async fn supervise(mut s: Supervisor) {
                     pending: HashMap::new(),
                     sync: None,
                     next_sync: 0,
+                    gap_deadline: None,
                 }
                 .run(socket)
                 .await;
@@ -195,6 +196,8 @@ enum Step {
     Kill,
     Command(Option<Outgoing>),
     Frame(Option<Result<Message, tungstenite::Error>>),
+    /// A gap waited `reorder_wait` without filling.
+    GapWait,
 }
 
 /// Where an ack goes.
@@ -220,6 +223,8 @@ struct Connection<'a> {
     pending: HashMap<String, Pending>,
     sync: Option<SyncRun>,
     next_sync: u64,
+    /// When a held gap stops waiting for its live message and asks `sync`.
+    gap_deadline: Option<tokio::time::Instant>,
 }
 
 fn to_message(e: Encoded) -> Message {
@@ -258,12 +263,18 @@ impl Connection<'_> {
             // Decide what happened first, then act with `self` free again.
             let step = {
                 let s = &mut *self.s;
+                let gap = self.gap_deadline;
                 tokio::select! {
                     biased;
                     _ = s.shutdown.wait_for(|v| *v) => Step::Shutdown,
                     _ = kill.notified() => Step::Kill,
                     cmd = s.commands.recv() => Step::Command(cmd),
                     msg = stream.next() => Step::Frame(msg),
+                    () = async {
+                        if let Some(at) = gap {
+                            tokio::time::sleep_until(at).await;
+                        }
+                    }, if gap.is_some() => Step::GapWait,
                 }
             };
             match step {
@@ -294,6 +305,19 @@ impl Connection<'_> {
                         reason: "client dropped".into(),
                         last: true,
                     };
+                }
+                Step::GapWait => {
+                    self.gap_deadline = None;
+                    if self.sync.is_none()
+                        && self.order.wants_sync()
+                        && let Err(e) = self.start_sync(sink).await
+                    {
+                        return End {
+                            code: None,
+                            reason: e.to_string(),
+                            last: false,
+                        };
+                    }
                 }
                 Step::Command(Some(first)) => {
                     if let Err(e) = self.write_batch(sink, first).await {
@@ -370,6 +394,7 @@ impl Connection<'_> {
         &mut self,
         sink: &mut futures_util::stream::SplitSink<Socket, Message>,
     ) -> Result<(), tungstenite::Error> {
+        self.gap_deadline = None;
         if self.sync.is_none() {
             self.sync = Some(SyncRun {
                 started: self.dedupe.begin(),
@@ -421,11 +446,17 @@ impl Connection<'_> {
                 self.order
                     .offer(event, &mut |e| dedupe.admit(e, cursor), &mut self.ready);
                 self.deliver().await;
-                if self.sync.is_none()
-                    && (self.order.wants_sync()
-                        || self.dedupe.len() >= self.s.config.checkpoint_after)
-                {
-                    self.start_sync(sink).await?;
+                if self.sync.is_none() {
+                    if self.dedupe.len() >= self.s.config.checkpoint_after {
+                        self.start_sync(sink).await?;
+                    } else if self.order.wants_sync() {
+                        // A gap: its message is most likely a moment behind.
+                        self.gap_deadline.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + self.s.config.reorder_wait
+                        });
+                    } else {
+                        self.gap_deadline = None;
+                    }
                 }
             }
             ServerFrame::Ack(ack) => match self.pending.remove(&ack.reference) {
