@@ -416,7 +416,13 @@ impl Registry {
         let notice = ErrorFrame {
             reference: None,
             code: "unavailable".into(),
-            message: format!("{missed} live events were lost on this node; sync from your cursor"),
+            // `missed` is 0 when the bus cannot count them (a broken connection
+            // to a shared bus).
+            message: if missed == 0 {
+                "live events may have been lost on this node; sync from your cursor".into()
+            } else {
+                format!("{missed} live events were lost on this node; sync from your cursor")
+            },
             retry_after_ms: None,
             resync: true,
         };
