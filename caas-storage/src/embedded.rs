@@ -14,7 +14,7 @@
 //! same directory, from another process or this one, is refused: each writer
 //! caches conversations' last seqs, so two would pick the same next seqs.
 //!
-//! The event bus is the in-process [`MemoryBus`]; presence and rate-limit state are
+//! The event bus is the in-process [`MemoryBus`](crate::memory::MemoryBus); presence and rate-limit state are
 //! in memory too. They are state, not data: presence is rebuilt by the next
 //! heartbeats, and forgetting rate-limit state on restart only forgives a little.
 

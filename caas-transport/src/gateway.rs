@@ -81,7 +81,7 @@ impl AppState {
     }
 }
 
-/// The gateway's router with every layer, ready for [`serve`].
+/// The gateway's router with every layer, ready for [`crate::serve`].
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let cors = mw::cors(&state.config.cors_origins);

@@ -158,6 +158,45 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error of a WebSocket `ack` (the same code and detail as REST).
+    pub(crate) fn into_error_body(self) -> crate::ws::frames::ErrorBody {
+        crate::ws::frames::ErrorBody {
+            retry_after_ms: self.retry_after_millis(),
+            code: self.code.to_owned(),
+            message: self.detail,
+        }
+    }
+
+    /// A WebSocket `error` frame: a frame that could not be acted on, or (with
+    /// `resync`) a notice to the whole connection.
+    pub(crate) fn into_error_frame(
+        self,
+        reference: Option<String>,
+        resync: bool,
+    ) -> crate::ws::frames::ErrorFrame {
+        crate::ws::frames::ErrorFrame {
+            reference,
+            retry_after_ms: self.retry_after_millis(),
+            code: self.code.to_owned(),
+            message: self.detail,
+            resync,
+        }
+    }
+
+    /// The same, with no `Retry-After`: for notices where waiting is not the
+    /// remedy.
+    pub(crate) fn without_retry_after(mut self) -> Self {
+        self.retry_after = None;
+        self
+    }
+
+    fn retry_after_millis(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (self.status, self.body_json()).into_response();

@@ -7,7 +7,10 @@ use caas::core::ids::DeviceId;
 use caas::core::model::{DeviceKeys, OneTimePrekey, SignedPrekey};
 use caas::core::ports::KeyVerifier;
 
+use crate::sets::{Set, on_every_set};
 use crate::world::{World, uid};
+
+on_every_set!(async claims_spend_one_time_prekeys_only_within_the_pair_and_target_budgets);
 
 #[derive(Debug)]
 struct AcceptAll;
@@ -37,12 +40,11 @@ fn keys(one_time: std::ops::Range<u32>) -> DeviceKeys {
     }
 }
 
-#[tokio::test]
-async fn claims_spend_one_time_prekeys_only_within_the_pair_and_target_budgets() {
+async fn claims_spend_one_time_prekeys_only_within_the_pair_and_target_budgets(set: Set) {
     let claimers: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
     let mut names: Vec<&str> = vec!["bob", "eve"];
     names.extend(claimers.iter().map(String::as_str));
-    let w = World::new(&names).await;
+    let w = World::new(set, &names).await;
     let caas = caas::Caas::new(w.caas.backends().clone(), caas::Config::default())
         .with_key_verifier(Arc::new(AcceptAll));
     let phone = DeviceId::parse("phone").unwrap();

@@ -1,8 +1,10 @@
-//! End-to-end tests of the caas-core service on the memory backends (one binary).
+//! End-to-end tests of the caas-core service on every backend set (`sets.rs`), and
+//! of the platform as a process (one binary).
 
 mod crash;
 mod keys;
 mod pipeline;
 mod platform;
 mod props;
+mod sets;
 mod world;

@@ -14,16 +14,38 @@ use caas::core::ratelimit::Quota;
 use caas::core::service::{MemberChange, SendMessage, TenantChange};
 use caas::{Error, Principal};
 
+use crate::sets::{Set, on_every_set};
 use crate::world::{World, forbidden, key, uid};
+
+// Every test below, on every set. A test left out of this list is never called,
+// which the dead-code lint reports.
+on_every_set!(async
+    a_retried_send_returns_the_original_and_publishes_nothing,
+    direct_conversations_are_unique_per_pair,
+    outsiders_and_other_tenants_see_nothing,
+    moderation_mute_ban_and_roles,
+    edit_delete_react_pin_forward,
+    channels_are_broadcast_and_public_ones_joinable,
+    rate_limits_burst_then_say_when_to_retry,
+    receipts_unread_counts_and_the_conversation_list,
+    sync_pages_through_every_visible_event_in_order,
+    ephemeral_events_reach_the_bus_but_not_sync,
+    presence_aggregates_devices_and_expires_with_the_clock,
+    suspended_tenants_are_refused_until_resumed,
+    tenant_policies_load_with_errors_located_and_apply_at_once,
+    bad_input_gets_clear_errors_and_stores_nothing,
+    events_carry_the_correlation_id_of_their_request,
+    search_covers_only_the_callers_conversations,
+    keys_need_a_verifier_and_one_time_keys_go_once,
+);
 
 async fn sync_kinds(w: &World, who: &str) -> Vec<&'static str> {
     let page = w.caas.sync(&w.user(who), Cursor(0), 200).await.unwrap();
     page.events.iter().map(|e| e.event.payload.kind()).collect()
 }
 
-#[tokio::test]
-async fn a_retried_send_returns_the_original_and_publishes_nothing() {
-    let w = World::new(&["alice", "bob"]).await;
+async fn a_retried_send_returns_the_original_and_publishes_nothing(set: Set) {
+    let w = World::new(set, &["alice", "bob"]).await;
     let c = w.group("alice", &["bob"]).await;
     let first = w.send("alice", &c, "k1", "hello").await.unwrap();
     assert!(!first.duplicate);
@@ -44,9 +66,8 @@ async fn a_retried_send_returns_the_original_and_publishes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn direct_conversations_are_unique_per_pair() {
-    let w = World::new(&["alice", "bob", "carol"]).await;
+async fn direct_conversations_are_unique_per_pair(set: Set) {
+    let w = World::new(set, &["alice", "bob", "carol"]).await;
     let a = w
         .conversation("alice", ConversationKind::Direct, &["bob"])
         .await;
@@ -86,9 +107,8 @@ async fn direct_conversations_are_unique_per_pair() {
     assert!(matches!(ghost, Err(Error::NotFound { .. })), "{ghost:?}");
 }
 
-#[tokio::test]
-async fn outsiders_and_other_tenants_see_nothing() {
-    let w = World::new(&["alice", "bob", "eve"]).await;
+async fn outsiders_and_other_tenants_see_nothing(set: Set) {
+    let w = World::new(set, &["alice", "bob", "eve"]).await;
     let c = w.group("alice", &["bob"]).await;
     w.send("alice", &c, "k1", "secret").await.unwrap();
     forbidden(
@@ -125,9 +145,8 @@ async fn outsiders_and_other_tenants_see_nothing() {
     );
 }
 
-#[tokio::test]
-async fn moderation_mute_ban_and_roles() {
-    let w = World::new(&["owner", "admin", "bob", "carol"]).await;
+async fn moderation_mute_ban_and_roles(set: Set) {
+    let w = World::new(set, &["owner", "admin", "bob", "carol"]).await;
     let c = w.group("owner", &["admin", "bob", "carol"]).await;
     let promote = MemberChange {
         role: Some(Role::Admin),
@@ -258,9 +277,8 @@ async fn moderation_mute_ban_and_roles() {
     );
 }
 
-#[tokio::test]
-async fn edit_delete_react_pin_forward() {
-    let w = World::new(&["alice", "bob", "mod", "carol"]).await;
+async fn edit_delete_react_pin_forward(set: Set) {
+    let w = World::new(set, &["alice", "bob", "mod", "carol"]).await;
     let c = w.group("alice", &["bob", "mod", "carol"]).await;
     w.caas
         .update_member(
@@ -374,9 +392,8 @@ async fn edit_delete_react_pin_forward() {
     );
 }
 
-#[tokio::test]
-async fn channels_are_broadcast_and_public_ones_joinable() {
-    let w = World::new(&["owner", "reader", "walker"]).await;
+async fn channels_are_broadcast_and_public_ones_joinable(set: Set) {
+    let w = World::new(set, &["owner", "reader", "walker"]).await;
     let c = w
         .conversation("owner", ConversationKind::Channel, &["reader"])
         .await;
@@ -414,8 +431,7 @@ async fn channels_are_broadcast_and_public_ones_joinable() {
     );
 }
 
-#[tokio::test]
-async fn rate_limits_burst_then_say_when_to_retry() {
+async fn rate_limits_burst_then_say_when_to_retry(set: Set) {
     let mut settings = TenantSettings::default();
     settings.limits.insert(
         "message.send".into(),
@@ -425,7 +441,7 @@ async fn rate_limits_burst_then_say_when_to_retry() {
             burst: None,
         },
     );
-    let w = World::with_settings(&["alice", "bob"], settings).await;
+    let w = World::with_settings(set, &["alice", "bob"], settings).await;
     let c = w.group("alice", &["bob"]).await;
     for i in 0..3 {
         w.send("alice", &c, &format!("k{i}"), "x").await.unwrap();
@@ -454,9 +470,8 @@ async fn rate_limits_burst_then_say_when_to_retry() {
     );
 }
 
-#[tokio::test]
-async fn receipts_unread_counts_and_the_conversation_list() {
-    let w = World::new(&["alice", "bob", "carol"]).await;
+async fn receipts_unread_counts_and_the_conversation_list(set: Set) {
+    let w = World::new(set, &["alice", "bob", "carol"]).await;
     let quiet = w.group("alice", &["bob"]).await;
     let busy = w.group("carol", &["alice"]).await;
     w.clock.advance(Duration::from_secs(1));
@@ -519,9 +534,8 @@ async fn receipts_unread_counts_and_the_conversation_list() {
     );
 }
 
-#[tokio::test]
-async fn sync_pages_through_every_visible_event_in_order() {
-    let w = World::new(&["alice", "bob", "carol"]).await;
+async fn sync_pages_through_every_visible_event_in_order(set: Set) {
+    let w = World::new(set, &["alice", "bob", "carol"]).await;
     let ab = w.group("alice", &["bob"]).await;
     let bc = w.group("bob", &["carol"]).await;
     for i in 0..5 {
@@ -555,9 +569,8 @@ async fn sync_pages_through_every_visible_event_in_order() {
     );
 }
 
-#[tokio::test]
-async fn ephemeral_events_reach_the_bus_but_not_sync() {
-    let w = World::new(&["alice", "bob"]).await;
+async fn ephemeral_events_reach_the_bus_but_not_sync(set: Set) {
+    let w = World::new(set, &["alice", "bob"]).await;
     let c = w.group("alice", &["bob"]).await;
     let mut sub = w.caas.backends().bus.subscribe().await.unwrap();
     w.caas.typing(&w.user("alice"), &c, true).await.unwrap();
@@ -602,9 +615,8 @@ async fn ephemeral_events_reach_the_bus_but_not_sync() {
     assert!(matches!(r, Err(Error::PayloadTooLarge { .. })), "{r:?}");
 }
 
-#[tokio::test]
-async fn presence_aggregates_devices_and_expires_with_the_clock() {
-    let w = World::new(&["alice", "bob"]).await;
+async fn presence_aggregates_devices_and_expires_with_the_clock(set: Set) {
+    let w = World::new(set, &["alice", "bob"]).await;
     w.group("alice", &["bob"]).await;
     let phone = w
         .user("alice")
@@ -642,9 +654,8 @@ async fn presence_aggregates_devices_and_expires_with_the_clock() {
     assert!(seen[0].last_seen.is_some());
 }
 
-#[tokio::test]
-async fn suspended_tenants_are_refused_until_resumed() {
-    let w = World::new(&["alice", "bob"]).await;
+async fn suspended_tenants_are_refused_until_resumed(set: Set) {
+    let w = World::new(set, &["alice", "bob"]).await;
     let c = w.group("alice", &["bob"]).await;
     forbidden(
         w.caas
@@ -670,9 +681,8 @@ async fn suspended_tenants_are_refused_until_resumed() {
     );
 }
 
-#[tokio::test]
-async fn tenant_policies_load_with_errors_located_and_apply_at_once() {
-    let w = World::new(&["alice", "bob"]).await;
+async fn tenant_policies_load_with_errors_located_and_apply_at_once(set: Set) {
+    let w = World::new(set, &["alice", "bob"]).await;
     let c = w.group("alice", &["bob"]).await;
     let op = Principal::operator();
     let bad = PolicySource::Json(r#"{"version":1,"extends":"default","rules":[{"id":"x","effect":"deny","actions":["message.sned"]}]}"#.into());
@@ -710,9 +720,8 @@ async fn tenant_policies_load_with_errors_located_and_apply_at_once() {
     assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
 }
 
-#[tokio::test]
-async fn bad_input_gets_clear_errors_and_stores_nothing() {
-    let w = World::new(&["alice", "bob", "eve"]).await;
+async fn bad_input_gets_clear_errors_and_stores_nothing(set: Set) {
+    let w = World::new(set, &["alice", "bob", "eve"]).await;
     let c = w.group("alice", &["bob"]).await;
     let p = w.user("alice");
     let send = |m: SendMessage| w.caas.send_message(&p, &c, m);
@@ -767,9 +776,8 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     );
 }
 
-#[tokio::test]
-async fn events_carry_the_correlation_id_of_their_request() {
-    let w = World::new(&["alice", "bob"]).await;
+async fn events_carry_the_correlation_id_of_their_request(set: Set) {
+    let w = World::new(set, &["alice", "bob"]).await;
     let c = w.group("alice", &["bob"]).await;
     let corr = CorrelationId::parse("req-42").unwrap();
     let p = w.user("alice").with_correlation_id(corr.clone());
@@ -789,9 +797,8 @@ async fn events_carry_the_correlation_id_of_their_request() {
     );
 }
 
-#[tokio::test]
-async fn search_covers_only_the_callers_conversations() {
-    let w = World::new(&["alice", "bob", "carol"]).await;
+async fn search_covers_only_the_callers_conversations(set: Set) {
+    let w = World::new(set, &["alice", "bob", "carol"]).await;
     let ab = w.group("alice", &["bob"]).await;
     let bc = w.group("bob", &["carol"]).await;
     w.send("alice", &ab, "k1", "quarterly report draft")
@@ -859,9 +866,8 @@ impl KeyVerifier for AcceptSigned {
     }
 }
 
-#[tokio::test]
-async fn keys_need_a_verifier_and_one_time_keys_go_once() {
-    let w = World::new(&["alice", "bob"]).await;
+async fn keys_need_a_verifier_and_one_time_keys_go_once(set: Set) {
+    let w = World::new(set, &["alice", "bob"]).await;
     let keys = |sig: &str| DeviceKeys {
         identity_signing_key: "ik".into(),
         identity_agreement_key: "dh".into(),

@@ -19,7 +19,9 @@ use caas::core::service::{MemberChange, NewConversation, SendMessage};
 use caas::core::time::{ManualClock, Timestamp};
 use caas::{Caas, Config, Error, Principal};
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 
+use crate::sets::{Set, TempDir, on_every_set};
 use crate::world::{key, uid};
 
 const USERS: usize = 4;
@@ -105,6 +107,8 @@ struct Sim {
     clock: Arc<ManualClock>,
     tenants: Vec<TenantId>,
     convs: Vec<Vec<Conv>>,
+    /// The backends' data, if on disk: after `caas`, so removed once it is closed.
+    _dir: Option<TempDir>,
 }
 
 fn op_tenant(op: &Op) -> usize {
@@ -138,12 +142,10 @@ fn denied_by_a_real_rule<T: std::fmt::Debug>(r: caas::Result<T>, why: &str) {
 }
 
 impl Sim {
-    async fn new() -> Self {
+    async fn new(set: Set) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
-        let caas = Caas::new(
-            caas::storage::memory::backends_with_clock(clock.clone()),
-            Config::default(),
-        );
+        let opened = set.open(clock.clone());
+        let caas = Caas::new(opened.backends, Config::default());
         let mut settings = TenantSettings::default();
         // Limits are tested elsewhere; here they would only add noise.
         settings
@@ -175,6 +177,7 @@ impl Sim {
             clock,
             tenants,
             convs: vec![Vec::new(), Vec::new()],
+            _dir: opened.dir,
         }
     }
 
@@ -462,26 +465,60 @@ impl Sim {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+on_every_set!(random_operation_sequences_keep_the_invariants);
 
-    #[test]
-    fn random_operation_sequences_keep_the_invariants(ops in proptest::collection::vec(op(), 1..60)) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let mut sim = Sim::new().await;
-            // Start with one conversation per tenant so most operations hit something.
-            sim.apply(Op::Create { t: 0, owner: 0, members: vec![1, 2] }).await;
-            sim.apply(Op::Create { t: 1, owner: 1, members: vec![0, 3] }).await;
-            for op in ops {
-                sim.apply(op).await;
-            }
-            assert!(sim.events_checked >= 2, "the bus check saw no events");
-            for t in 0..2 {
-                for u in 0..USERS {
-                    sim.check(t, u).await;
-                }
-            }
-        });
+/// Sequences per set, from the same generator. A case takes about 50 ms on memory
+/// and four times that on SQLite (every write is a commit), so the SQLite sets run
+/// a quarter as many: each set then takes about 2.5 s of a debug build.
+fn cases(set: Set) -> u32 {
+    match set {
+        Set::Memory => 48,
+        _ => 12,
+    }
+}
+
+fn random_operation_sequences_keep_the_invariants(set: Set) {
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: cases(set),
+        // Where failing sequences are kept, as `proptest!` would.
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&proptest::collection::vec(op(), 1..60), |ops| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run(set, ops));
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}\n{runner}");
+    }
+}
+
+async fn run(set: Set, ops: Vec<Op>) {
+    let mut sim = Sim::new(set).await;
+    // Start with one conversation per tenant so most operations hit something.
+    sim.apply(Op::Create {
+        t: 0,
+        owner: 0,
+        members: vec![1, 2],
+    })
+    .await;
+    sim.apply(Op::Create {
+        t: 1,
+        owner: 1,
+        members: vec![0, 3],
+    })
+    .await;
+    for op in ops {
+        sim.apply(op).await;
+    }
+    assert!(sim.events_checked >= 2, "the bus check saw no events");
+    for t in 0..2 {
+        for u in 0..USERS {
+            sim.check(t, u).await;
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! A tenant with users, on memory backends and a manual clock.
+//! A tenant with users, on a set of backends and a manual clock.
 
 use std::sync::Arc;
 
@@ -8,10 +8,15 @@ use caas::core::service::{NewConversation, SendMessage, Sent};
 use caas::core::time::{ManualClock, Timestamp};
 use caas::{Caas, Config, Principal};
 
+use crate::sets::{Set, TempDir};
+
 pub(crate) struct World {
     pub(crate) caas: Arc<Caas>,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) tenant: TenantId,
+    /// The backends' data, if on disk: declared after `caas` so it is removed
+    /// only once the stores are closed.
+    _dir: Option<TempDir>,
 }
 
 pub(crate) fn uid(s: &str) -> UserId {
@@ -23,16 +28,14 @@ pub(crate) fn key(s: &str) -> ClientMsgId {
 }
 
 impl World {
-    pub(crate) async fn new(users: &[&str]) -> Self {
-        Self::with_settings(users, TenantSettings::default()).await
+    pub(crate) async fn new(set: Set, users: &[&str]) -> Self {
+        Self::with_settings(set, users, TenantSettings::default()).await
     }
 
-    pub(crate) async fn with_settings(users: &[&str], settings: TenantSettings) -> Self {
+    pub(crate) async fn with_settings(set: Set, users: &[&str], settings: TenantSettings) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
-        let caas = Arc::new(Caas::new(
-            caas::storage::memory::backends_with_clock(clock.clone()),
-            Config::default(),
-        ));
+        let opened = set.open(clock.clone());
+        let caas = Arc::new(Caas::new(opened.backends, Config::default()));
         let tenant = caas
             .create_tenant(&Principal::operator(), "test", settings)
             .await
@@ -41,6 +44,7 @@ impl World {
             caas,
             clock,
             tenant: tenant.id,
+            _dir: opened.dir,
         };
         for u in users {
             w.caas

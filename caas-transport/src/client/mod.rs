@@ -58,7 +58,8 @@ use tokio::task::JoinHandle;
 
 use crate::ws::FrameError;
 use crate::ws::frames::{
-    Ack, AckResult, ClientFrame, Codec, ErrorFrame, PingRequest, Request, SendRequest, WireEvent,
+    Ack, AckResult, ClientFrame, Codec, ErrorFrame, PingRequest, PongResult, Request, SendRequest,
+    SentResult, WireEvent,
 };
 
 /// How a [`Client`] connects and behaves.
@@ -202,6 +203,12 @@ pub enum ClientError {
     /// The server sent a frame this client cannot read.
     #[error("unreadable frame from the server: {0}")]
     Protocol(#[from] FrameError),
+    /// The ack's result is not the shape its request answers with.
+    #[error("the server answered `{request}` with another request's result")]
+    UnexpectedResult {
+        /// The request's `type`.
+        request: &'static str,
+    },
 }
 
 impl ClientError {
@@ -362,40 +369,38 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout(self.inner.request_timeout))?
             .map_err(|_| ClientError::Closed)??;
-        if ack.ok {
-            Ok(ack.result.unwrap_or_default())
-        } else {
-            let e = ack.error.unwrap_or_else(|| crate::ws::frames::ErrorBody {
-                code: "internal".into(),
-                message: "an ack with neither result nor error".into(),
-                retry_after_ms: None,
-            });
-            Err(ClientError::Server {
-                code: e.code,
-                message: e.message,
-                retry_after: e.retry_after_ms.map(Duration::from_millis),
-            })
-        }
+        ack.outcome.map_err(|e| ClientError::Server {
+            code: e.code,
+            message: e.message,
+            retry_after: e.retry_after_ms.map(Duration::from_millis),
+        })
     }
 
-    /// Sends a text message.
+    /// Sends a text message: the stored message's id, seq and time, and whether
+    /// it was a retry of the same `client_msg_id`.
     pub async fn send_text(
         &self,
         conversation: &ConversationId,
         client_msg_id: &ClientMsgId,
         body: impl Into<String>,
-    ) -> Result<AckResult, ClientError> {
-        self.request(Request::Send(SendRequest::text(
+    ) -> Result<SentResult, ClientError> {
+        let request = Request::Send(SendRequest::text(
             conversation.clone(),
             client_msg_id.clone(),
             body,
-        )))
-        .await
+        ));
+        match self.request(request).await? {
+            AckResult::Sent(sent) => Ok(sent),
+            _ => Err(ClientError::UnexpectedResult { request: "send" }),
+        }
     }
 
-    /// A round trip to the server.
-    pub async fn ping(&self) -> Result<AckResult, ClientError> {
-        self.request(Request::Ping(PingRequest {})).await
+    /// A round trip to the server: its clock.
+    pub async fn ping(&self) -> Result<PongResult, ClientError> {
+        match self.request(Request::Ping(PingRequest {})).await? {
+            AckResult::Pong(pong) => Ok(pong),
+            _ => Err(ClientError::UnexpectedResult { request: "ping" }),
+        }
     }
 
     /// Where the next catch-up starts: the end of the last completed `sync`.

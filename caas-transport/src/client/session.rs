@@ -21,7 +21,7 @@ use super::dedupe::Dedupe;
 use super::order::Order;
 use super::{ClientConfig, ClientError, Notice, Outgoing};
 use crate::ws::frames::{
-    Ack, ClientFrame, ErrorBody, Request, ServerFrame, SyncRequest, WireEvent,
+    Ack, AckResult, ClientFrame, ErrorBody, Request, ServerFrame, SyncRequest, WireEvent,
 };
 use crate::ws::{Encoded, decode_server, encode_client};
 
@@ -439,9 +439,7 @@ impl Connection<'_> {
                 if let Some(p) = e.reference.as_ref().and_then(|r| self.pending.remove(r)) {
                     let as_ack = Ack {
                         reference: e.reference.clone().unwrap_or_default(),
-                        ok: false,
-                        result: None,
-                        error: Some(ErrorBody {
+                        outcome: Err(ErrorBody {
                             code: e.code.clone(),
                             message: e.message.clone(),
                             retry_after_ms: e.retry_after_ms,
@@ -469,10 +467,20 @@ impl Connection<'_> {
         sink: &mut futures_util::stream::SplitSink<Socket, Message>,
         ack: Ack,
     ) -> Result<(), tungstenite::Error> {
-        let Some(result) = ack.result.filter(|_| ack.ok) else {
+        let result = match ack.outcome {
+            Ok(AckResult::Synced(r)) => Some(r),
+            Ok(other) => {
+                tracing::warn!(result = ?other, "a sync answered with another request's result");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "catch-up sync refused");
+                None
+            }
+        };
+        let Some(result) = result else {
             // Refused (rate limited, say): give up this round; the next reconnect,
             // resync notice or checkpoint tries again, from the same cursor.
-            tracing::warn!(error = ?ack.error, "catch-up sync refused");
             if self.sync.take().is_some() {
                 let cursor = self.cursor();
                 let dedupe = &mut *self.dedupe;
@@ -482,10 +490,10 @@ impl Connection<'_> {
             }
             return Ok(());
         };
-        if let Some(next) = result.next_cursor {
-            self.s.cursor.fetch_max(next.0, Ordering::AcqRel);
-        }
-        if result.has_more == Some(true) {
+        self.s
+            .cursor
+            .fetch_max(result.next_cursor.0, Ordering::AcqRel);
+        if result.has_more {
             return self.start_sync(sink).await;
         }
         if let Some(run) = self.sync.take() {

@@ -10,6 +10,7 @@ use super::frames::{
     ServerFrame,
 };
 use super::proto;
+use crate::problem::ApiError;
 
 /// A frame that could not be read. The connection answers it with an `error`
 /// frame carrying [`FrameError::code`] and stays open.
@@ -51,12 +52,18 @@ pub enum FrameError {
 }
 
 impl FrameError {
+    /// The `api.md` error it is: the one mapping of errors to codes
+    /// ([`ApiError`]).
+    fn api_error(&self) -> ApiError {
+        match self {
+            FrameError::TooLarge { .. } => ApiError::too_large(self.to_string()),
+            _ => ApiError::invalid(self.to_string()),
+        }
+    }
+
     /// The `api.md` code of the error frame.
     pub fn code(&self) -> &'static str {
-        match self {
-            FrameError::TooLarge { .. } => "payload_too_large",
-            _ => "invalid_argument",
-        }
+        self.api_error().code()
     }
 
     /// The `ref` of the offending frame, when known.
@@ -71,13 +78,8 @@ impl FrameError {
 
     /// The error frame that answers it.
     pub(crate) fn to_frame(&self) -> ErrorFrame {
-        ErrorFrame {
-            reference: self.reference().map(str::to_owned),
-            code: self.code().to_owned(),
-            message: self.to_string(),
-            retry_after_ms: None,
-            resync: false,
-        }
+        self.api_error()
+            .into_error_frame(self.reference().map(str::to_owned), false)
     }
 }
 
@@ -94,7 +96,11 @@ pub(crate) enum Encoded {
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| {
         tracing::error!(error = %e, "frame failed to serialize");
-        r#"{"type":"error","code":"internal","message":"a frame failed to serialize"}"#.to_owned()
+        let e = ApiError::internal();
+        format!(
+            r#"{{"type":"error","code":"{}","message":"a frame failed to serialize"}}"#,
+            e.code()
+        )
     })
 }
 

@@ -18,18 +18,22 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use caas_core::Caas;
 use caas_core::Principal;
-use caas_core::ids::{ConversationId, CorrelationId, Cursor};
-use caas_core::model::{PresenceStatus, ReceiptKind};
+use caas_core::ids::{ConversationId, CorrelationId};
+use caas_core::model::PresenceStatus;
 use caas_core::ratelimit::{self, Decision};
-use caas_core::service::SendMessage;
 use caas_core::time::Timestamp;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 
 use super::codec::{self, Encoded};
 use super::config::WsConfig;
-use super::frames::{Ack, AckResult, ClientFrame, ErrorBody, ErrorFrame, Request};
+use super::frames::{
+    Ack, AckResult, ClientFrame, DoneResult, EditedResult, ErrorFrame, MessageRef, MessagesResult,
+    PongResult, PresenceResult, PresencesResult, ReceiptResult, ReceiptsResult, Request,
+    SentResult, SyncedResult, TypingResult,
+};
 use super::registry::{CloseReason, ConnHandle, Next, Registration, message};
+use crate::dispatch::{Pinning, Reaction, Sync, dispatch};
 use crate::problem::ApiError;
 
 /// Everything a connection needs once upgraded.
@@ -293,16 +297,14 @@ impl Conn<'_> {
                 return match ratelimit::check(&self.config.flood_quota, self.flood_tat, now) {
                     Decision::Allow { new_tat, .. } => {
                         self.flood_tat = Some(new_tat);
-                        self.send_error(ErrorFrame {
-                            reference: None,
-                            code: "rate_limited".into(),
-                            message: format!(
+                        let e = ApiError::rate_limited(
+                            format!(
                                 "more than {} frames per {} s on this connection",
                                 self.config.frame_quota.limit, self.config.frame_quota.period_secs
                             ),
-                            retry_after_ms: Some(millis(retry_after)),
-                            resync: false,
-                        })
+                            retry_after,
+                        );
+                        self.send_error(e.into_error_frame(None, false))
                     }
                     Decision::Deny { .. } => Err(Abort::Close(CloseReason::FLOOD)),
                 };
@@ -330,157 +332,134 @@ impl Conn<'_> {
             .clone()
             .with_correlation_id(CorrelationId::generate(now));
         let kind = request.kind();
-        let outcome = self.call(&p, request, now).await;
-        let ack = match outcome {
-            Ok(result) => Ack {
-                reference,
-                ok: true,
-                result: Some(result),
-                error: None,
-            },
-            Err(e) => {
-                // The same mapping as REST: internal causes are logged, not sent.
-                let e = ApiError::from(e);
-                tracing::debug!(request = kind, code = e.code(), "WebSocket request refused");
-                Ack {
-                    reference,
-                    ok: false,
-                    result: None,
-                    error: Some(ErrorBody {
-                        code: e.code().to_owned(),
-                        message: e.detail().to_owned(),
-                        retry_after_ms: e.retry_after().map(millis),
-                    }),
-                }
-            }
-        };
-        self.send(codec::encode_ack(self.handle.codec, &ack));
+        let outcome = self.call(&p, request, now).await.map_err(|e| {
+            // The same mapping as REST: internal causes are logged, not sent.
+            let e = ApiError::from(e);
+            tracing::debug!(request = kind, code = e.code(), "WebSocket request refused");
+            e.into_error_body()
+        });
+        self.send(codec::encode_ack(
+            self.handle.codec,
+            &Ack { reference, outcome },
+        ));
         Ok(())
     }
 
+    /// Runs a request through the dispatch every door shares; what is the
+    /// connection's own (the typing throttle, the presence its heartbeat
+    /// renews, sync pages as event frames) happens around it.
     async fn call(
         &mut self,
         p: &Principal,
         request: Request,
         now: Timestamp,
     ) -> Result<AckResult, caas_core::Error> {
-        let caas = self.caas;
+        let caas = self.caas.as_ref();
+        let changed = |m: caas_core::model::Message| {
+            AckResult::Message(MessageRef {
+                message_id: m.id,
+                seq: m.seq,
+            })
+        };
         Ok(match request {
             Request::Send(s) => {
-                let sent = caas
-                    .send_message(
-                        p,
-                        &s.conversation_id,
-                        SendMessage {
-                            client_msg_id: s.client_msg_id,
-                            body: s.body,
-                            ciphertext: s.ciphertext,
-                            attachments: s.attachments,
-                            reply_to: s.reply_to,
-                            mentions: s.mentions,
-                        },
-                    )
-                    .await?;
-                AckResult {
-                    message_id: Some(sent.message.id),
-                    conversation_id: Some(sent.message.conversation),
-                    seq: Some(sent.message.seq),
-                    created_at: Some(sent.message.created_at),
-                    duplicate: Some(sent.duplicate),
-                    ..AckResult::default()
-                }
+                let sent = dispatch(caas, p, s).await?;
+                AckResult::Sent(SentResult {
+                    message_id: sent.message.id,
+                    conversation_id: sent.message.conversation,
+                    seq: sent.message.seq,
+                    created_at: sent.message.created_at,
+                    duplicate: sent.duplicate,
+                })
             }
             Request::Edit(e) => {
-                let m = caas
-                    .edit_message(p, &e.conversation_id, &e.message_id, &e.body)
-                    .await?;
-                AckResult {
-                    message_id: Some(m.id),
-                    seq: Some(m.seq),
-                    edited_at: m.edited_at,
-                    ..AckResult::default()
-                }
+                let m = dispatch(caas, p, e).await?;
+                AckResult::Edited(EditedResult {
+                    edited_at: m.edited_at.unwrap_or(m.created_at),
+                    message_id: m.id,
+                    seq: m.seq,
+                })
             }
-            Request::Delete(d) => {
-                let m = caas
-                    .delete_message(p, &d.conversation_id, &d.message_id)
-                    .await?;
-                AckResult {
-                    message_id: Some(m.id),
-                    seq: Some(m.seq),
-                    ..AckResult::default()
-                }
+            Request::Delete(d) => changed(dispatch(caas, p, d).await?),
+            Request::React(request) => {
+                changed(dispatch(caas, p, Reaction { request, add: true }).await?)
             }
-            Request::React(r) => {
-                let m = caas
-                    .react(p, &r.conversation_id, &r.message_id, &r.emoji, true)
-                    .await?;
-                AckResult {
-                    message_id: Some(m.id),
-                    seq: Some(m.seq),
-                    ..AckResult::default()
-                }
-            }
-            Request::Unreact(r) => {
-                let m = caas
-                    .react(p, &r.conversation_id, &r.message_id, &r.emoji, false)
-                    .await?;
-                AckResult {
-                    message_id: Some(m.id),
-                    seq: Some(m.seq),
-                    ..AckResult::default()
-                }
-            }
+            Request::Unreact(request) => changed(
+                dispatch(
+                    caas,
+                    p,
+                    Reaction {
+                        request,
+                        add: false,
+                    },
+                )
+                .await?,
+            ),
+            Request::Pin(request) => changed(
+                dispatch(
+                    caas,
+                    p,
+                    Pinning {
+                        request,
+                        pinned: true,
+                    },
+                )
+                .await?,
+            ),
+            Request::Unpin(request) => changed(
+                dispatch(
+                    caas,
+                    p,
+                    Pinning {
+                        request,
+                        pinned: false,
+                    },
+                )
+                .await?,
+            ),
+            Request::Pins(r) => AckResult::Messages(MessagesResult {
+                messages: dispatch(caas, p, r).await?,
+            }),
             Request::Read(r) => {
-                let kind = if r.delivered_only {
-                    ReceiptKind::Delivered
-                } else {
-                    ReceiptKind::Read
-                };
-                let receipt = caas.mark(p, &r.conversation_id, kind, r.seq).await?;
-                AckResult {
-                    conversation_id: Some(receipt.conversation),
-                    delivered: Some(receipt.delivered),
-                    read: Some(receipt.read),
-                    ..AckResult::default()
-                }
+                let receipt = dispatch(caas, p, r).await?;
+                AckResult::Receipt(ReceiptResult {
+                    conversation_id: receipt.conversation,
+                    delivered: receipt.delivered,
+                    read: receipt.read,
+                })
             }
+            Request::Receipts(r) => AckResult::Receipts(ReceiptsResult {
+                receipts: dispatch(caas, p, r).await?,
+            }),
             Request::Typing(t) => {
-                let forwarded = match self.typing_gate(&t.conversation_id, t.typing, now) {
-                    false => false,
-                    true => {
-                        caas.typing(p, &t.conversation_id, t.typing).await?;
-                        self.typing_commit(&t.conversation_id, t.typing, now);
-                        true
-                    }
-                };
-                AckResult {
-                    forwarded: Some(forwarded),
-                    ..AckResult::default()
+                let (conversation, typing) = (t.conversation_id.clone(), t.typing);
+                let forwarded = self.typing_gate(&conversation, typing, now);
+                if forwarded {
+                    dispatch(caas, p, t).await?;
+                    self.typing_commit(&conversation, typing, now);
                 }
+                AckResult::Typing(TypingResult { forwarded })
             }
             Request::Presence(s) => {
-                let presence = caas.set_presence(p, s.status).await?;
+                let status = s.status;
+                let presence = dispatch(caas, p, s).await?;
                 // The heartbeat renews what this connection last said.
-                self.handle.set_status(s.status);
-                AckResult {
-                    status: Some(presence.status),
+                self.handle.set_status(status);
+                AckResult::Presence(PresenceResult {
+                    status: presence.status,
                     last_seen: presence.last_seen,
-                    ..AckResult::default()
-                }
+                })
             }
+            Request::PresenceOf(q) => AckResult::Presences(PresencesResult {
+                presences: dispatch(caas, p, q).await?,
+            }),
             Request::CallSignal(c) => {
-                caas.call_signal(p, &c.conversation_id, c.to, c.signal)
-                    .await?;
-                AckResult::default()
+                dispatch(caas, p, c).await?;
+                AckResult::Done(DoneResult {})
             }
-            Request::Sync(s) => {
-                let cap = self.config.max_sync_page.max(1);
-                let limit = s
-                    .limit
-                    .map_or(cap, |l| usize::try_from(l).unwrap_or(usize::MAX))
-                    .min(cap);
-                let page = caas.sync(p, s.since.unwrap_or(Cursor(0)), limit).await?;
+            Request::Sync(request) => {
+                let max_page = self.config.max_sync_page;
+                let page = dispatch(caas, p, Sync { request, max_page }).await?;
                 // Events go out as ordinary event frames carrying their cursor, so
                 // no frame is larger than one event; the ack follows them.
                 for e in &page.events {
@@ -490,17 +469,15 @@ impl Conn<'_> {
                         Some(e.cursor),
                     ));
                 }
-                AckResult {
-                    next_cursor: Some(page.next_cursor),
-                    has_more: Some(page.has_more),
-                    count: Some(u32::try_from(page.events.len()).unwrap_or(u32::MAX)),
-                    ..AckResult::default()
-                }
+                AckResult::Synced(SyncedResult {
+                    next_cursor: page.next_cursor,
+                    has_more: page.has_more,
+                    count: u32::try_from(page.events.len()).unwrap_or(u32::MAX),
+                })
             }
-            Request::Ping(_) => AckResult {
-                server_time: Some(now),
-                ..AckResult::default()
-            },
+            Request::Ping(r) => AckResult::Pong(PongResult {
+                server_time: dispatch(caas, p, r).await?,
+            }),
         })
     }
 
@@ -649,8 +626,4 @@ fn read_error(e: axum::Error) -> CloseReason {
             CloseReason::GONE
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }

@@ -9,9 +9,11 @@
 
 use caas_core::events::{Event, EventPayload};
 use caas_core::ids::{ClientMsgId, ConversationId, CorrelationId, Cursor, MessageId, Seq, UserId};
-use caas_core::model::{Attachment, Ciphertext, PresenceStatus};
+use caas_core::model::{Attachment, Ciphertext, Message, Presence, PresenceStatus, Receipt};
 use caas_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
+
+pub use crate::requests::{PinRequest, PinsRequest, PresenceQuery, ReceiptsRequest};
 
 /// The sub-protocol of JSON text frames.
 pub const JSON_PROTOCOL: &str = "caas.v1.json";
@@ -76,12 +78,22 @@ pub enum Request {
     React(ReactionRequest),
     /// Remove a reaction.
     Unreact(ReactionRequest),
+    /// Pin a message.
+    Pin(PinRequest),
+    /// Unpin a message.
+    Unpin(PinRequest),
+    /// The conversation's pinned messages.
+    Pins(PinsRequest),
     /// Move the read (or delivered) watermark.
     Read(ReadRequest),
+    /// Every member's receipt.
+    Receipts(ReceiptsRequest),
     /// Started or stopped typing.
     Typing(TypingRequest),
     /// Set this device's presence.
     Presence(PresenceRequest),
+    /// Other users' presence.
+    PresenceOf(PresenceQuery),
     /// Relay a WebRTC signal to conversation members.
     CallSignal(CallSignalRequest),
     /// Catch up: the durable events after a cursor arrive as `event` frames carrying
@@ -100,9 +112,14 @@ impl Request {
             Request::Delete(_) => "delete",
             Request::React(_) => "react",
             Request::Unreact(_) => "unreact",
+            Request::Pin(_) => "pin",
+            Request::Unpin(_) => "unpin",
+            Request::Pins(_) => "pins",
             Request::Read(_) => "read",
+            Request::Receipts(_) => "receipts",
             Request::Typing(_) => "typing",
             Request::Presence(_) => "presence",
+            Request::PresenceOf(_) => "presence_of",
             Request::CallSignal(_) => "call_signal",
             Request::Sync(_) => "sync",
             Request::Ping(_) => "ping",
@@ -257,72 +274,223 @@ pub struct SyncRequest {
 #[serde(deny_unknown_fields)]
 pub struct PingRequest {}
 
-/// The acknowledgement of one request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The acknowledgement of one request: what it produced, or why it failed;
+/// never both, never neither. On the wire (JSON) it is
+/// `{"ref", "ok": true, "result": {…}}` or `{"ref", "ok": false, "error": {…}}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "AckWire")]
 pub struct Ack {
     /// The request's `ref`.
-    #[serde(rename = "ref")]
     pub reference: String,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// What it produced (when `ok`); each request's doc lists its fields.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<AckResult>,
-    /// Why it failed (when not `ok`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
+    /// The result, or the error.
+    pub outcome: Result<AckResult, ErrorBody>,
 }
 
-/// The result of a request: one flat record, each request filling its own fields
-/// (so the same shape serves JSON and protobuf).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AckResult {
-    /// The message sent, edited, deleted or reacted to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<MessageId>,
+impl Ack {
+    /// Whether the request succeeded.
+    pub fn ok(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+// Written field by field rather than through `AckWire`, which would copy every
+// ack the server sends.
+impl Serialize for Ack {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = s.serialize_struct("Ack", 3)?;
+        m.serialize_field("ref", &self.reference)?;
+        match &self.outcome {
+            Ok(result) => {
+                m.serialize_field("ok", &true)?;
+                m.serialize_field("result", result)?;
+            }
+            Err(error) => {
+                m.serialize_field("ok", &false)?;
+                m.serialize_field("error", error)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// The JSON form of an [`Ack`], as read.
+#[derive(Deserialize)]
+struct AckWire {
+    #[serde(rename = "ref")]
+    reference: String,
+    ok: bool,
+    #[serde(default)]
+    result: Option<AckResult>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+impl TryFrom<AckWire> for Ack {
+    type Error = String;
+
+    fn try_from(w: AckWire) -> Result<Self, String> {
+        let outcome = match (w.ok, w.result, w.error) {
+            (true, Some(r), None) => Ok(r),
+            (false, None, Some(e)) => Err(e),
+            _ => return Err("an ack carries a result when ok, an error otherwise".into()),
+        };
+        Ok(Ack {
+            reference: w.reference,
+            outcome,
+        })
+    }
+}
+
+/// What a request produced. Each request has one shape, named after what it
+/// answers; the JSON form is the shape's fields alone (the request's `ref`
+/// tells which), and each shape's fields tell it apart from the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AckResult {
+    /// `send`: the stored message.
+    Sent(SentResult),
+    /// `edit`.
+    Edited(EditedResult),
+    /// `read`: the watermarks after the call.
+    Receipt(ReceiptResult),
+    /// `sync`: where the next page starts.
+    Synced(SyncedResult),
+    /// `presence`: the user's aggregated presence after the call.
+    Presence(PresenceResult),
+    /// `delete`, `react`, `unreact`, `pin`, `unpin`: the message changed.
+    Message(MessageRef),
+    /// `typing`: whether it went out.
+    Typing(TypingResult),
+    /// `ping`: the server's clock.
+    Pong(PongResult),
+    /// `pins`: the pinned messages.
+    Messages(MessagesResult),
+    /// `receipts`: every member's receipt.
+    Receipts(ReceiptsResult),
+    /// `presence_of`: the users' presence.
+    Presences(PresencesResult),
+    /// `call_signal`: relayed (`{}`).
+    Done(DoneResult),
+}
+
+/// The result of `send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentResult {
+    /// The message.
+    pub message_id: MessageId,
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// Its seq.
+    pub seq: Seq,
+    /// When it was stored.
+    pub created_at: Timestamp,
+    /// A retry of an earlier `client_msg_id`: this is the original.
+    pub duplicate: bool,
+}
+
+/// The result of `edit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditedResult {
+    /// The message.
+    pub message_id: MessageId,
+    /// Its seq.
+    pub seq: Seq,
+    /// When it was edited.
+    pub edited_at: Timestamp,
+}
+
+/// The result of `read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptResult {
     /// The conversation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<ConversationId>,
-    /// The message's seq.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq: Option<Seq>,
-    /// When the message was stored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<Timestamp>,
-    /// When the message was edited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<Timestamp>,
-    /// A send that repeated an earlier `client_msg_id` (the original is returned).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicate: Option<bool>,
-    /// The delivered watermark after a `read`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivered: Option<Seq>,
-    /// The read watermark after a `read`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read: Option<Seq>,
-    /// The aggregated presence after a `presence`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<PresenceStatus>,
-    /// The user's last activity after a `presence`.
+    pub conversation_id: ConversationId,
+    /// The delivered watermark after the call.
+    pub delivered: Seq,
+    /// The read watermark after the call.
+    pub read: Seq,
+}
+
+/// The result of `sync`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncedResult {
+    /// Where the next `sync` starts.
+    pub next_cursor: Cursor,
+    /// Whether more events wait after this page.
+    pub has_more: bool,
+    /// How many events this page sent.
+    pub count: u32,
+}
+
+/// The result of `presence`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceResult {
+    /// The user's best status over their devices.
+    pub status: PresenceStatus,
+    /// The user's last activity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<Timestamp>,
-    /// Whether a `typing` went out (false: throttled).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forwarded: Option<bool>,
-    /// Where the next `sync` starts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<Cursor>,
-    /// Whether more events wait after this `sync` page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub has_more: Option<bool>,
-    /// How many events this `sync` page sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<u32>,
-    /// The server's clock, on `ping`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_time: Option<Timestamp>,
 }
+
+/// The message a request changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRef {
+    /// The message.
+    pub message_id: MessageId,
+    /// Its seq.
+    pub seq: Seq,
+}
+
+/// The result of `typing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypingResult {
+    /// False when the connection's typing throttle swallowed it.
+    pub forwarded: bool,
+}
+
+/// The result of `ping`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PongResult {
+    /// The server's clock.
+    pub server_time: Timestamp,
+}
+
+/// The result of `pins`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesResult {
+    /// In seq order.
+    pub messages: Vec<Message>,
+}
+
+/// The result of `receipts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsResult {
+    /// One per member who has one.
+    pub receipts: Vec<Receipt>,
+}
+
+/// The result of `presence_of`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresencesResult {
+    /// In the order asked.
+    pub presences: Vec<Presence>,
+}
+
+/// The result of requests that produce nothing but success.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoneResult {}
 
 /// Why a request failed: an `api.md` error code and a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -376,6 +544,9 @@ pub struct WireEvent {
 /// A server → client frame, as the client decodes it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// Events are most frames and are moved on once decoded: boxing them would add
+// an allocation to every one to save stack space in a value that lives briefly.
+#[allow(clippy::large_enum_variant)]
 pub enum ServerFrame {
     /// The acknowledgement of a request.
     Ack(Ack),
@@ -487,21 +658,45 @@ mod tests {
     fn acks_and_errors_round_trip() {
         let ack = Ack {
             reference: "7".into(),
-            ok: true,
-            result: Some(AckResult {
-                seq: Some(Seq(18)),
-                ..AckResult::default()
-            }),
-            error: None,
+            outcome: Ok(AckResult::Typing(TypingResult { forwarded: true })),
         };
         let json = serde_json::to_string(&OutFrameRef::Ack(&ack)).unwrap();
         assert_eq!(
             json,
-            r#"{"type":"ack","ref":"7","ok":true,"result":{"seq":18}}"#
+            r#"{"type":"ack","ref":"7","ok":true,"result":{"forwarded":true}}"#
         );
         assert_eq!(
             serde_json::from_str::<ServerFrame>(&json).unwrap(),
             ServerFrame::Ack(ack)
         );
+        let failed = Ack {
+            reference: "8".into(),
+            outcome: Err(ErrorBody {
+                code: "forbidden".into(),
+                message: "no".into(),
+                retry_after_ms: None,
+            }),
+        };
+        let json = serde_json::to_string(&OutFrameRef::Ack(&failed)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"ack","ref":"8","ok":false,"error":{"code":"forbidden","message":"no"}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ServerFrame>(&json).unwrap(),
+            ServerFrame::Ack(failed)
+        );
+        // What an ack cannot say is refused.
+        for impossible in [
+            r#"{"type":"ack","ref":"9","ok":true}"#,
+            r#"{"type":"ack","ref":"9","ok":false,"result":{}}"#,
+            r#"{"type":"ack","ref":"9","ok":true,"result":{},"error":{"code":"x","message":"y"}}"#,
+            r#"{"type":"ack","ref":"9","ok":true,"result":{"seq":1}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ServerFrame>(impossible).is_err(),
+                "{impossible}"
+            );
+        }
     }
 }

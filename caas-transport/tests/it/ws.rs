@@ -13,8 +13,8 @@ use caas_transport::WsConfig;
 use caas_transport::client::{Backoff, Client, ClientConfig, ClientError, Events, Notice};
 use caas_transport::ws::Codec;
 use caas_transport::ws::frames::{
-    CallSignalRequest, ClientFrame, PingRequest, PresenceRequest, ReactionRequest, ReadRequest,
-    Request, ServerFrame, TypingRequest, WireEvent,
+    AckResult, CallSignalRequest, ClientFrame, PingRequest, PresenceRequest, ReactionRequest,
+    ReadRequest, Request, ServerFrame, TypingRequest, WireEvent,
 };
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
@@ -211,9 +211,9 @@ async fn two_users_chat(codec: Codec) {
     let (bob, mut bob_events) = client(&s, &f.bob, codec).await;
 
     let sent = alice.send_text(&f.conv, &k("m-1"), "hi bob").await.unwrap();
-    assert_eq!(sent.seq.map(|s| s.get()), Some(1));
-    assert_eq!(sent.duplicate, Some(false));
-    let message_id = sent.message_id.clone().unwrap();
+    assert_eq!(sent.seq.get(), 1);
+    assert!(!sent.duplicate);
+    let message_id = sent.message_id.clone();
     let got = events_until(&mut bob_events, |e| is_created(e, "hi bob")).await;
     let created = got.last().unwrap();
     assert!(created.correlation_id.is_some());
@@ -234,7 +234,10 @@ async fn two_users_chat(codec: Codec) {
         }))
         .await
         .unwrap();
-    assert_eq!(read.read.map(|s| s.get()), Some(1));
+    let AckResult::Receipt(read) = read else {
+        panic!("{read:?}")
+    };
+    assert_eq!(read.read.get(), 1);
     bob.request(Request::React(ReactionRequest {
         conversation_id: f.conv.clone(),
         message_id: message_id.clone(),
@@ -250,7 +253,7 @@ async fn two_users_chat(codec: Codec) {
         }))
         .await
         .unwrap();
-    assert!(edited.edited_at.is_some());
+    assert!(matches!(edited, AckResult::Edited(_)), "{edited:?}");
     let got = events_until(&mut alice_events, |e| e.payload.kind() == "message.edited").await;
     let seen = kinds(&got);
     for kind in [
@@ -274,25 +277,29 @@ async fn two_users_chat(codec: Codec) {
             typing,
         })
     };
+    let forwarded = |r: AckResult| match r {
+        AckResult::Typing(t) => Some(t.forwarded),
+        _ => None,
+    };
     assert_eq!(
-        alice.request(typing(true)).await.unwrap().forwarded,
+        forwarded(alice.request(typing(true)).await.unwrap()),
         Some(true)
     );
     assert_eq!(
-        alice.request(typing(true)).await.unwrap().forwarded,
+        forwarded(alice.request(typing(true)).await.unwrap()),
         Some(false)
     );
     s.advance(Duration::from_secs(2));
     assert_eq!(
-        alice.request(typing(true)).await.unwrap().forwarded,
+        forwarded(alice.request(typing(true)).await.unwrap()),
         Some(true)
     );
     assert_eq!(
-        alice.request(typing(false)).await.unwrap().forwarded,
+        forwarded(alice.request(typing(false)).await.unwrap()),
         Some(true)
     );
     assert_eq!(
-        alice.request(typing(false)).await.unwrap().forwarded,
+        forwarded(alice.request(typing(false)).await.unwrap()),
         Some(false)
     );
 
@@ -328,7 +335,10 @@ async fn two_users_chat(codec: Codec) {
         }))
         .await
         .unwrap();
-    assert_eq!(away.status, Some(PresenceStatus::Away));
+    assert!(
+        matches!(&away, AckResult::Presence(p) if p.status == PresenceStatus::Away),
+        "{away:?}"
+    );
     bob.close().await;
     events_until(&mut alice_events, |e| {
         matches!(&e.payload, EventPayload::Presence { user_id, status: PresenceStatus::Offline, .. } if user_id.as_str() == "bob")
@@ -392,10 +402,7 @@ async fn a_resend_over_ws_is_idempotent() {
     let first = alice.send_text(&f.conv, &k("once"), "hello").await.unwrap();
     let again = alice.send_text(&f.conv, &k("once"), "hello").await.unwrap();
     assert_eq!(first.message_id, again.message_id);
-    assert_eq!(
-        (first.duplicate, again.duplicate),
-        (Some(false), Some(true))
-    );
+    assert_eq!((first.duplicate, again.duplicate), (false, true));
     alice
         .send_text(&f.conv, &k("after"), "after")
         .await
@@ -588,7 +595,7 @@ async fn a_non_member_gets_a_forbidden_ack_and_stays_connected() {
     assert!(
         matches!(err, ClientError::Server { ref message, .. } if message.contains("default-deny"))
     );
-    assert!(eve.ping().await.unwrap().server_time.is_some());
+    assert!(eve.ping().await.unwrap().server_time > caas_core::time::Timestamp::EPOCH);
 }
 
 #[tokio::test]
@@ -659,7 +666,7 @@ async fn malformed_and_unknown_frames_get_error_frames() {
     let ServerFrame::Ack(ack) = reply_proto(&mut ws).await else {
         panic!("an ack")
     };
-    assert!(ack.ok && ack.reference == "p");
+    assert!(ack.ok() && ack.reference == "p");
 }
 
 #[tokio::test]
@@ -1158,4 +1165,102 @@ async fn protocol_violations_get_a_close_frame_with_their_code() {
         frames.extend_from_slice(&buf[..n]);
     };
     assert_eq!(code, 1002, "an unmasked client frame");
+}
+
+async fn pins_receipts_and_presence_lookups(codec: Codec) {
+    use caas_transport::ws::frames::{PinRequest, PinsRequest, PresenceQuery, ReceiptsRequest};
+    let s = Server::start().await;
+    let f = fixture(&s, json!({})).await;
+    let (alice, _alice_events) = client(&s, &f.alice, codec).await;
+    let (bob, _bob_events) = client(&s, &f.bob, codec).await;
+    let sent = alice.send_text(&f.conv, &k("p-1"), "pin me").await.unwrap();
+    let pin = PinRequest {
+        conversation_id: f.conv.clone(),
+        message_id: sent.message_id.clone(),
+    };
+    // Alice owns the group (an admin); Bob is a plain member.
+    let refused = bob.request(Request::Pin(pin.clone())).await.unwrap_err();
+    assert_eq!(refused.code(), Some("forbidden"), "{refused}");
+    let pinned = alice.request(Request::Pin(pin.clone())).await.unwrap();
+    assert!(
+        matches!(&pinned, AckResult::Message(m) if m.message_id == sent.message_id && m.seq == sent.seq),
+        "{pinned:?}"
+    );
+    let pins = || {
+        Request::Pins(PinsRequest {
+            conversation_id: f.conv.clone(),
+        })
+    };
+    let AckResult::Messages(list) = bob.request(pins()).await.unwrap() else {
+        panic!("a list of messages")
+    };
+    assert_eq!(list.messages.len(), 1);
+    assert_eq!(list.messages[0].id, sent.message_id);
+    alice.request(Request::Unpin(pin)).await.unwrap();
+    let AckResult::Messages(list) = bob.request(pins()).await.unwrap() else {
+        panic!("a list of messages")
+    };
+    assert!(list.messages.is_empty(), "an empty list stays a list");
+
+    bob.request(Request::Read(ReadRequest {
+        conversation_id: f.conv.clone(),
+        seq: sent.seq,
+        delivered_only: false,
+    }))
+    .await
+    .unwrap();
+    let AckResult::Receipts(r) = alice
+        .request(Request::Receipts(ReceiptsRequest {
+            conversation_id: f.conv.clone(),
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("receipts")
+    };
+    let bobs = r
+        .receipts
+        .iter()
+        .find(|r| r.user.as_str() == "bob")
+        .expect("bob's receipt");
+    assert_eq!(bobs.read, sent.seq);
+
+    let AckResult::Presences(p) = alice
+        .request(Request::PresenceOf(PresenceQuery {
+            users: vec![
+                UserId::parse("bob").unwrap(),
+                UserId::parse("carol").unwrap(),
+            ],
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("presences")
+    };
+    let status: Vec<_> = p
+        .presences
+        .iter()
+        .map(|p| (p.user.as_str(), p.status))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("bob", PresenceStatus::Online),
+            ("carol", PresenceStatus::Offline)
+        ]
+    );
+    // The eve of another conversation reads none of it.
+    let (eve, _) = client(&s, &f.eve, codec).await;
+    let refused = eve.request(pins()).await.unwrap_err();
+    assert_eq!(refused.code(), Some("forbidden"), "{refused}");
+}
+
+#[tokio::test]
+async fn pins_receipts_and_presence_lookups_over_json() {
+    pins_receipts_and_presence_lookups(Codec::Json).await;
+}
+
+#[tokio::test]
+async fn pins_receipts_and_presence_lookups_over_protobuf() {
+    pins_receipts_and_presence_lookups(Codec::Proto).await;
 }
