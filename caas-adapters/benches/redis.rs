@@ -1,6 +1,7 @@
 //! Round trips to Redis, one request in flight at a time: a GCRA check (the
 //! script, allowing and storing every time) and a presence heartbeat (the
-//! presence script renewing one device), as p50/p99 latencies.
+//! presence script renewing one device), as p50/p99 latencies, beside a PING
+//! through the same connection.
 //!
 //! `cargo bench -p caas-adapters --features redis --bench redis` against
 //! `CAAS_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). Under `cargo test`
@@ -72,6 +73,14 @@ fn main() {
         let clock = SystemClock::new();
         let tenant = TenantId::parse("bench").unwrap();
         println!("Redis round trips against {url}, one in flight");
+
+        // The floor: one command's round trip through the same connection.
+        let ping = sample(warmup, n, |_| {
+            let redis = &redis;
+            async move { redis.ping().await.unwrap() }
+        })
+        .await;
+        report("PING (baseline)", ping);
 
         let limits = redis.rate_limits();
         // Large enough that every check is allowed and stores its new state.

@@ -3,25 +3,28 @@
 //! Each conversation has a version in Redis: a random token that every write
 //! replaces. A cached entry carries the token that was current before it was
 //! read from the store, and is served only while Redis still holds that token,
-//! which each cached read checks with one command. So the check is synchronous
-//! where pub/sub invalidation would not be: a write replaces the token after
-//! its store write and before it returns, and any read on any node that starts
-//! after that sees the new token and reads the store. A member removed on one
-//! node is never authorized from another node's cached list.
+//! which each cached read checks with one script call. So the check is
+//! synchronous where pub/sub invalidation would not be: a write replaces the
+//! token after its store write and before it returns, and any read on any node
+//! that starts after that sees the new token and reads the store. A member
+//! removed on one node is never authorized from another node's cached list.
 //!
-//! * The token is replaced before the store write as well: if Redis cannot be
-//!   reached the write is refused before anything changes, so a write that
-//!   other nodes cannot be told about is never made.
-//! * If Redis fails between the store write and the second replacement, the
-//!   write answers [`caas_core::Error::Unavailable`] (it was stored, but is not
-//!   yet visible everywhere), the node retries the replacement before its next
-//!   call, and [`super::RedisConfig::cache_max_age`] bounds how long another
-//!   node can serve the old entry.
+//! * A write first takes a lease (a sorted set of writer ids, scored by when
+//!   their lease ends, in Redis's clock) and replaces the token; while any
+//!   lease runs, reads go to the store and cache nothing. If Redis cannot be
+//!   reached the write is refused before anything changes.
+//! * After the store write it drops its lease and replaces the token again. If
+//!   that fails (Redis lost just then) or the node dies first, the lease makes
+//!   every node read through until it ends
+//!   ([`super::RedisConfig::cache_write_lease`], longer than any store write),
+//!   and the token replaced at the start has already outdated every entry
+//!   cached before the write. The write answers [`caas_core::Error::Unavailable`]
+//!   (it was stored), and the node retries the release before its next call.
 //! * Tokens are random, not counters, so a Redis that restarts empty can never
 //!   hand a stale entry its old version back; a missing token is created by the
-//!   first reader (`SET NX GET`), and tokens expire a day after their last
-//!   write.
-//! * When Redis cannot be reached, reads go to the store and nothing is cached.
+//!   first reader, and tokens expire a day after their last write.
+//! * When Redis cannot be reached, reads go to the store and nothing is cached;
+//!   [`super::RedisConfig::cache_max_age`] bounds any entry's life regardless.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +37,8 @@ use caas_core::model::{Conversation, Member};
 use caas_core::ports::{ConversationStore, Created};
 use caas_core::{Error, Result};
 
-use super::Redis;
+use super::lua::{CACHE_BEGIN_SCRIPT, CACHE_END_SCRIPT, CACHE_READ_SCRIPT};
+use super::{Redis, ceil_millis};
 
 /// How long a version token lives after it was last set.
 const VERSION_TTL: Duration = Duration::from_secs(86_400);
@@ -56,7 +60,8 @@ pub struct CacheStats {
     pub hits: u64,
     /// Reads that went to the store and filled the cache.
     pub misses: u64,
-    /// Reads that went to the store because Redis could not be reached.
+    /// Reads that went to the store uncached: Redis could not be reached, or a
+    /// write of the conversation was in progress.
     pub bypasses: u64,
 }
 
@@ -68,8 +73,8 @@ pub struct CachedConversations {
     redis: Redis,
     inner: Arc<dyn ConversationStore>,
     entries: Mutex<HashMap<Key, Entry>>,
-    /// Conversations written whose token could not be replaced afterwards.
-    pending: Mutex<HashSet<Key>>,
+    /// Writes whose end could not be recorded: (conversation, writer id).
+    pending: Mutex<HashSet<(Key, String)>>,
     hits: AtomicU64,
     misses: AtomicU64,
     bypasses: AtomicU64,
@@ -101,42 +106,54 @@ impl CachedConversations {
         }
     }
 
-    /// The conversation's current token, created when missing.
-    async fn token(&self, key: &Key) -> Result<Arc<str>> {
-        let k = self.redis.keys().conversation_version(&key.0, &key.1);
-        let mine = new_token();
+    /// The conversation's current token (created when missing), and whether a
+    /// write of it is in progress.
+    async fn token(&self, key: &Key) -> Result<(Arc<str>, bool)> {
+        let keys = self.redis.keys();
+        let mut call = CACHE_READ_SCRIPT.key(keys.conversation_version(&key.0, &key.1));
+        call.key(keys.conversation_writers(&key.0, &key.1))
+            .arg(new_token())
+            .arg(VERSION_TTL.as_secs());
         let mut conn = self.redis.conn();
-        let arg = mine.clone();
-        let existing: Option<String> = self
+        let (token, busy): (String, u64) = self
             .redis
             .run("read a conversation's cache version", async move {
-                redis::cmd("SET")
-                    .arg(k)
-                    .arg(arg)
-                    .arg("NX")
-                    .arg("GET")
-                    .arg("EX")
-                    .arg(VERSION_TTL.as_secs())
-                    .query_async(&mut conn)
-                    .await
+                call.invoke_async(&mut conn).await
             })
             .await?;
-        Ok(Arc::from(existing.unwrap_or(mine)))
+        Ok((Arc::from(token), busy > 0))
     }
 
-    /// Gives the conversation a new token: every cached copy anywhere is stale.
-    async fn bump(&self, key: &Key) -> Result<()> {
-        let k = self.redis.keys().conversation_version(&key.0, &key.1);
+    /// Starts a write: takes `writer`'s lease and replaces the token.
+    async fn begin(&self, key: &Key, writer: &str) -> Result<()> {
+        let keys = self.redis.keys();
+        let mut call = CACHE_BEGIN_SCRIPT.key(keys.conversation_version(&key.0, &key.1));
+        call.key(keys.conversation_writers(&key.0, &key.1))
+            .arg(writer)
+            .arg(ceil_millis(self.redis.config().cache_write_lease))
+            .arg(new_token())
+            .arg(VERSION_TTL.as_secs());
+        let mut conn = self.redis.conn();
+        self.redis
+            .run("start a conversation write", async move {
+                call.invoke_async::<()>(&mut conn).await
+            })
+            .await
+    }
+
+    /// Ends a write: drops `writer`'s lease and replaces the token, so every
+    /// cached copy anywhere is stale. Idempotent.
+    async fn end(&self, key: &Key, writer: &str) -> Result<()> {
+        let keys = self.redis.keys();
+        let mut call = CACHE_END_SCRIPT.key(keys.conversation_version(&key.0, &key.1));
+        call.key(keys.conversation_writers(&key.0, &key.1))
+            .arg(writer)
+            .arg(new_token())
+            .arg(VERSION_TTL.as_secs());
         let mut conn = self.redis.conn();
         self.redis
             .run("invalidate a cached conversation", async move {
-                redis::cmd("SET")
-                    .arg(k)
-                    .arg(new_token())
-                    .arg("EX")
-                    .arg(VERSION_TTL.as_secs())
-                    .query_async::<()>(&mut conn)
-                    .await
+                call.invoke_async::<()>(&mut conn).await
             })
             .await
     }
@@ -147,43 +164,50 @@ impl CachedConversations {
         }
     }
 
-    /// Retries the invalidations a failure left behind, before anything else.
-    async fn flush_pending(&self) {
-        let keys: Vec<Key> = match self.pending.lock() {
+    /// Retries the write ends a failure left behind. Called only after Redis
+    /// just answered, so an outage does not make every call wait on them.
+    /// Returns whether it recorded any.
+    async fn flush_pending(&self) -> bool {
+        let ends: Vec<(Key, String)> = match self.pending.lock() {
             Ok(p) if !p.is_empty() => p.iter().cloned().collect(),
-            _ => return,
+            _ => return false,
         };
-        for key in keys {
-            if self.bump(&key).await.is_ok()
-                && let Ok(mut p) = self.pending.lock()
-            {
-                p.remove(&key);
+        let mut any = false;
+        for (key, writer) in ends {
+            if self.end(&key, &writer).await.is_ok() {
+                any = true;
+                self.forget(&key);
+                if let Ok(mut p) = self.pending.lock() {
+                    p.remove(&(key, writer));
+                }
             }
         }
+        any
     }
 
-    /// A write through the decorator: token replaced before (or nothing is
-    /// written) and after the store write.
+    /// A write through the decorator: a lease and a new token before the store
+    /// write (or nothing is written), the lease dropped and a new token after.
     async fn write<T>(
         &self,
         key: Key,
         write: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
+        let writer = new_token();
+        self.begin(&key, &writer).await?;
         self.flush_pending().await;
-        self.bump(&key).await?;
         self.forget(&key);
         let result = write.await;
         self.forget(&key);
         // Also after a failed write: a timeout may still have been applied.
-        if let Err(e) = self.bump(&key).await {
+        if let Err(e) = self.end(&key, &writer).await {
             if let Ok(mut p) = self.pending.lock() {
-                p.insert(key);
+                p.insert((key, writer));
             }
             if result.is_ok() {
                 return Err(Error::Unavailable {
                     backend: "redis",
-                    context: "the change was stored, but other nodes' caches could not be told; \
-                              they stop serving the old copy within the cache's maximum age"
+                    context: "the change was stored, but the caches of other nodes could not \
+                              be told; they read through until the write's lease ends"
                         .into(),
                     temporary: true,
                     source: Some(Box::new(e)),
@@ -202,9 +226,17 @@ impl CachedConversations {
         fill: impl std::future::Future<Output = Result<T>>,
         put: impl Fn(&mut Entry, T),
     ) -> Result<T> {
-        self.flush_pending().await;
-        let token = match self.token(&key).await {
-            Ok(t) => t,
+        let mut checked = self.token(&key).await;
+        if checked.is_ok() && self.flush_pending().await {
+            // A write of ours just ended: read the token it left.
+            checked = self.token(&key).await;
+        }
+        let token = match checked {
+            Ok((token, false)) => token,
+            Ok((_, true)) => {
+                self.bypasses.fetch_add(1, Ordering::Relaxed);
+                return fill.await;
+            }
             Err(e) => {
                 self.bypasses.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "conversation cache bypassed: Redis unavailable");

@@ -60,6 +60,12 @@ impl Keys {
         self.key("cv", tenant.as_str(), &[id.as_str()])
     }
 
+    /// The writes in progress on a conversation: a sorted set of writer ids
+    /// scored by the end of their lease (Redis time, milliseconds).
+    pub(super) fn conversation_writers(&self, tenant: &TenantId, id: &ConversationId) -> String {
+        self.key("cw", tenant.as_str(), &[id.as_str()])
+    }
+
     /// The bus channel.
     pub(super) fn bus_channel(&self) -> String {
         format!("{}bus", self.prefix)

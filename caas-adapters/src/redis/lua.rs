@@ -144,6 +144,47 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
+/// Redis's own clock in milliseconds, for write leases: the one clock every
+/// node's scripts agree on.
+const CACHE_CLOCK: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"#;
+
+/// A cached read's check. KEYS: the version, the writers' leases. ARGV: a
+/// fresh token (stored when there is none), the version's TTL in seconds.
+/// Returns `{token, writes in progress}`.
+const CACHE_READ: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms())
+local busy = redis.call('ZCARD', KEYS[2])
+local v = redis.call('GET', KEYS[1])
+if not v then
+  v = ARGV[1]
+  redis.call('SET', KEYS[1], v, 'EX', ARGV[2])
+end
+return {v, busy}
+"#;
+
+/// A write begins. KEYS: the version, the writers' leases. ARGV: the writer's
+/// id, its lease in milliseconds, a fresh token, the version's TTL in seconds.
+const CACHE_BEGIN: &str = r#"
+local lease = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[2], now_ms() + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], lease)
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+return 1
+"#;
+
+/// A write ended (idempotent). KEYS: the version, the writers' leases. ARGV:
+/// the writer's id, a fresh token, the version's TTL in seconds.
+const CACHE_END: &str = r#"
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"#;
+
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
@@ -151,3 +192,8 @@ fn script(body: &str) -> Script {
 pub(super) static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(GCRA));
 pub(super) static PRESENCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(PRESENCE));
 pub(super) static REVOKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(REVOKE));
+pub(super) static CACHE_READ_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{CACHE_CLOCK}{CACHE_READ}")));
+pub(super) static CACHE_BEGIN_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{CACHE_CLOCK}{CACHE_BEGIN}")));
+pub(super) static CACHE_END_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CACHE_END));

@@ -61,10 +61,13 @@ pub struct RedisConfig {
     pub bus_health_interval: Duration,
     /// Conversations the read cache holds at most (default 65 536).
     pub cache_capacity: usize,
-    /// The longest a cached conversation is served (default 60 s): a bound on
-    /// staleness if an invalidation is lost to a double fault (see
-    /// [`CachedConversations`]).
+    /// The longest a cached conversation is served (default 60 s), whatever
+    /// else happens (see [`CachedConversations`]).
     pub cache_max_age: Duration,
+    /// How long a write through the read cache keeps every node reading that
+    /// conversation from the store if it cannot say it ended (its node died,
+    /// or Redis failed just then); longer than any store write (default 30 s).
+    pub cache_write_lease: Duration,
 }
 
 impl Default for RedisConfig {
@@ -81,6 +84,7 @@ impl Default for RedisConfig {
             bus_health_interval: Duration::from_secs(5),
             cache_capacity: 65_536,
             cache_max_age: Duration::from_secs(60),
+            cache_write_lease: Duration::from_secs(30),
         }
     }
 }

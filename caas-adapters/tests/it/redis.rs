@@ -639,3 +639,133 @@ async fn the_cache_reads_through_and_refuses_writes_while_redis_is_down() {
         ["alice", "bob"]
     );
 }
+
+/// A store whose `remove_member` waits for `go`, writes, then never returns: a
+/// node that dies between its store write and telling the other nodes.
+#[derive(Debug)]
+struct DiesAfterWriting {
+    inner: Arc<dyn ConversationStore>,
+    entered: Arc<tokio::sync::Notify>,
+    go: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl ConversationStore for DiesAfterWriting {
+    async fn create(
+        &self,
+        c: &Conversation,
+        m: &[Member],
+    ) -> caas_core::Result<caas_core::ports::Created<Conversation>> {
+        self.inner.create(c, m).await
+    }
+    async fn get(
+        &self,
+        t: &TenantId,
+        id: &caas_core::ids::ConversationId,
+    ) -> caas_core::Result<Option<Conversation>> {
+        self.inner.get(t, id).await
+    }
+    async fn update(&self, c: &Conversation) -> caas_core::Result<()> {
+        self.inner.update(c).await
+    }
+    async fn member(
+        &self,
+        t: &TenantId,
+        c: &caas_core::ids::ConversationId,
+        u: &UserId,
+    ) -> caas_core::Result<Option<Member>> {
+        self.inner.member(t, c, u).await
+    }
+    async fn members(
+        &self,
+        t: &TenantId,
+        c: &caas_core::ids::ConversationId,
+    ) -> caas_core::Result<Vec<Member>> {
+        self.inner.members(t, c).await
+    }
+    async fn put_member(&self, t: &TenantId, m: &Member) -> caas_core::Result<bool> {
+        self.inner.put_member(t, m).await
+    }
+    async fn remove_member(
+        &self,
+        t: &TenantId,
+        c: &caas_core::ids::ConversationId,
+        u: &UserId,
+    ) -> caas_core::Result<bool> {
+        self.entered.notify_one();
+        self.go.notified().await;
+        self.inner.remove_member(t, c, u).await?;
+        std::future::pending().await
+    }
+    async fn list_for_user(
+        &self,
+        t: &TenantId,
+        u: &UserId,
+    ) -> caas_core::Result<Vec<(Conversation, Member)>> {
+        self.inner.list_for_user(t, u).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dying_mid_write_leaves_no_stale_entry_anywhere() {
+    let cfg = RedisConfig {
+        cache_write_lease: Duration::from_secs(2),
+        ..config()
+    };
+    let shared: Arc<dyn ConversationStore> = Arc::new(MemoryConversationStore::default());
+    let (entered, go) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let a = Arc::new(
+        Redis::new(cfg.clone())
+            .unwrap()
+            .cache_conversations(Arc::new(DiesAfterWriting {
+                inner: shared.clone(),
+                entered: entered.clone(),
+                go: go.clone(),
+            })),
+    );
+    let b = Redis::new(cfg).unwrap().cache_conversations(shared.clone());
+    let tn = tenant();
+    let c = group(&tn);
+    a.create(&c, &[member(&c, "alice"), member(&c, "mallory")])
+        .await
+        .unwrap();
+    b.members(&tn, &c.id).await.unwrap();
+    assert_eq!(
+        names(&b.members(&tn, &c.id).await.unwrap()),
+        ["alice", "mallory"]
+    );
+    assert_eq!(b.stats().hits, 1);
+
+    let removal = tokio::spawn({
+        let (a, tn, id) = (a.clone(), tn.clone(), c.id.clone());
+        async move { a.remove_member(&tn, &id, &user("mallory")).await }
+    });
+    entered.notified().await;
+    // Node A holds its lease and has not written yet: B reads the store and
+    // caches nothing (an entry made now would outlive A's write).
+    assert_eq!(
+        names(&b.members(&tn, &c.id).await.unwrap()),
+        ["alice", "mallory"]
+    );
+    assert_eq!(b.stats().bypasses, 1);
+    go.notify_one();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&shared.members(&tn, &c.id).await.unwrap()).contains(&"mallory") {
+        assert!(Instant::now() < deadline, "the store write never happened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Node A dies before it can say its write ended.
+    removal.abort();
+    for _ in 0..3 {
+        assert_eq!(names(&b.members(&tn, &c.id).await.unwrap()), ["alice"]);
+    }
+    // Once the lease ends, B caches again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let hits = b.stats().hits;
+    b.members(&tn, &c.id).await.unwrap();
+    assert_eq!(names(&b.members(&tn, &c.id).await.unwrap()), ["alice"]);
+    assert_eq!(b.stats().hits, hits + 1);
+}
