@@ -7,6 +7,11 @@
 //! A refresh token is exchanged once; presenting an already exchanged token means
 //! it was copied, so its whole family (every token descended from that login) is
 //! revoked and both holders must log in again.
+//!
+//! Access tokens of a password session name its family (`sid`); logout and reuse
+//! detection record the family in [`crate::ports::Revocations`], and
+//! [`Caas::authenticate`] refuses such tokens from then on, on every node sharing
+//! that store, instead of accepting them until they expire.
 
 use std::sync::Arc;
 use std::time::Duration;
