@@ -61,7 +61,7 @@ fn describe(e: &Event) -> String {
 async fn main() -> caas::Result<()> {
     let caas = Caas::new(caas::storage::memory::backends(), Config::default());
     // Subscribe before acting, as a transport would, to see every event.
-    let mut bus = caas.backends().bus.subscribe().await?;
+    let mut bus = caas.subscribe().await?;
 
     // The operator creates a tenant; the tenant's server creates users.
     let tenant = caas

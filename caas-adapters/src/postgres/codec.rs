@@ -1,0 +1,289 @@
+//! Between domain values and PostgreSQL columns: integers, ids and JSON documents.
+//!
+//! Each table keeps as columns only what a query filters or orders on; the rest of
+//! a value is one JSON document (`text`, not `jsonb`: the store never looks
+//! inside, and `text` takes every string serde_json writes, `\u0000` included),
+//! so adding a field to a model type needs no migration.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use caas_core::ids::{ClientMsgId, ConversationId, MessageId, Seq, TenantId, UserId};
+use caas_core::model::{Attachment, Ciphertext, Edit, ForwardRef, Message, Pin, Tombstone};
+use caas_core::time::Timestamp;
+use caas_core::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A u64 (seq, cursor, position, timestamp) as PostgreSQL's bigint.
+pub(super) fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::invalid(what, "too large for the store (max 2^63 - 1)"))
+}
+
+/// A stored i64 back to u64; a negative one means the row is corrupt.
+pub(super) fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::internal(format!("postgres: stored {what} is negative")))
+}
+
+pub(super) fn ts_to_i64(t: Timestamp, what: &str) -> Result<i64> {
+    to_i64(t.as_nanos(), what)
+}
+
+pub(super) fn ts_from_i64(v: i64, what: &str) -> Result<Timestamp> {
+    to_u64(v, what).map(Timestamp::from_nanos)
+}
+
+/// A u64 bound of a range query (`seq > ?`): past i64::MAX nothing is stored, so
+/// saturating keeps the query's meaning.
+pub(super) fn bound(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A page size for `LIMIT`; usize::MAX means no limit.
+pub(super) fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// An id read back from a column; one that no longer parses means corruption.
+pub(super) fn id<T: FromStr<Err = Error>>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|e| Error::internal(format!("postgres: stored id `{s}` is invalid: {e}")))
+}
+
+pub(super) fn to_json<T: Serialize + ?Sized>(v: &T, what: &str) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Internal {
+        context: format!("postgres: encoding {what}"),
+        source: Some(Box::new(e)),
+    })
+}
+
+pub(super) fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Internal {
+        context: format!("postgres: stored {what} does not decode"),
+        source: Some(Box::new(e)),
+    })
+}
+
+/// The columns of a message row; the rest of the message is its [`MessageDoc`].
+#[derive(Debug)]
+pub(super) struct MessageRow {
+    pub(super) seq: i64,
+    pub(super) id: String,
+    pub(super) sender: String,
+    pub(super) client_msg_id: String,
+    pub(super) doc: String,
+}
+
+/// The columns every message query selects (table alias `m`), in the order
+/// [`MessageRow::read`] takes them; a macro so queries are `concat!`ed at compile
+/// time.
+macro_rules! message_columns {
+    () => {
+        "m.seq, m.id, m.sender, m.client_msg_id, m.doc"
+    };
+}
+pub(super) use message_columns;
+
+impl MessageRow {
+    /// The columns of [`message_columns!`] from `row`, starting at `at`.
+    pub(super) fn read(row: &tokio_postgres::Row, at: usize) -> Result<Self> {
+        Ok(Self {
+            seq: get(row, at)?,
+            id: get(row, at + 1)?,
+            sender: get(row, at + 2)?,
+            client_msg_id: get(row, at + 3)?,
+            doc: get(row, at + 4)?,
+        })
+    }
+
+    pub(super) fn decode(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+    ) -> Result<Message> {
+        let doc: MessageDoc = from_json(&self.doc, "message")?;
+        Ok(Message {
+            tenant: tenant.clone(),
+            conversation: conversation.clone(),
+            id: id::<MessageId>(&self.id)?,
+            seq: Seq(to_u64(self.seq, "seq")?),
+            sender: id::<UserId>(&self.sender)?,
+            client_msg_id: id::<ClientMsgId>(&self.client_msg_id)?,
+            body: doc.body,
+            ciphertext: doc.ciphertext,
+            attachments: doc.attachments,
+            reply_to: doc.reply_to,
+            forwarded_from: doc.forwarded_from,
+            mentions: doc.mentions,
+            reactions: doc.reactions,
+            edits: doc.edits,
+            edited_at: doc.edited_at,
+            deleted: doc.deleted,
+            pinned: doc.pinned,
+            created_at: doc.created_at,
+        })
+    }
+}
+
+/// Everything of a message but its key columns (tenant and conversation live in the
+/// stream row; id, seq, sender and client_msg_id are columns). Field names and skip
+/// rules match `Message`'s serde form.
+#[derive(Debug, Deserialize)]
+struct MessageDoc {
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    ciphertext: Option<Ciphertext>,
+    #[serde(default)]
+    attachments: Vec<Attachment>,
+    #[serde(default)]
+    reply_to: Option<MessageId>,
+    #[serde(default)]
+    forwarded_from: Option<ForwardRef>,
+    #[serde(default)]
+    mentions: Vec<UserId>,
+    #[serde(default)]
+    reactions: BTreeMap<String, Vec<UserId>>,
+    #[serde(default)]
+    edits: Vec<Edit>,
+    #[serde(default)]
+    edited_at: Option<Timestamp>,
+    #[serde(default)]
+    deleted: Option<Tombstone>,
+    #[serde(default)]
+    pinned: Option<Pin>,
+    created_at: Timestamp,
+}
+
+/// The borrowed twin of [`MessageDoc`] for writing, so encoding copies nothing.
+#[derive(Serialize)]
+struct MessageDocRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext: Option<&'a Ciphertext>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    attachments: &'a [Attachment],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a MessageId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forwarded_from: Option<&'a ForwardRef>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    mentions: &'a [UserId],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    reactions: &'a BTreeMap<String, Vec<UserId>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    edits: &'a [Edit],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted: Option<&'a Tombstone>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned: Option<&'a Pin>,
+    created_at: Timestamp,
+}
+
+/// The JSON document of a message (everything but its key columns).
+pub(super) fn message_doc(m: &Message) -> Result<String> {
+    to_json(
+        &MessageDocRef {
+            body: m.body.as_ref(),
+            ciphertext: m.ciphertext.as_ref(),
+            attachments: &m.attachments,
+            reply_to: m.reply_to.as_ref(),
+            forwarded_from: m.forwarded_from.as_ref(),
+            mentions: &m.mentions,
+            reactions: &m.reactions,
+            edits: &m.edits,
+            edited_at: m.edited_at,
+            deleted: m.deleted.as_ref(),
+            pinned: m.pinned.as_ref(),
+            created_at: m.created_at,
+        },
+        "message",
+    )
+}
+
+/// A stored value outside its domain: corrupt data or a bug.
+pub(super) fn corrupt_value(what: &str, value: &str) -> Error {
+    Error::internal(format!("postgres: stored {what} `{value}` is invalid"))
+}
+
+/// Column `i` of `row`, typed; a type mismatch means a schema that is not ours.
+pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T> {
+    row.try_get(i).map_err(|e| Error::Internal {
+        context: format!("postgres: column {i} does not decode"),
+        source: Some(Box::new(e)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caas_core::ids::BlobId;
+
+    #[test]
+    fn message_docs_round_trip_every_field() {
+        let t = |s| Timestamp::from_secs(s);
+        let u = |s| UserId::parse(s).unwrap();
+        let m = Message {
+            tenant: TenantId::parse("t").unwrap(),
+            conversation: ConversationId::parse("c").unwrap(),
+            id: MessageId::parse("m").unwrap(),
+            seq: Seq(7),
+            sender: u("alice"),
+            client_msg_id: ClientMsgId::parse("k").unwrap(),
+            body: Some("hi".into()),
+            ciphertext: Some(Ciphertext {
+                algorithm: "x".into(),
+                data: "y".into(),
+            }),
+            attachments: vec![Attachment {
+                blob_id: BlobId::parse("b").unwrap(),
+                content_type: "image/png".into(),
+                size: 3,
+                name: Some("a.png".into()),
+            }],
+            reply_to: Some(MessageId::parse("m0").unwrap()),
+            forwarded_from: Some(ForwardRef {
+                conversation_id: ConversationId::parse("c2").unwrap(),
+                message_id: MessageId::parse("m2").unwrap(),
+            }),
+            mentions: vec![u("bob")],
+            reactions: [("👍".to_owned(), vec![u("bob")])].into_iter().collect(),
+            edits: vec![Edit {
+                body: "old".into(),
+                replaced_at: t(2),
+            }],
+            edited_at: Some(t(2)),
+            deleted: Some(Tombstone {
+                deleted_by: u("mod"),
+                deleted_at: t(3),
+            }),
+            pinned: Some(Pin {
+                pinned_by: u("bob"),
+                pinned_at: t(4),
+            }),
+            created_at: t(1),
+        };
+        let row = MessageRow {
+            seq: 7,
+            id: "m".into(),
+            sender: "alice".into(),
+            client_msg_id: "k".into(),
+            doc: message_doc(&m).unwrap(),
+        };
+        assert_eq!(row.decode(&m.tenant, &m.conversation).unwrap(), m);
+    }
+
+    #[test]
+    fn out_of_range_integers_are_refused() {
+        assert!(to_i64(u64::MAX, "seq").is_err());
+        assert!(to_u64(-1, "seq").is_err());
+        assert_eq!(limit(usize::MAX), i64::MAX);
+        assert_eq!(bound(u64::MAX), i64::MAX);
+    }
+}
