@@ -61,14 +61,21 @@ impl Quota {
         Ok(())
     }
 
-    /// Time between two events at the sustained rate, in nanoseconds (at least 1).
-    fn emission_interval(&self) -> u64 {
+    /// Time between two events at the sustained rate, in nanoseconds (at least 1):
+    /// GCRA's `T`, for backends that run [`check`] elsewhere (a Redis script).
+    pub fn emission_interval(&self) -> u64 {
         let period = u64::from(self.period_secs) * 1_000_000_000;
         (period / u64::from(self.limit.max(1))).max(1)
     }
 
     fn burst(&self) -> u64 {
         u64::from(self.burst.unwrap_or(self.limit).max(1))
+    }
+
+    /// How far the stored state may run ahead of now, in nanoseconds: `T` times
+    /// the burst (saturating), GCRA's `τ + T`.
+    pub fn window(&self) -> u64 {
+        self.emission_interval().saturating_mul(self.burst())
     }
 }
 
@@ -104,7 +111,7 @@ impl Decision {
 pub fn check(quota: &Quota, tat: Option<u64>, now: Timestamp) -> Decision {
     let now = now.as_nanos();
     let t = quota.emission_interval();
-    let window = t.saturating_mul(quota.burst());
+    let window = quota.window();
     let tat = tat.unwrap_or(now).max(now);
     let new_tat = tat.saturating_add(t);
     let allow_at = new_tat.saturating_sub(window);
@@ -115,7 +122,9 @@ pub fn check(quota: &Quota, tat: Option<u64>, now: Timestamp) -> Decision {
     }
     Decision::Allow {
         new_tat,
-        remaining: (now + window - new_tat) / t,
+        // `new_tat - now <= window` here (allowed), and is never negative;
+        // written this way it cannot overflow near the end of time.
+        remaining: (window - (new_tat - now)) / t,
         reset_after: Duration::from_nanos(new_tat - now),
     }
 }

@@ -243,8 +243,15 @@ impl PostgresStore {
                 });
             }
             if let Some(schema) = &config.schema {
+                // `IF NOT EXISTS` does not make two concurrent creates safe (the
+                // loser fails on the catalog's unique index): nodes starting
+                // together take turns, the lock held to the end of the implicit
+                // transaction of this one batch.
                 c.batch(
-                    &format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+                    &format!(
+                        "SELECT pg_advisory_xact_lock(hashtext('caas_create_schema'));
+                         CREATE SCHEMA IF NOT EXISTS {schema}"
+                    ),
                     "create the schema",
                 )
                 .await?;

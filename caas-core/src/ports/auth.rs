@@ -22,6 +22,10 @@ pub struct AccessClaims {
     pub device: Option<DeviceId>,
     /// Granted scopes, seen by policies as `subject.roles`.
     pub scopes: Vec<String>,
+    /// The password session (refresh family) it was minted for (the `sid`
+    /// claim), so revoking the session refuses it ([`crate::ports::Revocations`]);
+    /// `None` for tokens a tenant server minted.
+    pub session: Option<String>,
     /// When it stops being accepted (its expiry plus the tolerated clock skew).
     pub valid_until: Timestamp,
 }
@@ -45,12 +49,15 @@ impl std::fmt::Debug for IssuedSecret {
 
 /// Tokens, secrets and one-time codes: cheap operations, called inline.
 pub trait Authority: Send + Sync + std::fmt::Debug {
-    /// An access token for `user` of `tenant` (on `device`), valid `ttl` from `now`.
+    /// An access token for `user` of `tenant` (on `device`), valid `ttl` from `now`,
+    /// naming the password session it belongs to, if any (verified back as
+    /// [`AccessClaims::session`]).
     fn mint_access_token(
         &self,
         tenant: &TenantId,
         user: &UserId,
         device: Option<&DeviceId>,
+        session: Option<&str>,
         ttl: Duration,
         now: Timestamp,
     ) -> Result<String>;

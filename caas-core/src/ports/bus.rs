@@ -10,10 +10,11 @@ use crate::events::Event;
 pub enum BusMessage {
     /// The next event.
     Event(Arc<Event>),
-    /// The subscriber fell behind and `missed` events were dropped for it; its
+    /// The subscriber fell behind and `missed` events were dropped for it, or a
+    /// bus on a network lost its connection and may have missed some; its
     /// clients must catch up with `sync`.
     Lagged {
-        /// How many.
+        /// How many; 0 when the bus cannot tell (a lost connection).
         missed: u64,
     },
 }

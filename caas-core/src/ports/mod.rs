@@ -22,6 +22,7 @@ pub mod metered;
 mod presence;
 mod ratelimit;
 mod receipts;
+mod revocations;
 mod search;
 mod tenants;
 mod users;
@@ -40,6 +41,7 @@ pub use messages::{Appended, Changed, ConversationHead, HistoryPage, MessageStor
 pub use presence::{PresenceChange, PresenceStore};
 pub use ratelimit::RateLimitStore;
 pub use receipts::ReceiptStore;
+pub use revocations::Revocations;
 pub use search::{MessageHit, SearchIndex, tokenize};
 pub use tenants::TenantStore;
 pub use users::UserStore;
@@ -64,6 +66,8 @@ pub struct Backends {
     pub events: Arc<dyn EventLog>,
     /// Password logins and refresh sessions (password auth).
     pub credentials: Arc<dyn CredentialStore>,
+    /// Revoked sessions, whose access tokens are refused before they expire.
+    pub revocations: Arc<dyn Revocations>,
     /// E2EE public key material.
     pub keys: Arc<dyn KeyDirectory>,
     /// The audit log.

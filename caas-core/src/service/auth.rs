@@ -7,6 +7,11 @@
 //! A refresh token is exchanged once; presenting an already exchanged token means
 //! it was copied, so its whole family (every token descended from that login) is
 //! revoked and both holders must log in again.
+//!
+//! Access tokens of a password session name its family (`sid`); logout and reuse
+//! detection record the family in [`crate::ports::Revocations`], and
+//! [`Caas::authenticate`] refuses such tokens from then on, on every node sharing
+//! that store, instead of accepting them until they expire.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +34,10 @@ pub const SESSION_ACCESS_TTL: Duration = Duration::from_secs(900);
 pub const REFRESH_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// Longest access-token lifetime a tenant server may ask for.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a revocation outlives the last access token of its session: more
+/// than any authority's tolerated clock skew on `exp`, so a token is never
+/// accepted again after its revocation is forgotten.
+pub const REVOCATION_MARGIN: Duration = Duration::from_secs(300);
 /// Longest password accepted: bounds the hashing work an attacker can ask for.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Shortest password accepted.
@@ -200,6 +209,18 @@ impl Caas {
             });
         }
         let claims = authority.verify_access_token(bearer, now)?;
+        if let Some(session) = &claims.session
+            && self
+                .b
+                .revocations
+                .is_revoked(&claims.tenant, session, now)
+                .await?
+        {
+            return Err(Error::Unauthenticated {
+                reason: "the session of this token was revoked (logout or refresh-token reuse)"
+                    .into(),
+            });
+        }
         let mut principal = Principal::user(claims.tenant, claims.user)
             .with_correlation_id(correlation)
             .with_roles(claims.scopes);
@@ -236,7 +257,7 @@ impl Caas {
         self.get_user(p, user).await?;
         let now = self.now();
         Ok(AccessToken {
-            access_token: authority.mint_access_token(&tenant, user, device, ttl, now)?,
+            access_token: authority.mint_access_token(&tenant, user, device, None, ttl, now)?,
             expires_at: now.plus(ttl),
         })
     }
@@ -429,8 +450,14 @@ impl Caas {
     ) -> Result<(RefreshSession, SessionTokens)> {
         let authority = &self.auth_ports()?.authority;
         let refresh = authority.new_refresh_token()?;
-        let access =
-            authority.mint_access_token(tenant, user, device.as_ref(), SESSION_ACCESS_TTL, now)?;
+        let access = authority.mint_access_token(
+            tenant,
+            user,
+            device.as_ref(),
+            Some(family.as_str()),
+            SESSION_ACCESS_TTL,
+            now,
+        )?;
         let session = RefreshSession {
             tenant: tenant.clone(),
             hash: refresh.hash,
@@ -506,6 +533,7 @@ impl Caas {
             .credentials
             .revoke_family(tenant, &session.family)
             .await?;
+        self.revoke_access(tenant, &session.family).await?;
         tracing::warn!(%tenant, user = %session.user, revoked, "refresh token reuse: family revoked");
         Ok(Error::Unauthenticated {
             reason: "refresh token reuse detected; every session of this login was revoked".into(),
@@ -521,8 +549,19 @@ impl Caas {
             && let Some(s) = self.b.credentials.session(tenant, &hash).await?
         {
             self.b.credentials.revoke_family(tenant, &s.family).await?;
+            self.revoke_access(tenant, &s.family).await?;
         }
         Ok(())
+    }
+
+    /// Refuses the access tokens already minted for session `family` on every
+    /// node, for as long as any of them could still be accepted. Called after
+    /// the family's refresh tokens are revoked, so no newer access token of it
+    /// can be minted past this point.
+    async fn revoke_access(&self, tenant: &TenantId, family: &str) -> Result<()> {
+        let now = self.now();
+        let until = now.plus(SESSION_ACCESS_TTL).plus(REVOCATION_MARGIN);
+        self.b.revocations.revoke(tenant, family, now, until).await
     }
 
     /// The caller's tenant, user and password login.

@@ -24,7 +24,8 @@ use std::sync::{Arc, RwLock};
 
 pub use auth::{
     AccessToken, Authenticated, MAX_PASSWORD_BYTES, MAX_TOKEN_TTL, MIN_PASSWORD_CHARS,
-    NewTenantSecret, REFRESH_TTL, SESSION_ACCESS_TTL, SessionTokens, TotpEnrolment,
+    NewTenantSecret, REFRESH_TTL, REVOCATION_MARGIN, SESSION_ACCESS_TTL, SessionTokens,
+    TotpEnrolment,
 };
 pub use config::Config;
 pub use conversations::{ConversationDetails, NewConversation};

@@ -25,6 +25,7 @@ pub mod messages;
 pub mod presence;
 pub mod ratelimit;
 pub mod receipts;
+pub mod revocations;
 pub mod search;
 pub mod tenants;
 pub mod users;
@@ -61,7 +62,7 @@ pub fn t(secs: u64) -> Timestamp {
 /// case: `contract_suites!(make; port, port, …)` with ports among `tenants`,
 /// `users`, `conversations`, `messages` (with the event log it writes to),
 /// `receipts`, `events`, `keys`, `audit`, `credentials`, `search`, `bus`,
-/// `blobs`, `presence`, `rate_limits`. Each port becomes a module of
+/// `blobs`, `presence`, `rate_limits`, `revocations`. Each port becomes a module of
 /// `#[tokio::test]`s, one per case.
 #[macro_export]
 macro_rules! contract_suites {
@@ -223,6 +224,18 @@ macro_rules! __contract_suite {
             presence,
             $make,
             [aggregates_devices_with_expiry, heartbeat_is_not_a_change,]
+        );
+    };
+    (revocations, $make:expr) => {
+        $crate::__contract_cases!(
+            revocations,
+            revocations,
+            $make,
+            [
+                revoke_until_then_forget,
+                the_latest_until_holds,
+                concurrent_revocations,
+            ]
         );
     };
     (rate_limits, $make:expr) => {

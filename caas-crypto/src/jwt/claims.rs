@@ -36,6 +36,10 @@ pub struct Claims {
     /// Granted scopes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// The session (refresh family) the token was minted for, so revoking the
+    /// session refuses it (OpenID Connect's `sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl Claims {
@@ -63,12 +67,19 @@ impl Claims {
             tenant: tenant.into(),
             device: None,
             scopes: Vec::new(),
+            sid: None,
         })
     }
 
     /// Sets the device.
     pub fn with_device(mut self, device: impl Into<String>) -> Self {
         self.device = Some(device.into());
+        self
+    }
+
+    /// Sets the session id.
+    pub fn with_session(mut self, sid: impl Into<String>) -> Self {
+        self.sid = Some(sid.into());
         self
     }
 

@@ -72,6 +72,7 @@ impl Authority for CryptoAuthority {
         tenant: &TenantId,
         user: &UserId,
         device: Option<&DeviceId>,
+        session: Option<&str>,
         ttl: Duration,
         now: Timestamp,
     ) -> Result<String> {
@@ -86,6 +87,9 @@ impl Authority for CryptoAuthority {
         .map_err(|e| internal("token claims", e))?;
         if let Some(d) = device {
             claims = claims.with_device(d.as_str());
+        }
+        if let Some(sid) = session {
+            claims = claims.with_session(sid);
         }
         self.signing
             .sign_claims(&claims)
@@ -116,6 +120,7 @@ impl Authority for CryptoAuthority {
             user: UserId::parse(&claims.sub).map_err(bad)?,
             device,
             scopes: claims.scopes,
+            session: claims.sid,
             valid_until,
         })
     }

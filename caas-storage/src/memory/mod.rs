@@ -15,6 +15,7 @@ mod messages;
 mod presence;
 mod ratelimit;
 mod receipts;
+mod revocations;
 mod search;
 mod tenants;
 mod users;
@@ -35,6 +36,7 @@ pub use messages::MemoryMessageStore;
 pub use presence::MemoryPresenceStore;
 pub use ratelimit::MemoryRateLimitStore;
 pub use receipts::MemoryReceiptStore;
+pub use revocations::MemoryRevocations;
 pub use search::MemorySearchIndex;
 pub use tenants::MemoryTenantStore;
 pub use users::MemoryUserStore;
@@ -55,6 +57,7 @@ pub fn backends_with_clock(clock: Arc<dyn Clock>) -> Backends {
         receipts: Arc::new(MemoryReceiptStore::default()),
         events,
         credentials: Arc::new(MemoryCredentialStore::default()),
+        revocations: Arc::new(MemoryRevocations::default()),
         keys: Arc::new(MemoryKeyDirectory::default()),
         audit: Arc::new(MemoryAuditStore::default()),
         bus: Arc::new(MemoryBus::default()),
@@ -84,5 +87,5 @@ mod contract {
     //! Every memory backend runs its port's contract suite.
     caas_core::contract_suites!(crate::memory::backends();
         tenants, users, conversations, messages, receipts, events, keys, audit,
-        credentials, search, bus, blobs, presence, rate_limits);
+        credentials, search, bus, blobs, presence, rate_limits, revocations);
 }

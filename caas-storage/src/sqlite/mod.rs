@@ -3,7 +3,8 @@
 //!
 //! One [`SqliteStore`] (cheap to clone) implements [`TenantStore`], [`UserStore`],
 //! [`ConversationStore`], [`MessageStore`], [`ReceiptStore`], [`EventLog`],
-//! [`KeyDirectory`], [`AuditStore`], [`CredentialStore`] and [`SearchIndex`].
+//! [`KeyDirectory`], [`AuditStore`], [`CredentialStore`], [`Revocations`] and
+//! [`SearchIndex`].
 //!
 //! * **WAL mode, one writer with group commit.** Every write is a command sent to a
 //!   single writer thread, which commits whatever has queued in one transaction and
@@ -27,6 +28,7 @@
 //! [`KeyDirectory`]: caas_core::ports::KeyDirectory
 //! [`AuditStore`]: caas_core::ports::AuditStore
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
+//! [`Revocations`]: caas_core::ports::Revocations
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -42,6 +44,7 @@ mod messages;
 mod read_cache;
 mod readers;
 mod receipts;
+mod revocations;
 mod schema;
 mod search;
 mod tenants;
@@ -191,6 +194,7 @@ impl SqliteStore {
             receipts: db.clone(),
             events: db.clone(),
             credentials: db.clone(),
+            revocations: db.clone(),
             keys: db.clone(),
             audit: db.clone(),
             search: db,

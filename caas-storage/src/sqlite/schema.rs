@@ -17,7 +17,7 @@ pub(super) const APPLICATION_ID: i32 = 0x6361_6173;
 
 /// Migration `i` takes a database from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this binary writes.
 #[cfg(test)]
@@ -235,6 +235,19 @@ CREATE TABLE audience_members (
 ) WITHOUT ROWID;
 ALTER TABLE events ADD COLUMN audience INTEGER;
 CREATE INDEX events_by_audience ON events (tenant, audience, cursor);
+"#;
+
+/// Version 3: revoked sessions, so a node that restarts keeps refusing the
+/// access tokens of sessions logged out before. Rows whose `until` (unix
+/// nanoseconds) has passed refuse nothing and are deleted by later revocations.
+const V3: &str = r#"
+CREATE TABLE revocations (
+    tenant TEXT NOT NULL,
+    family TEXT NOT NULL,
+    until  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, family)
+) WITHOUT ROWID;
+CREATE INDEX revocations_by_until ON revocations (until);
 "#;
 
 /// Checks that the file is a caas database this binary understands and brings its

@@ -484,3 +484,25 @@ async fn lock_child() {
         Err(e) => println!("lock child: refused: {e}"),
     }
 }
+
+#[tokio::test]
+async fn revocations_survive_a_restart() {
+    use caas_core::ports::Revocations;
+    use caas_core::testkit::t;
+    let dir = temp_dir("revocations");
+    let path = dir.join("caas.db");
+    let tn = TenantId::parse("t").unwrap();
+    {
+        let s = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+        s.revoke(&tn, "rf_gone", t(0), t(60)).await.unwrap();
+        s.revoke(&tn, "rf_old", t(0), t(5)).await.unwrap();
+        // A later revocation forgets the ones that refuse nothing any more.
+        s.revoke(&tn, "rf_later", t(10), t(70)).await.unwrap();
+    }
+    let s = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+    assert!(s.is_revoked(&tn, "rf_gone", t(30)).await.unwrap());
+    assert!(!s.is_revoked(&tn, "rf_gone", t(60)).await.unwrap());
+    assert!(!s.is_revoked(&tn, "rf_old", t(0)).await.unwrap(), "swept");
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -413,11 +413,16 @@ impl Registry {
     /// Tells every connection that live events were lost (the node's bus
     /// subscription lagged), so its client syncs.
     pub(crate) fn resync_all(&self, missed: u64) {
-        let notice = crate::problem::ApiError::unavailable(format!(
-            "{missed} live events were lost on this node; sync from your cursor"
-        ))
-        .without_retry_after()
-        .into_error_frame(None, true);
+        // `missed` is 0 when the bus cannot count them (a broken connection to
+        // a shared bus).
+        let detail = if missed == 0 {
+            "live events may have been lost on this node; sync from your cursor".to_owned()
+        } else {
+            format!("{missed} live events were lost on this node; sync from your cursor")
+        };
+        let notice = crate::problem::ApiError::unavailable(detail)
+            .without_retry_after()
+            .into_error_frame(None, true);
         let json = message(codec::encode_error(Codec::Json, &notice));
         let proto = message(codec::encode_error(Codec::Proto, &notice));
         self.each(|c| {

@@ -115,6 +115,12 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
     .await;
     let first = login(&s, &tenant, "alice", "correct horse", None).await;
     let r0 = first.body["refresh_token"].as_str().unwrap().to_owned();
+    let a0 = first.body["access_token"].as_str().unwrap().to_owned();
+    let list = async |t: &str| {
+        s.call(Method::GET, "/v1/conversations", Some(t), None)
+            .await
+    };
+    assert_eq!(list(&a0).await.status, StatusCode::OK);
     let refresh = |t: &str| {
         s.call(
             Method::POST,
@@ -138,9 +144,23 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
     );
+    // The access tokens of the family die with it, before they expire.
+    problem(
+        &list(&a0).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    let a1 = second.body["access_token"].as_str().unwrap().to_owned();
+    problem(
+        &list(&a1).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
     // A separate login is another family and still works; logout ends it.
     let other = login(&s, &tenant, "alice", "correct horse", None).await;
     let o0 = other.body["refresh_token"].as_str().unwrap().to_owned();
+    let oa = other.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(list(&oa).await.status, StatusCode::OK);
     let out = s
         .call(
             Method::POST,
@@ -150,6 +170,12 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
         )
         .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
+    // Logged out: the session's access token is refused at once.
+    problem(
+        &list(&oa).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
     problem(
         &refresh(&o0).await,
         StatusCode::UNAUTHORIZED,

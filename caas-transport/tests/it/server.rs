@@ -240,6 +240,7 @@ pub(crate) fn mint_with(seed: &[u8; 32], tenant: &str, user: &str, iat: Timestam
             &caas_core::ids::TenantId::parse(tenant).unwrap(),
             &caas_core::ids::UserId::parse(user).unwrap(),
             None,
+            None,
             Duration::from_secs(600),
             iat,
         )
