@@ -27,6 +27,7 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
 
 use super::{Redis, RedisError, unavailable};
+use crate::event_codec;
 
 /// The shortest and longest wait between two reconnection attempts.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -121,17 +122,7 @@ impl Drop for RedisBus {
 #[async_trait]
 impl EventBus for RedisBus {
     async fn publish(&self, event: Arc<Event>) -> Result<()> {
-        let payload = serde_json::to_vec(&*event)
-            .map_err(|e| Error::internal(format!("redis bus: encode an event: {e}")))?;
-        let limit = self.redis.config().max_event_bytes;
-        if payload.len() > limit {
-            // Every node would skip it: refuse it here, where it can be seen.
-            return Err(Error::PayloadTooLarge {
-                field: "event".into(),
-                size: payload.len(),
-                limit,
-            });
-        }
+        let payload = event_codec::encode(&event, self.redis.config().max_event_bytes)?;
         let mut conn = self.redis.conn();
         let channel = self.channel.clone();
         self.redis
@@ -260,14 +251,11 @@ impl Listener {
     }
 
     fn deliver(&self, payload: &[u8]) {
-        let event = if payload.len() > self.max_event_bytes {
-            Err(format!("{} bytes, over the limit", payload.len()))
-        } else {
-            serde_json::from_slice::<Event>(payload).map_err(|e| e.to_string())
-        };
+        let event = event_codec::decode(payload, self.max_event_bytes);
         let message = match event {
             Ok(e) => BusMessage::Event(Arc::new(e)),
-            Err(why) => {
+            Err(e) => {
+                let why = e.to_string();
                 // Perhaps an event a newer node wrote: its audience must sync.
                 self.counters.garbage.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(why, "redis bus: skipped a message that is not an event");

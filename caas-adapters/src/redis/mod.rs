@@ -79,7 +79,7 @@ impl Default for RedisConfig {
             command_timeout: Duration::from_millis(500),
             fail_open: false,
             presence_retention: Duration::from_secs(30 * 86_400),
-            max_event_bytes: 1 << 20,
+            max_event_bytes: crate::event_codec::DEFAULT_MAX_EVENT_BYTES,
             bus_capacity: 16_384,
             bus_health_interval: Duration::from_secs(5),
             cache_capacity: 65_536,
