@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use caas::core::events::Event;
 use caas::core::ids::{ConversationId, Cursor, Seq, TenantId};
 use caas::core::model::{ReceiptKind, TenantSettings};
 use caas::core::policy::{DEFAULT_DENY, default_set};
-use caas::core::ports::HistoryPage;
+use caas::core::ports::{BusMessage, HistoryPage};
 use caas::core::ratelimit::Quota;
 use caas::core::service::{MemberChange, NewConversation, SendMessage};
 use caas::core::time::{ManualClock, Timestamp};
@@ -104,6 +105,9 @@ struct Sim {
     caas: Caas,
     bus: Box<dyn caas::core::ports::Subscription>,
     events_checked: usize,
+    /// The tenant of the markers [`Sim::published`] sends, and how many it sent.
+    mark_tenant: TenantId,
+    marks: u64,
     clock: Arc<ManualClock>,
     tenants: Vec<TenantId>,
     convs: Vec<Vec<Conv>>,
@@ -144,7 +148,7 @@ fn denied_by_a_real_rule<T: std::fmt::Debug>(r: caas::Result<T>, why: &str) {
 impl Sim {
     async fn new(set: Set) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
-        let opened = set.open(clock.clone());
+        let opened = set.open(clock.clone()).await;
         let caas = Caas::new(opened.backends, Config::default());
         let mut settings = TenantSettings::default();
         // Limits are tested elsewhere; here they would only add noise.
@@ -174,6 +178,8 @@ impl Sim {
             caas,
             bus,
             events_checked: 0,
+            mark_tenant: caas_core::testkit::tenant(),
+            marks: 0,
             clock,
             tenants,
             convs: vec![Vec::new(), Vec::new()],
@@ -198,10 +204,7 @@ impl Sim {
         let before = self.memberships(t);
         self.apply_op(op).await;
         let after = self.memberships(t);
-        while let Ok(Some(msg)) = tokio::time::timeout(Duration::ZERO, self.bus.next()).await {
-            let caas::core::ports::BusMessage::Event(e) = msg else {
-                panic!("the bus lagged")
-            };
+        for e in self.published().await {
             if e.payload.kind() == "user.updated" {
                 continue;
             }
@@ -224,6 +227,33 @@ impl Sim {
                     "{} published to non-member {u}",
                     e.payload.kind()
                 );
+            }
+        }
+    }
+
+    /// Every event published since the last call: the bus may be a network
+    /// away, so a marker published now closes the batch (one publisher's events
+    /// reach a subscriber in publish order).
+    async fn published(&mut self) -> Vec<Arc<Event>> {
+        self.marks += 1;
+        let mark = Arc::new(caas_core::testkit::events::event(
+            &self.mark_tenant,
+            &caas_core::testkit::conversation(),
+            &[],
+            self.marks,
+        ));
+        self.caas
+            .backends()
+            .bus
+            .publish(mark.clone())
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.bus.next()).await {
+                Ok(Some(BusMessage::Event(e))) if e == mark => return events,
+                Ok(Some(BusMessage::Event(e))) => events.push(e),
+                other => panic!("the bus lagged, closed or went silent: {other:?}"),
             }
         }
     }

@@ -30,6 +30,12 @@ pub(crate) enum Set {
     /// database (`platform::start` with `[encryption] enabled`): every tenant is
     /// sealed, and search runs on blind tokens.
     SqliteEncrypted,
+    /// What each node of a scaled-out platform runs on: every store and search on
+    /// PostgreSQL (`caas_adapters::postgres`, a fresh schema per test), presence,
+    /// rate limits, the bus, revocations and the conversation read cache on Redis
+    /// (`caas_adapters::redis`, a fresh key prefix per test), blobs in memory. On
+    /// the servers `CAAS_TEST_POSTGRES_URL` and `CAAS_TEST_REDIS_URL` name.
+    PostgresRedis,
 }
 
 /// Opened backends, and whatever must outlive them (a data directory).
@@ -44,8 +50,17 @@ pub(crate) struct Opened {
 impl Set {
     /// Fresh, empty backends of this set on `clock`. Keep the result (or its `dir`)
     /// as long as the backends are used.
-    pub(crate) fn open(self, clock: Arc<ManualClock>) -> Opened {
+    pub(crate) async fn open(self, clock: Arc<ManualClock>) -> Opened {
         match self {
+            Set::PostgresRedis => {
+                let Some(servers) = scaled_out::servers() else {
+                    unreachable!("on_set! runs this set only when its servers are known")
+                };
+                Opened {
+                    backends: scaled_out::open(servers, clock).await,
+                    dir: None,
+                }
+            }
             Set::Memory => Opened {
                 backends: caas::storage::memory::backends_with_clock(clock),
                 dir: None,
@@ -86,6 +101,92 @@ impl Set {
     }
 }
 
+impl Set {
+    /// Whether this set's servers are known; when they are not and none are
+    /// required, says so once and the set's tests return at once.
+    pub(crate) fn available(self) -> bool {
+        self != Set::PostgresRedis || scaled_out::servers().is_some()
+    }
+}
+
+/// The servers of [`Set::PostgresRedis`], and its backends on them.
+mod scaled_out {
+    use std::io::Write;
+    use std::sync::{Arc, OnceLock};
+
+    use caas::core::ports::Backends;
+    use caas::core::time::ManualClock;
+    use caas_adapters::postgres::{PostgresConfig, PostgresStore};
+    use caas_adapters::redis::{Redis, RedisConfig};
+
+    /// The two servers' URLs.
+    #[derive(Debug)]
+    pub(super) struct Servers {
+        postgres: String,
+        redis: String,
+    }
+
+    /// The servers, or `None` (said once, plainly) when there is no PostgreSQL
+    /// and none is required; with `CAAS_REQUIRE_INTEGRATION=1` a missing server
+    /// fails the test.
+    pub(super) fn servers() -> Option<&'static Servers> {
+        static SERVERS: OnceLock<Option<Servers>> = OnceLock::new();
+        SERVERS
+            .get_or_init(|| {
+                let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+                match var("CAAS_TEST_POSTGRES_URL") {
+                    Some(postgres) => Some(Servers {
+                        postgres,
+                        redis: var("CAAS_TEST_REDIS_URL")
+                            .unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+                    }),
+                    None => {
+                        // Straight to the descriptor: libtest swallows a passing
+                        // test's output.
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "\nSKIPPED: the end-to-end suites on PostgreSQL + Redis did not run \
+                             (CAAS_TEST_POSTGRES_URL is not set); `scripts/test` provisions both.\n"
+                        );
+                        None
+                    }
+                }
+            })
+            .as_ref()
+            .or_else(|| {
+                assert_ne!(
+                    std::env::var("CAAS_REQUIRE_INTEGRATION").as_deref(),
+                    Ok("1"),
+                    "CAAS_TEST_POSTGRES_URL is not set but CAAS_REQUIRE_INTEGRATION=1"
+                );
+                None
+            })
+    }
+
+    /// Fresh backends: a schema and a key prefix no other test uses, so tests
+    /// share the servers without seeing each other.
+    pub(super) async fn open(servers: &Servers, clock: Arc<ManualClock>) -> Backends {
+        let unique = format!("{}_{}", std::process::id(), fastrand::u64(..));
+        let store = PostgresStore::connect(PostgresConfig {
+            schema: Some(format!("caas_e2e_{unique}")),
+            pool_size: 4,
+            ..PostgresConfig::new(servers.postgres.clone())
+        })
+        .await
+        .unwrap();
+        let redis = Redis::new(RedisConfig {
+            key_prefix: format!("caas-e2e-{unique}:"),
+            ..RedisConfig::new(servers.redis.clone())
+        })
+        .unwrap();
+        let backends = Backends {
+            clock,
+            ..redis.backends(store.backends())
+        };
+        caas::core::ports::metered::metered(backends)
+    }
+}
+
 /// Runs each named test on every [`Set`], in a module named for the set
 /// (`memory::name`, `sqlite::name`, …). The test is a function of the same name
 /// in the calling module taking the `Set`: `async` ones are listed after
@@ -95,6 +196,7 @@ macro_rules! on_every_set {
         $crate::sets::on_set!(memory, Memory; $($tests)+);
         $crate::sets::on_set!(sqlite, Sqlite; $($tests)+);
         $crate::sets::on_set!(sqlite_encrypted, SqliteEncrypted; $($tests)+);
+        $crate::sets::on_set!(postgres_redis, PostgresRedis; $($tests)+);
     };
 }
 
@@ -105,7 +207,9 @@ macro_rules! on_set {
             $(
                 #[tokio::test]
                 async fn $test() {
-                    super::$test($crate::sets::Set::$set).await
+                    if $crate::sets::Set::$set.available() {
+                        super::$test($crate::sets::Set::$set).await
+                    }
                 }
             )+
         }
@@ -115,7 +219,9 @@ macro_rules! on_set {
             $(
                 #[test]
                 fn $test() {
-                    super::$test($crate::sets::Set::$set)
+                    if $crate::sets::Set::$set.available() {
+                        super::$test($crate::sets::Set::$set)
+                    }
                 }
             )+
         }

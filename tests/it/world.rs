@@ -34,7 +34,7 @@ impl World {
 
     pub(crate) async fn with_settings(set: Set, users: &[&str], settings: TenantSettings) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
-        let opened = set.open(clock.clone());
+        let opened = set.open(clock.clone()).await;
         let caas = Arc::new(Caas::new(opened.backends, Config::default()));
         let tenant = caas
             .create_tenant(&Principal::operator(), "test", settings)
