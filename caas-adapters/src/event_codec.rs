@@ -49,6 +49,28 @@ pub fn decode(payload: &[u8], limit: usize) -> std::result::Result<Event, Decode
     Ok(serde_json::from_slice(payload)?)
 }
 
+/// Where `event` goes on a broker whose routes are dot-separated words (NATS
+/// subjects, AMQP topic routing keys): `<tenant>.<conversation>`. Ids may hold
+/// dots, so each `.` inside an id is written `~`, which no id contains; an event
+/// of no conversation has `!` (no id either) in its place. Distinct
+/// (tenant, conversation) pairs thus never share a route.
+pub fn route(event: &Event) -> String {
+    fn word(out: &mut String, id: &str) {
+        out.extend(id.chars().map(|c| if c == '.' { '~' } else { c }));
+    }
+    let conversation = event.payload.conversation_id();
+    let mut out = String::with_capacity(
+        event.tenant.as_str().len() + 1 + conversation.map_or(1, |c| c.as_str().len()),
+    );
+    word(&mut out, event.tenant.as_str());
+    out.push('.');
+    match conversation {
+        Some(c) => word(&mut out, c.as_str()),
+        None => out.push('!'),
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +90,20 @@ mod tests {
             decode(&bytes, bytes.len() - 1),
             Err(DecodeError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn routes_are_two_words_without_wildcards() {
+        let tn = caas_core::ids::TenantId::parse("acme.eu").unwrap();
+        let c = caas_core::ids::ConversationId::parse("c.1:x@y").unwrap();
+        let mut e = event(&tn, &c, &["a"], 1);
+        assert_eq!(route(&e), "acme~eu.c~1:x@y");
+        e.payload = caas_core::events::EventPayload::Presence {
+            user_id: caas_core::testkit::user("a"),
+            status: caas_core::model::PresenceStatus::Online,
+            last_seen: None,
+        };
+        assert_eq!(route(&e), "acme~eu.!");
     }
 
     proptest! {

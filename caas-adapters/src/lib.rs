@@ -2,9 +2,13 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 // The wire form shared by every bus on a network (each such feature is listed).
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats", feature = "rabbitmq"))]
 pub mod event_codec;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;

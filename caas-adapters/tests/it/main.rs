@@ -1,10 +1,16 @@
 //! The one integration-test binary of caas-adapters: every backend against its
 //! real server. Without `CAAS_TEST_POSTGRES_URL` the PostgreSQL tests say so
 //! and return; with `CAAS_REQUIRE_INTEGRATION=1` they fail instead. The Redis
-//! tests use `CAAS_TEST_REDIS_URL`, by default the server on 127.0.0.1:6379.
+//! tests use `CAAS_TEST_REDIS_URL`, by default the server on 127.0.0.1:6379;
+//! the NATS and RabbitMQ tests `CAAS_TEST_NATS_URL` and `CAAS_TEST_RABBITMQ_URL`,
+//! by default the servers on their standard ports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[cfg(feature = "nats")]
+mod nats;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 #[cfg(feature = "redis")]
 mod redis;
