@@ -153,5 +153,46 @@ fn main() {
             .unwrap();
             measure("Redis pub/sub", Arc::new(redis.bus()), latency_n, burst).await;
         }
+        #[cfg(feature = "nats")]
+        if let Some(url) = var("CAAS_TEST_NATS_URL") {
+            use caas_adapters::nats::{NatsBus, NatsConfig};
+            let unique = format!("{:016x}", fastrand::u64(..));
+            let config = NatsConfig {
+                stream: format!("CAAS_BENCH_{unique}"),
+                subject_prefix: format!("caas.bench.{unique}"),
+                ..NatsConfig::new(url.clone())
+            };
+            let bus = NatsBus::connect(config.clone()).await.unwrap();
+            measure("NATS JetStream", Arc::new(bus), latency_n, burst).await;
+            // What the bus made outlives it: remove this run's streams.
+            let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+            let _ = js.delete_stream(&config.stream).await;
+            let _ = js.delete_stream(config.dead_letter_stream()).await;
+        }
+        #[cfg(feature = "rabbitmq")]
+        if let Some(url) = var("CAAS_TEST_RABBITMQ_URL") {
+            use caas_adapters::rabbitmq::{RabbitMqBus, RabbitMqConfig};
+            use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+            let config = RabbitMqConfig {
+                exchange: format!("caas.bench.{:016x}", fastrand::u64(..)),
+                ..RabbitMqConfig::new(url.clone())
+            };
+            let bus = RabbitMqBus::new(config.clone()).unwrap();
+            measure("RabbitMQ (confirms)", Arc::new(bus), latency_n, burst).await;
+            // What the bus made outlives it: remove this run's exchanges and queue.
+            let c = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+                .await
+                .unwrap();
+            let ch = c.create_channel().await.unwrap();
+            let dead = config.dead_letter_name();
+            let _ = ch
+                .queue_delete(dead.as_str().into(), QueueDeleteOptions::default())
+                .await;
+            for x in [config.exchange.as_str(), dead.as_str()] {
+                let _ = ch
+                    .exchange_delete(x.into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+        }
     });
 }
