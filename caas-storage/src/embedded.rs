@@ -78,13 +78,8 @@ pub fn open(data_dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Embedd
     let (sqlite, db_tightened) =
         SqliteStore::open_locked(&dir.join("caas.db"), config.sqlite, lock)?;
     tightened.extend(db_tightened);
-    let secret = url_secret(&dir.join("blob-url.key"))?;
-    let blob_dir = dir.join("blobs");
-    tightened.extend(
-        crate::private::restrict(&blob_dir)
-            .map_err(|e| fail("restrict access to", &blob_dir, e))?,
-    );
-    let blobs = FsBlobStore::open(blob_dir, &secret, config.blobs)?;
+    let (blobs, blobs_tightened) = open_blobs(dir, config.blobs)?;
+    tightened.extend(blobs_tightened);
     let backends = Backends {
         blobs: Arc::new(blobs.clone()),
         ..sqlite.backends()
@@ -121,6 +116,27 @@ fn lock(dir: &Path) -> Result<File> {
             e,
         )),
     }
+}
+
+/// The blob store under `data_dir` (`blobs/`, and the URL secret `blob-url.key`),
+/// as [`open`] makes it, for platforms whose other stores live elsewhere. The
+/// data directory is not locked: files are written whole and renamed into place.
+pub fn open_blobs(
+    data_dir: impl AsRef<Path>,
+    config: FsBlobConfig,
+) -> Result<(FsBlobStore, Vec<PermissionChange>)> {
+    let dir = data_dir.as_ref();
+    let fail = |what: &str, path: &Path, e: std::io::Error| {
+        Error::unavailable("fs", format!("{what} {}", path.display()), false, e)
+    };
+    crate::private::create_dir_all(dir).map_err(|e| fail("create", dir, e))?;
+    let secret = url_secret(&dir.join("blob-url.key"))?;
+    let blob_dir = dir.join("blobs");
+    let tightened = crate::private::restrict(&blob_dir)
+        .map_err(|e| fail("restrict access to", &blob_dir, e))?
+        .into_iter()
+        .collect();
+    Ok((FsBlobStore::open(blob_dir, &secret, config)?, tightened))
 }
 
 /// [`open`], keeping only the ports.

@@ -50,6 +50,58 @@ pub struct PlatformConfig {
     pub storage: Storage,
     /// At-rest encryption of message bodies (`[encryption]`).
     pub encryption: EncryptionConfig,
+    /// The live bus between nodes (`CAAS_BUS`): `local` (in process, the
+    /// default), `redis`, `nats` or `rabbitmq`.
+    pub bus: BusKind,
+    /// Presence, rate limits and session revocations (`CAAS_PRESENCE`): `memory`
+    /// (the default) or `redis`.
+    pub presence: PresenceKind,
+    /// Nodes share their stores and bus (`CAAS_CLUSTER`): a combination that
+    /// cannot work across nodes is refused at start.
+    pub cluster: bool,
+    /// The servers the chosen backends use (`[servers]`).
+    pub servers: ServersConfig,
+}
+
+/// `[servers]`: where the shared servers are. Each is needed only when a role
+/// names its engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServersConfig {
+    /// PostgreSQL (`CAAS_POSTGRES_URL`), e.g. `postgres://caas@db/caas`.
+    pub postgres: Option<String>,
+    /// Redis (`CAAS_REDIS_URL`), e.g. `redis://127.0.0.1:6379`.
+    pub redis: Option<String>,
+    /// NATS with JetStream (`CAAS_NATS_URL`), e.g. `nats://127.0.0.1:4222`.
+    pub nats: Option<String>,
+    /// RabbitMQ (`CAAS_RABBITMQ_URL`), e.g. `amqp://user:pass@127.0.0.1:5672/%2f`.
+    pub rabbitmq: Option<String>,
+}
+
+/// The live bus between nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// In this process only.
+    #[default]
+    Local,
+    /// Redis pub/sub (`caas_adapters::redis`).
+    Redis,
+    /// NATS JetStream (`caas_adapters::nats`).
+    Nats,
+    /// RabbitMQ (`caas_adapters::rabbitmq`).
+    Rabbitmq,
+}
+
+/// Where presence, rate limits and session revocations live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceKind {
+    /// In this process only.
+    #[default]
+    Memory,
+    /// Redis (`caas_adapters::redis`), shared by every node.
+    Redis,
 }
 
 /// `[encryption]`: per-tenant at-rest encryption of message bodies.
@@ -73,11 +125,15 @@ pub struct EncryptionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Storage {
-    /// SQLite and local files under the data dir.
+    /// SQLite and local files under the data dir (also spelt `sqlite`).
     #[default]
+    #[serde(alias = "sqlite")]
     Embedded,
     /// In process memory only: everything is lost when the process stops.
     Memory,
+    /// PostgreSQL (`[servers] postgres`) for every store and search, files
+    /// under the data dir for blobs (`caas_adapters::postgres`).
+    Postgres,
 }
 
 impl Default for PlatformConfig {
@@ -99,6 +155,10 @@ impl Default for PlatformConfig {
             ws_frames_per_second: 30,
             storage: Storage::Embedded,
             encryption: EncryptionConfig::default(),
+            bus: BusKind::Local,
+            presence: PresenceKind::Memory,
+            cluster: false,
+            servers: ServersConfig::default(),
         }
     }
 }
@@ -155,14 +215,60 @@ impl PlatformConfig {
         }
         if let Some(v) = env("CAAS_STORAGE") {
             c.storage = match v.as_str() {
-                "embedded" => Storage::Embedded,
+                "embedded" | "sqlite" => Storage::Embedded,
                 "memory" => Storage::Memory,
+                "postgres" => Storage::Postgres,
                 _ => {
                     return Err(ConfigError(format!(
-                        "CAAS_STORAGE `{v}` is neither `embedded` nor `memory`"
+                        "CAAS_STORAGE `{v}` is none of `embedded` (or `sqlite`), `memory`, `postgres`"
                     )));
                 }
             };
+        }
+        if let Some(v) = env("CAAS_BUS") {
+            c.bus = match v.as_str() {
+                "local" => BusKind::Local,
+                "redis" => BusKind::Redis,
+                "nats" => BusKind::Nats,
+                "rabbitmq" => BusKind::Rabbitmq,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "CAAS_BUS `{v}` is none of `local`, `redis`, `nats`, `rabbitmq`"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = env("CAAS_PRESENCE") {
+            c.presence = match v.as_str() {
+                "memory" => PresenceKind::Memory,
+                "redis" => PresenceKind::Redis,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "CAAS_PRESENCE `{v}` is neither `memory` nor `redis`"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = env("CAAS_CLUSTER") {
+            c.cluster = match v.as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "CAAS_CLUSTER `{v}` is neither `on` nor `off`"
+                    )));
+                }
+            };
+        }
+        for (var, slot) in [
+            ("CAAS_POSTGRES_URL", &mut c.servers.postgres),
+            ("CAAS_REDIS_URL", &mut c.servers.redis),
+            ("CAAS_NATS_URL", &mut c.servers.nats),
+            ("CAAS_RABBITMQ_URL", &mut c.servers.rabbitmq),
+        ] {
+            if let Some(v) = env(var) {
+                *slot = Some(v);
+            }
         }
         if let Some(v) = env("CAAS_ENCRYPTION") {
             c.encryption.enabled = match v.as_str() {
@@ -200,7 +306,78 @@ impl PlatformConfig {
         if c.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));
         }
+        c.check_backends()?;
         Ok(c)
+    }
+}
+
+impl PlatformConfig {
+    /// Refuses, in one line, a backend this build lacks, a backend without its
+    /// server's URL, and with `cluster` a role that would stay inside one node.
+    fn check_backends(&self) -> Result<(), ConfigError> {
+        let mut needed: Vec<(&str, &str, &Option<String>, bool)> = Vec::new();
+        if self.storage == Storage::Postgres {
+            needed.push((
+                "storage = postgres",
+                "postgres",
+                &self.servers.postgres,
+                cfg!(feature = "postgres"),
+            ));
+        }
+        let redis = cfg!(feature = "redis");
+        if self.presence == PresenceKind::Redis {
+            needed.push(("presence = redis", "redis", &self.servers.redis, redis));
+        }
+        match self.bus {
+            BusKind::Local => {}
+            BusKind::Redis => needed.push(("bus = redis", "redis", &self.servers.redis, redis)),
+            BusKind::Nats => needed.push((
+                "bus = nats",
+                "nats",
+                &self.servers.nats,
+                cfg!(feature = "nats"),
+            )),
+            BusKind::Rabbitmq => needed.push((
+                "bus = rabbitmq",
+                "rabbitmq",
+                &self.servers.rabbitmq,
+                cfg!(feature = "rabbitmq"),
+            )),
+        }
+        for (role, engine, url, built) in needed {
+            if !built {
+                return Err(ConfigError(format!(
+                    "{role}: this build lacks the `{engine}` feature (cargo build --features {engine})"
+                )));
+            }
+            if url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                return Err(ConfigError(format!(
+                    "{role} needs the server's URL: [servers] {engine} or CAAS_{}_URL",
+                    engine.to_uppercase()
+                )));
+            }
+        }
+        if self.encryption.enabled && self.storage != Storage::Embedded {
+            return Err(ConfigError(
+                "encryption at rest is available on the embedded storage only".into(),
+            ));
+        }
+        if self.cluster {
+            let local = match (self.storage, self.bus, self.presence) {
+                (Storage::Embedded | Storage::Memory, _, _) => {
+                    Some("storage is inside this node (use postgres)")
+                }
+                (_, BusKind::Local, _) => Some("bus = local reaches this node only"),
+                (_, _, PresenceKind::Memory) => Some(
+                    "presence = memory keeps presence, rate limits and revocations in this node (use redis)",
+                ),
+                _ => None,
+            };
+            if let Some(why) = local {
+                return Err(ConfigError(format!("cluster = true, but {why}")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -238,5 +415,100 @@ mod tests {
         let bad = PlatformConfig::load(None, |k| (k == "CAAS_STORAGE").then(|| "disk".to_owned()));
         assert!(bad.unwrap_err().to_string().contains("CAAS_STORAGE"));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn load_env(vars: &[(&str, &str)]) -> Result<PlatformConfig, ConfigError> {
+        PlatformConfig::load(None, |k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    fn one_line_error(vars: &[(&str, &str)]) -> String {
+        let e = load_env(vars).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        e
+    }
+
+    #[test]
+    fn roles_choose_their_engines_from_the_file_or_the_environment() {
+        let c = load_env(&[]).unwrap();
+        assert_eq!(
+            (c.storage, c.bus, c.presence, c.cluster),
+            (
+                Storage::Embedded,
+                BusKind::Local,
+                PresenceKind::Memory,
+                false
+            )
+        );
+        let sqlite: PlatformConfig = toml::from_str("storage = \"sqlite\"").unwrap();
+        assert_eq!(sqlite.storage, Storage::Embedded);
+        let file: PlatformConfig = toml::from_str(
+            "storage = \"postgres\"\nbus = \"nats\"\npresence = \"redis\"\ncluster = true\n\
+             [servers]\npostgres = \"postgres://db/caas\"\nredis = \"redis://r\"\nnats = \"nats://n\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (file.storage, file.bus, file.presence, file.cluster),
+            (Storage::Postgres, BusKind::Nats, PresenceKind::Redis, true)
+        );
+        assert_eq!(file.servers.nats.as_deref(), Some("nats://n"));
+        for (var, value) in [
+            ("CAAS_BUS", "kafka-ish"),
+            ("CAAS_PRESENCE", "disk"),
+            ("CAAS_CLUSTER", "maybe"),
+        ] {
+            assert!(one_line_error(&[(var, value)]).contains(var));
+        }
+    }
+
+    #[test]
+    fn a_cluster_refuses_what_stays_inside_one_node() {
+        let shared = [
+            ("CAAS_CLUSTER", "on"),
+            ("CAAS_STORAGE", "postgres"),
+            ("CAAS_POSTGRES_URL", "postgres://db/caas"),
+            ("CAAS_PRESENCE", "redis"),
+            ("CAAS_BUS", "redis"),
+            ("CAAS_REDIS_URL", "redis://r"),
+        ];
+        let with = |var: &'static str, value: &'static str| {
+            let mut vars: Vec<(&str, &str)> =
+                shared.iter().copied().filter(|(k, _)| *k != var).collect();
+            vars.push((var, value));
+            vars
+        };
+        for (var, value, why) in [
+            ("CAAS_STORAGE", "embedded", "storage is inside this node"),
+            ("CAAS_STORAGE", "memory", "storage is inside this node"),
+            ("CAAS_BUS", "local", "bus = local"),
+            ("CAAS_PRESENCE", "memory", "presence = memory"),
+        ] {
+            let e = one_line_error(&with(var, value));
+            assert!(e.contains("cluster = true") && e.contains(why), "{e}");
+        }
+        if cfg!(all(feature = "postgres", feature = "redis")) {
+            load_env(&shared).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_engine_needs_its_url_and_its_feature() {
+        let e = one_line_error(&[("CAAS_BUS", "redis")]);
+        if cfg!(feature = "redis") {
+            assert!(e.contains("CAAS_REDIS_URL"), "{e}");
+        } else {
+            assert!(e.contains("lacks the `redis` feature"), "{e}");
+        }
+        let e = one_line_error(&[("CAAS_STORAGE", "postgres"), ("CAAS_POSTGRES_URL", " ")]);
+        assert!(e.contains("postgres"), "{e}");
+        let e = one_line_error(&[
+            ("CAAS_STORAGE", "postgres"),
+            ("CAAS_POSTGRES_URL", "postgres://db"),
+            ("CAAS_ENCRYPTION", "on"),
+        ]);
+        assert!(e.contains("encryption"), "{e}");
     }
 }

@@ -3,6 +3,7 @@
 //! the service, and the gateway on one listener. `examples/platform` is a
 //! thin `main` around [`start`]; end-to-end tests start it on `127.0.0.1:0`.
 
+mod backends;
 mod config;
 mod demo;
 mod keys;
@@ -10,7 +11,9 @@ mod keys;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{ConfigError, EncryptionConfig, PlatformConfig, Storage};
+pub use config::{
+    BusKind, ConfigError, EncryptionConfig, PlatformConfig, PresenceKind, ServersConfig, Storage,
+};
 pub use demo::{Demo, create_demo};
 
 use caas_core::ports::Backends;
@@ -73,7 +76,13 @@ fn open_storage(config: &PlatformConfig) -> Result<Embedded, PlatformError> {
             ..EmbeddedConfig::default()
         },
     )?;
-    for change in &embedded.tightened {
+    log_tightened(&embedded.tightened);
+    tracing::info!(database = %embedded.sqlite.path().display(), ?durability, "embedded storage open");
+    Ok(embedded)
+}
+
+fn log_tightened(changes: &[caas_storage::PermissionChange]) {
+    for change in changes {
         tracing::warn!(
             path = %change.path.display(),
             before = %format!("{:04o}", change.before),
@@ -81,8 +90,6 @@ fn open_storage(config: &PlatformConfig) -> Result<Embedded, PlatformError> {
             "group and other users could read this; access is now the owner's alone"
         );
     }
-    tracing::info!(database = %embedded.sqlite.path().display(), ?durability, "embedded storage open");
-    Ok(embedded)
 }
 
 /// Opens storage, loads or generates keys, binds the listener and serves.
@@ -99,10 +106,12 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     }
     let embedded = match config.storage {
         Storage::Embedded => Some(open_storage(&config)?),
-        Storage::Memory => None,
+        Storage::Memory | Storage::Postgres => None,
     };
     let (operator, seed, key_id) = match config.storage {
-        Storage::Embedded => {
+        // Nodes of one platform share these keys: give every node the same
+        // files (or the same data dir).
+        Storage::Embedded | Storage::Postgres => {
             let operator = keys::operator(&config.data_dir, config.operator_key.as_deref())?;
             (
                 operator,
@@ -132,6 +141,21 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             }
             (Some(embedded), backends)
         }
+        None if config.storage == Storage::Postgres => {
+            let (blobs, tightened) = caas_storage::embedded::open_blobs(
+                &config.data_dir,
+                caas_storage::fs::FsBlobConfig::default(),
+            )?;
+            log_tightened(&tightened);
+            let stores = backends::postgres(&config).await?;
+            (
+                None,
+                Backends {
+                    blobs: Arc::new(blobs),
+                    ..stores
+                },
+            )
+        }
         None => {
             tracing::warn!(
                 "storage = memory: nothing is written to disk and everything is lost when the process stops"
@@ -144,6 +168,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             (None, caas_storage::memory::backends())
         }
     };
+    let backends = backends::assemble(&config, backends).await?;
     let gateway = GatewayConfig {
         max_body_bytes: config.max_body_bytes,
         edge_quota: (config.edge_requests_per_minute > 0)
@@ -194,7 +219,15 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             hub.shutdown(std::time::Duration::from_secs(5)).await;
         },
     ));
-    tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), "caas platform listening");
+    tracing::info!(
+        %addr,
+        storage = ?config.storage,
+        bus = ?config.bus,
+        presence = ?config.presence,
+        cluster = config.cluster,
+        data_dir = %config.data_dir.display(),
+        "caas platform listening"
+    );
     Ok(Platform {
         addr,
         state,

@@ -350,3 +350,93 @@ async fn a_second_platform_on_the_same_data_dir_refuses_to_start() {
     again.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two nodes over shared PostgreSQL and Redis (`cluster = true`): a token one
+/// node signed works on the other, and a message sent through one reaches a
+/// WebSocket client of the other live. Needs `CAAS_TEST_POSTGRES_URL` (and
+/// `CAAS_TEST_REDIS_URL`, by default the server on 127.0.0.1:6379).
+#[cfg(all(feature = "postgres", feature = "redis"))]
+#[tokio::test]
+async fn two_nodes_on_shared_servers_deliver_across_nodes() {
+    use caas::core::events::EventPayload;
+    use caas::platform::{BusKind, PresenceKind, ServersConfig, Storage};
+    use caas_transport::client::{Client, ClientConfig};
+
+    let Some(postgres) = std::env::var("CAAS_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        assert_ne!(
+            std::env::var("CAAS_REQUIRE_INTEGRATION").as_deref(),
+            Ok("1"),
+            "CAAS_TEST_POSTGRES_URL is not set but CAAS_REQUIRE_INTEGRATION=1"
+        );
+        eprintln!(
+            "SKIPPED: two_nodes_on_shared_servers_deliver_across_nodes (no CAAS_TEST_POSTGRES_URL)"
+        );
+        return;
+    };
+    let redis =
+        std::env::var("CAAS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    // One data dir for both: it holds the keys every node of a platform shares.
+    let dir = temp_dir("cluster");
+    let node = || PlatformConfig {
+        storage: Storage::Postgres,
+        bus: BusKind::Redis,
+        presence: PresenceKind::Redis,
+        cluster: true,
+        servers: ServersConfig {
+            postgres: Some(postgres.clone()),
+            redis: Some(redis.clone()),
+            ..ServersConfig::default()
+        },
+        ..config(&dir)
+    };
+    let a = start(node()).await.unwrap();
+    let b = start(node()).await.unwrap();
+    let demo = create_demo(&a).await.unwrap();
+    let (alice, bob) = (&demo.tokens[0].1, &demo.tokens[1].1);
+
+    let (_bob_client, mut bob_events) =
+        Client::connect(ClientConfig::new(format!("http://{}", b.addr), bob.clone()))
+            .await
+            .unwrap();
+    let http = reqwest::Client::new();
+    let base_a = format!("http://{}", a.addr);
+    let conv: serde_json::Value = http
+        .post(format!("{base_a}/v1/conversations"))
+        .bearer_auth(alice)
+        .json(&serde_json::json!({"kind": "direct", "members": ["bob"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = conv["id"].as_str().unwrap();
+    let r = http
+        .post(format!("{base_a}/v1/conversations/{id}/messages"))
+        .bearer_auth(alice)
+        .json(&serde_json::json!({"client_msg_id": "m-1", "body": "across nodes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let e = bob_events
+                .next_event()
+                .await
+                .expect("bob's connection stays open");
+            if let EventPayload::MessageCreated { message } = e.payload {
+                return message.body;
+            }
+        }
+    })
+    .await
+    .expect("the message reaches node B within 10 s");
+    assert_eq!(body.as_deref(), Some("across nodes"));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

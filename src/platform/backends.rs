@@ -1,0 +1,127 @@
+//! The backends of each role, as the configuration chooses them: stores
+//! (embedded SQLite, memory or PostgreSQL), the live bus, presence and limits,
+//! and blobs. Engines a build lacks were refused when the configuration loaded.
+
+use std::sync::Arc;
+
+use caas_core::ports::Backends;
+
+use super::PlatformError;
+use super::config::{BusKind, PlatformConfig, PresenceKind};
+
+/// `base` (the stores) with the bus and presence the configuration names.
+pub(crate) async fn assemble(
+    config: &PlatformConfig,
+    base: Backends,
+) -> Result<Backends, PlatformError> {
+    let mut backends = base;
+    if config.presence == PresenceKind::Redis {
+        backends = with_redis_presence(config, backends)?;
+    }
+    match config.bus {
+        BusKind::Local => {}
+        BusKind::Redis => backends.bus = redis_bus(config)?,
+        BusKind::Nats => backends.bus = nats_bus(config).await?,
+        BusKind::Rabbitmq => backends.bus = rabbitmq_bus(config)?,
+    }
+    Ok(backends)
+}
+
+/// The URL of a server the configuration has already checked for.
+// Unused in a build without any adapter.
+#[allow(dead_code)]
+fn url<'a>(url: &'a Option<String>, engine: &str) -> Result<&'a str, PlatformError> {
+    url.as_deref()
+        .ok_or_else(|| PlatformError::Config(format!("no URL for {engine}")))
+}
+
+/// The stores on PostgreSQL.
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres(config: &PlatformConfig) -> Result<Backends, PlatformError> {
+    use caas_adapters::postgres::{PostgresConfig, PostgresStore};
+    let url = url(&config.servers.postgres, "postgres")?;
+    let store = PostgresStore::connect(PostgresConfig::new(url)).await?;
+    tracing::info!("stores on PostgreSQL");
+    Ok(store.backends())
+}
+
+#[cfg(not(feature = "postgres"))]
+pub(crate) async fn postgres(_: &PlatformConfig) -> Result<Backends, PlatformError> {
+    Err(lacks("postgres"))
+}
+
+#[cfg(feature = "redis")]
+fn redis(config: &PlatformConfig) -> Result<caas_adapters::redis::Redis, PlatformError> {
+    use caas_adapters::redis::{Redis, RedisConfig};
+    let url = url(&config.servers.redis, "redis")?;
+    Ok(Redis::new(RedisConfig::new(url))?)
+}
+
+/// Presence, rate limits, revocations and the conversation read cache on Redis
+/// (its bus only when `bus = redis` asks for it).
+#[cfg(feature = "redis")]
+fn with_redis_presence(config: &PlatformConfig, base: Backends) -> Result<Backends, PlatformError> {
+    let bus = base.bus.clone();
+    let backends = redis(config)?.backends(base);
+    tracing::info!("presence, rate limits and revocations on Redis");
+    Ok(Backends { bus, ..backends })
+}
+
+#[cfg(not(feature = "redis"))]
+fn with_redis_presence(_: &PlatformConfig, _: Backends) -> Result<Backends, PlatformError> {
+    Err(lacks("redis"))
+}
+
+#[cfg(feature = "redis")]
+fn redis_bus(
+    config: &PlatformConfig,
+) -> Result<Arc<dyn caas_core::ports::EventBus>, PlatformError> {
+    tracing::info!("live bus on Redis pub/sub");
+    Ok(Arc::new(redis(config)?.bus()))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_bus(_: &PlatformConfig) -> Result<Arc<dyn caas_core::ports::EventBus>, PlatformError> {
+    Err(lacks("redis"))
+}
+
+#[cfg(feature = "nats")]
+async fn nats_bus(
+    config: &PlatformConfig,
+) -> Result<Arc<dyn caas_core::ports::EventBus>, PlatformError> {
+    use caas_adapters::nats::{NatsBus, NatsConfig};
+    let url = url(&config.servers.nats, "nats")?;
+    tracing::info!("live bus on NATS JetStream");
+    Ok(Arc::new(NatsBus::connect(NatsConfig::new(url)).await?))
+}
+
+#[cfg(not(feature = "nats"))]
+async fn nats_bus(
+    _: &PlatformConfig,
+) -> Result<Arc<dyn caas_core::ports::EventBus>, PlatformError> {
+    Err(lacks("nats"))
+}
+
+#[cfg(feature = "rabbitmq")]
+fn rabbitmq_bus(
+    config: &PlatformConfig,
+) -> Result<Arc<dyn caas_core::ports::EventBus>, PlatformError> {
+    use caas_adapters::rabbitmq::{RabbitMqBus, RabbitMqConfig};
+    let url = url(&config.servers.rabbitmq, "rabbitmq")?;
+    tracing::info!("live bus on RabbitMQ");
+    Ok(Arc::new(RabbitMqBus::new(RabbitMqConfig::new(url))?))
+}
+
+#[cfg(not(feature = "rabbitmq"))]
+fn rabbitmq_bus(_: &PlatformConfig) -> Result<Arc<dyn caas_core::ports::EventBus>, PlatformError> {
+    Err(lacks("rabbitmq"))
+}
+
+/// Unreachable once the configuration is checked; kept an error, not a panic.
+// Unused in a build with every adapter.
+#[allow(dead_code)]
+fn lacks(engine: &str) -> PlatformError {
+    PlatformError::Config(format!(
+        "this build lacks the `{engine}` feature (cargo build --features {engine})"
+    ))
+}
