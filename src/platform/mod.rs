@@ -108,6 +108,19 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         Storage::Embedded => Some(open_storage(&config)?),
         Storage::Memory | Storage::Postgres => None,
     };
+    // With the stores elsewhere, the data dir still holds the keys and the blobs:
+    // made here (0700), before the keys are read or generated into it.
+    let node_blobs = match config.storage {
+        Storage::Postgres => {
+            let (blobs, tightened) = caas_storage::embedded::open_blobs(
+                &config.data_dir,
+                caas_storage::fs::FsBlobConfig::default(),
+            )?;
+            log_tightened(&tightened);
+            Some(blobs)
+        }
+        Storage::Embedded | Storage::Memory => None,
+    };
     let (operator, seed, key_id) = match config.storage {
         // Nodes of one platform share these keys: give every node the same
         // files (or the same data dir).
@@ -127,8 +140,8 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     };
     let authority = caas_crypto::ports::CryptoAuthority::new(operator.hash, &seed, key_id)
         .map_err(|e| PlatformError::Io(e.to_string()))?;
-    let (storage, backends): (_, Backends) = match embedded {
-        Some(embedded) => {
+    let (storage, backends): (_, Backends) = match (embedded, node_blobs) {
+        (Some(embedded), _) => {
             let mut backends = embedded.backends.clone();
             if config.encryption.enabled {
                 let kek = keys::encryption_key(&config.data_dir, config.encryption.key.as_deref())?;
@@ -141,12 +154,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             }
             (Some(embedded), backends)
         }
-        None if config.storage == Storage::Postgres => {
-            let (blobs, tightened) = caas_storage::embedded::open_blobs(
-                &config.data_dir,
-                caas_storage::fs::FsBlobConfig::default(),
-            )?;
-            log_tightened(&tightened);
+        (None, Some(blobs)) => {
             let stores = backends::postgres(&config).await?;
             (
                 None,
@@ -156,7 +164,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
                 },
             )
         }
-        None => {
+        (None, None) => {
             tracing::warn!(
                 "storage = memory: nothing is written to disk and everything is lost when the process stops"
             );
