@@ -2,9 +2,13 @@
 //! real server. Without `CAAS_TEST_POSTGRES_URL` the PostgreSQL tests say so
 //! and return; with `CAAS_REQUIRE_INTEGRATION=1` they fail instead. The Redis
 //! tests use `CAAS_TEST_REDIS_URL`, by default the server on 127.0.0.1:6379.
+//! The S3 tests use `CAAS_TEST_S3_URL` with its keys and `CAAS_TEST_S3S_FS`
+//! (see `s3.rs`), and skip or fail like the PostgreSQL ones.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "s3")]
+mod s3;
