@@ -202,13 +202,12 @@ struct Inner {
 }
 
 /// What one request sends.
-struct Call<'a> {
+struct Call {
     method: Method,
     path: String,
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     body: Bytes,
-    context: &'a str,
 }
 
 impl S3BlobStore {
@@ -299,12 +298,21 @@ impl S3BlobStore {
                 query: Vec::new(),
                 headers: Vec::new(),
                 body: Bytes::new(),
-                context: "create the bucket",
             })
             .await
         {
             Ok(_) => Ok(()),
-            Err(Failure::S3(e)) if e.code == "BucketAlreadyOwnedByYou" => Ok(()),
+            // s3s-fs says `BucketAlreadyExists` for a bucket of its one
+            // owner; on AWS it means someone else's, and every later call
+            // then answers AccessDenied (unavailable, not temporary).
+            Err(Failure::S3(e))
+                if matches!(
+                    e.code.as_str(),
+                    "BucketAlreadyOwnedByYou" | "BucketAlreadyExists"
+                ) =>
+            {
+                Ok(())
+            }
             Err(f) => Err(f.into_error("create the bucket")),
         }
     }
@@ -441,7 +449,7 @@ impl S3BlobStore {
     }
 
     /// Sends one signed request; a non-2xx answer is a [`Failure::S3`].
-    async fn call(&self, c: Call<'_>) -> Result<reqwest::Response, Failure> {
+    async fn call(&self, c: Call) -> Result<reqwest::Response, Failure> {
         let amz_date = sigv4::amz_date(SystemTime::now());
         let payload_hash = sigv4::sha256_hex(&c.body);
         let mut headers = c.headers;
@@ -492,7 +500,6 @@ impl S3BlobStore {
                 query: Vec::new(),
                 headers: Vec::new(),
                 body: Bytes::new(),
-                context,
             })
             .await
         {
@@ -541,7 +548,6 @@ impl S3BlobStore {
                 query: Vec::new(),
                 headers: Vec::new(),
                 body: Bytes::new(),
-                context,
             })
             .await
         {
@@ -565,7 +571,6 @@ impl S3BlobStore {
             query: Vec::new(),
             headers,
             body,
-            context: "put an object",
         })
         .await
         .map(drop)
@@ -586,7 +591,6 @@ impl S3BlobStore {
                 query: vec![("uploads".into(), String::new())],
                 headers,
                 body: Bytes::new(),
-                context: "start a multipart upload",
             })
             .await
             .map_err(|f| f.into_error("start a multipart upload"))?;
@@ -608,7 +612,6 @@ impl S3BlobStore {
                     query: vec![("uploadId".into(), upload_id)],
                     headers: Vec::new(),
                     body: Bytes::new(),
-                    context: "abort a multipart upload",
                 })
                 .await;
         }
@@ -641,7 +644,6 @@ impl S3BlobStore {
                     ],
                     headers: Vec::new(),
                     body: part,
-                    context: "upload a part",
                 })
                 .await
                 .map_err(|f| f.into_error("upload a part"))?;
@@ -663,7 +665,6 @@ impl S3BlobStore {
                 query: vec![("uploadId".into(), upload_id.to_owned())],
                 headers: vec![("content-type".into(), "application/xml".into())],
                 body: Bytes::from(complete),
-                context: "complete a multipart upload",
             })
             .await
             .map_err(|f| f.into_error("complete a multipart upload"))?;
@@ -712,8 +713,10 @@ async fn error_of(mut resp: reqwest::Response) -> S3Error {
         }
     }
     let text = String::from_utf8_lossy(&body);
+    // A HEAD answer has no body: its status is all there is.
     let code = xml::element(&text, "Code").unwrap_or_else(|| match status {
         StatusCode::NOT_FOUND => "NoSuchKey".into(),
+        StatusCode::FORBIDDEN => "AccessDenied".into(),
         _ => String::new(),
     });
     S3Error {
@@ -886,7 +889,6 @@ impl BlobStore for S3BlobStore {
                 query: Vec::new(),
                 headers: Vec::new(),
                 body: Bytes::new(),
-                context: "delete a blob",
             })
             .await
         {
