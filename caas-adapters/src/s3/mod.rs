@@ -5,10 +5,9 @@
 //! can use.
 //!
 //! **What an object carries.** The content type, SHA-256 and creation time of
-//! a blob travel as user metadata (`x-amz-meta-caas-*`): not every
-//! S3-compatible server keeps `Content-Type`, and the checksum must come back
-//! with the bytes so [`BlobStore::get`] can refuse content that no longer
-//! matches it. Uploads also send `x-amz-checksum-sha256`, so a server that
+//! a blob travel as user metadata (`x-amz-meta-caas-*`), so they come back
+//! with the bytes from any S3-compatible server and [`BlobStore::get`] can
+//! refuse content that no longer matches its checksum. Uploads also send `x-amz-checksum-sha256`, so a server that
 //! checks it (AWS does, and so does s3s) refuses a body damaged on the way.
 //!
 //! **Large objects** (over [`S3Config::part_size`]) go up as a multipart
