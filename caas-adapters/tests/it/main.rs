@@ -4,6 +4,8 @@
 //! tests use `CAAS_TEST_REDIS_URL`, by default the server on 127.0.0.1:6379;
 //! the NATS and RabbitMQ tests `CAAS_TEST_NATS_URL` and `CAAS_TEST_RABBITMQ_URL`,
 //! by default the servers on their standard ports.
+//! The S3 tests use `CAAS_TEST_S3_URL` with its keys and `CAAS_TEST_S3S_FS`
+//! (see `s3.rs`), and skip or fail like the PostgreSQL ones.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 #[cfg(feature = "nats")]
@@ -14,3 +16,5 @@ mod postgres;
 mod rabbitmq;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "s3")]
+mod s3;
