@@ -7,7 +7,7 @@ use std::sync::Arc;
 use caas_core::ports::Backends;
 
 use super::PlatformError;
-use super::config::{BusKind, PlatformConfig, PresenceKind};
+use super::config::{BlobsKind, BusKind, PlatformConfig, PresenceKind};
 
 /// `base` (the stores) with the bus and presence the configuration names.
 pub(crate) async fn assemble(
@@ -17,6 +17,9 @@ pub(crate) async fn assemble(
     let mut backends = base;
     if config.presence == PresenceKind::Redis {
         backends = with_redis_presence(config, backends)?;
+    }
+    if config.blobs == BlobsKind::S3 {
+        backends.blobs = s3_blobs(config).await?;
     }
     match config.bus {
         BusKind::Local => {}
@@ -115,6 +118,45 @@ fn rabbitmq_bus(
 #[cfg(not(feature = "rabbitmq"))]
 fn rabbitmq_bus(_: &PlatformConfig) -> Result<Arc<dyn caas_core::ports::EventBus>, PlatformError> {
     Err(lacks("rabbitmq"))
+}
+
+/// Blobs on S3: the bucket is the URL's last path segment, made if missing.
+#[cfg(feature = "s3")]
+async fn s3_blobs(
+    config: &PlatformConfig,
+) -> Result<Arc<dyn caas_core::ports::BlobStore>, PlatformError> {
+    use caas_adapters::s3::{S3BlobStore, S3Config};
+    let url = url(&config.servers.s3, "s3")?.trim_end_matches('/');
+    let bad = || {
+        PlatformError::Config(format!(
+            "the S3 URL `{url}` has no bucket: http://host:port/bucket"
+        ))
+    };
+    let (endpoint, bucket) = url.rsplit_once('/').ok_or_else(bad)?;
+    if bucket.is_empty() || !endpoint.contains("://") || endpoint.ends_with('/') {
+        return Err(bad());
+    }
+    let keys = |k: &Option<String>| k.clone().unwrap_or_default();
+    let mut s3 = S3Config::new(
+        endpoint,
+        bucket,
+        keys(&config.servers.s3_access_key),
+        keys(&config.servers.s3_secret_key),
+    );
+    if let Some(region) = &config.servers.s3_region {
+        s3.region = region.clone();
+    }
+    let store = S3BlobStore::new(s3)?;
+    store.create_bucket().await?;
+    tracing::info!(%endpoint, %bucket, "blobs on S3");
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "s3"))]
+async fn s3_blobs(
+    _: &PlatformConfig,
+) -> Result<Arc<dyn caas_core::ports::BlobStore>, PlatformError> {
+    Err(lacks("s3"))
 }
 
 /// Unreachable once the configuration is checked; kept an error, not a panic.

@@ -56,6 +56,8 @@ pub struct PlatformConfig {
     /// Presence, rate limits and session revocations (`CAAS_PRESENCE`): `memory`
     /// (the default) or `redis`.
     pub presence: PresenceKind,
+    /// Where blobs live (`CAAS_BLOBS`): `fs` (the data dir, the default) or `s3`.
+    pub blobs: BlobsKind,
     /// Nodes share their stores and bus (`CAAS_CLUSTER`): a combination that
     /// cannot work across nodes is refused at start.
     pub cluster: bool,
@@ -76,6 +78,26 @@ pub struct ServersConfig {
     pub nats: Option<String>,
     /// RabbitMQ (`CAAS_RABBITMQ_URL`), e.g. `amqp://user:pass@127.0.0.1:5672/%2f`.
     pub rabbitmq: Option<String>,
+    /// An S3-compatible store and its bucket as the URL's path (`CAAS_S3_URL`),
+    /// e.g. `http://127.0.0.1:9000/media` (plain `http`, path-style).
+    pub s3: Option<String>,
+    /// The S3 region (`CAAS_S3_REGION`); `us-east-1` when absent.
+    pub s3_region: Option<String>,
+    /// The S3 access key id (`CAAS_S3_ACCESS_KEY`).
+    pub s3_access_key: Option<String>,
+    /// The S3 secret key (`CAAS_S3_SECRET_KEY`); never logged.
+    pub s3_secret_key: Option<String>,
+}
+
+/// Where blobs live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobsKind {
+    /// Files under the data dir (memory with `storage = memory`).
+    #[default]
+    Fs,
+    /// An S3-compatible store (`caas_adapters::s3`).
+    S3,
 }
 
 /// The live bus between nodes.
@@ -157,6 +179,7 @@ impl Default for PlatformConfig {
             encryption: EncryptionConfig::default(),
             bus: BusKind::Local,
             presence: PresenceKind::Memory,
+            blobs: BlobsKind::Fs,
             cluster: false,
             servers: ServersConfig::default(),
         }
@@ -249,6 +272,17 @@ impl PlatformConfig {
                 }
             };
         }
+        if let Some(v) = env("CAAS_BLOBS") {
+            c.blobs = match v.as_str() {
+                "fs" => BlobsKind::Fs,
+                "s3" => BlobsKind::S3,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "CAAS_BLOBS `{v}` is neither `fs` nor `s3`"
+                    )));
+                }
+            };
+        }
         if let Some(v) = env("CAAS_CLUSTER") {
             c.cluster = match v.as_str() {
                 "on" | "true" | "1" => true,
@@ -265,6 +299,10 @@ impl PlatformConfig {
             ("CAAS_REDIS_URL", &mut c.servers.redis),
             ("CAAS_NATS_URL", &mut c.servers.nats),
             ("CAAS_RABBITMQ_URL", &mut c.servers.rabbitmq),
+            ("CAAS_S3_URL", &mut c.servers.s3),
+            ("CAAS_S3_REGION", &mut c.servers.s3_region),
+            ("CAAS_S3_ACCESS_KEY", &mut c.servers.s3_access_key),
+            ("CAAS_S3_SECRET_KEY", &mut c.servers.s3_secret_key),
         ] {
             if let Some(v) = env(var) {
                 *slot = Some(v);
@@ -344,6 +382,9 @@ impl PlatformConfig {
                 cfg!(feature = "rabbitmq"),
             )),
         }
+        if self.blobs == BlobsKind::S3 {
+            needed.push(("blobs = s3", "s3", &self.servers.s3, cfg!(feature = "s3")));
+        }
         for (role, engine, url, built) in needed {
             if !built {
                 return Err(ConfigError(format!(
@@ -356,6 +397,13 @@ impl PlatformConfig {
                     engine.to_uppercase()
                 )));
             }
+        }
+        if self.blobs == BlobsKind::S3
+            && (self.servers.s3_access_key.is_none() || self.servers.s3_secret_key.is_none())
+        {
+            return Err(ConfigError(
+                "blobs = s3 needs its keys: [servers] s3_access_key and s3_secret_key, or CAAS_S3_ACCESS_KEY and CAAS_S3_SECRET_KEY".into(),
+            ));
         }
         if self.encryption.enabled && self.storage != Storage::Embedded {
             return Err(ConfigError(
