@@ -70,7 +70,6 @@ struct Counters {
 
 /// Fan-out to every node through one topic, events as JSON keyed by
 /// conversation, published by an idempotent producer with `acks=all`.
-#[derive(Debug)]
 pub struct KafkaBus {
     config: Arc<KafkaConfig>,
     /// Replaced when librdkafka declares it unusable (a fatal error).
@@ -82,6 +81,16 @@ pub struct KafkaBus {
     live: watch::Sender<bool>,
     counters: Arc<Counters>,
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("bootstrap_servers", &self.config.bootstrap_servers)
+            .field("topic", &self.config.topic)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl KafkaBus {
@@ -385,17 +394,19 @@ impl Listener {
         let _ = self.tx.send(BusMessage::Lagged { missed: 0 });
     }
 
-    /// Compares the broker's offsets with the positions: a partition whose end
-    /// is behind the next offset to read lost records (its topic was created
-    /// again); it restarts at its oldest record. Also recreates a missing topic.
+    /// Compares the broker's partitions and offsets with the positions: a
+    /// partition whose end is behind the next offset to read lost records (its
+    /// topic was created again, perhaps by a broker that kept nothing across a
+    /// restart): it restarts at its oldest record, and subscribers are told to
+    /// sync. A partition that appeared is read from its start. A missing topic
+    /// is created again.
     async fn check(&mut self) {
         let consumer = self.consumer.clone();
         let topic = self.config.topic.clone();
         let timeout = self.config.request_timeout;
-        let partitions: Vec<i32> = self.positions.keys().copied().collect();
         let marks = blocking(move || {
             let mut marks = BTreeMap::new();
-            for p in partitions {
+            for p in partition_ids(&*consumer, &topic, timeout)? {
                 marks.insert(p, consumer.fetch_watermarks(&topic, p, timeout)?);
             }
             Ok(marks)
@@ -426,22 +437,43 @@ impl Listener {
         };
         self.recovered();
         let mut lost = false;
-        for (p, (low, high)) in marks {
-            if let Some(next) = self.positions.get_mut(&p)
-                && high < *next
-            {
-                *next = low;
-                lost = true;
+        let mut changed = false;
+        for (&p, &(low, high)) in &marks {
+            match self.positions.get_mut(&p) {
+                Some(next) if high < *next => {
+                    *next = low;
+                    lost = true;
+                    changed = true;
+                }
+                Some(_) => {}
+                None => {
+                    self.positions.insert(p, low);
+                    changed = true;
+                }
             }
         }
+        let before = self.positions.len();
+        self.positions.retain(|p, _| marks.contains_key(p));
+        if self.positions.len() != before {
+            lost = true;
+            changed = true;
+        }
+        if !changed {
+            return;
+        }
+        let reassigned = assignment(&self.config.topic, &self.positions)
+            .and_then(|tpl| self.consumer.assign(&tpl));
+        if let Err(e) = reassigned {
+            tracing::warn!(error = %e, "kafka bus: cannot read the topic's new partitions");
+            return;
+        }
         if lost {
-            let reassigned = assignment(&self.config.topic, &self.positions)
-                .and_then(|tpl| self.consumer.assign(&tpl));
-            if let Err(e) = reassigned {
-                tracing::warn!(error = %e, "kafka bus: cannot move to the log's new start");
-                return;
-            }
             self.reset("the log is behind this node's positions (recreated or truncated)");
+        } else {
+            tracing::info!(
+                partitions = self.positions.len(),
+                "kafka bus: the topic has new partitions; reading them from their start"
+            );
         }
     }
 

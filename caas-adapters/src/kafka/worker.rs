@@ -219,7 +219,7 @@ impl Worker {
             .producer_config()
             .create()
             .map_err(|e| unavailable("create the dead-letter producer", e.into()))?;
-        let handler: Handler = Arc::new(move |e| Box::pin(handler(e)));
+        let handler: Handler = Arc::new(move |e| -> BoxFuture { Box::pin(handler(e)) });
         let (stop, stop_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let run = Run {
@@ -363,8 +363,10 @@ impl Run {
         loop {
             attempt += 1;
             // In a task of its own, so that a handler's panic is a failed
-            // attempt rather than the end of the worker.
-            let outcome = match tokio::spawn((self.handler)(event.clone())).await {
+            // attempt rather than the end of the worker; stopped with the
+            // worker if it is dropped meanwhile.
+            let mut task = AbortOnDrop(tokio::spawn((self.handler)(event.clone())));
+            let outcome = match (&mut task.0).await {
                 Ok(r) => r,
                 Err(e) => Err(Error::internal(format!("the handler panicked: {e}"))),
             };
@@ -458,6 +460,15 @@ impl Run {
                 "kafka worker: commit failed; the event will be handled again");
             self.counters.commit_failures.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A task that ends when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

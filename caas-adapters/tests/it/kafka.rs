@@ -325,12 +325,9 @@ struct Projection {
 }
 
 impl Projection {
-    fn apply(&self, e: &Event) -> u32 {
+    fn apply(&self, e: &Event) {
         self.applied.lock().unwrap().insert((conv_of(e), seq_of(e)));
-        let mut calls = self.calls.lock().unwrap();
-        let n = calls.entry(seq_of(e)).or_default();
-        *n += 1;
-        *n
+        *self.calls.lock().unwrap().entry(seq_of(e)).or_default() += 1;
     }
     fn seqs(&self) -> Vec<u64> {
         self.applied.lock().unwrap().iter().map(|(_, s)| *s).collect()
@@ -511,10 +508,8 @@ impl OwnBroker {
             .expect("the Tansu binary runs");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(Instant::now() < deadline, "Tansu did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -590,18 +585,18 @@ async fn a_broker_outage_is_unavailable_and_the_bus_recovers() {
         }
     }
     // Event 4 was never acknowledged (and the new broker never had it); the
-    // subscription is told to sync before event 5 arrives.
-    let mut lagged = false;
-    loop {
+    // subscription gets event 5 and is told to sync (in either order: event 5
+    // may land on a partition the node had not read anything from).
+    let (mut lagged, mut got_5) = (false, false);
+    while !(lagged && got_5) {
         match next_message(&mut sub).await {
             BusMessage::Lagged { missed: 0 } => lagged = true,
             BusMessage::Event(e) => {
                 assert_eq!(seq_of(&e), 5, "only the event published after the restart");
-                break;
+                got_5 = true;
             }
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(lagged, "subscribers are told to sync");
     assert!(b.stats().resets >= 1);
 }
