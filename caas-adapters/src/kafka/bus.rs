@@ -74,6 +74,8 @@ pub struct KafkaBus {
     config: Arc<KafkaConfig>,
     /// Replaced when librdkafka declares it unusable (a fatal error).
     producer: RwLock<FutureProducer>,
+    /// Since when every publish has failed, if the last one did.
+    failing_since: std::sync::Mutex<Option<Instant>>,
     /// Whether a background check that the topic exists is running.
     ensuring_topic: Arc<AtomicBool>,
     tx: broadcast::Sender<BusMessage>,
@@ -108,6 +110,7 @@ impl KafkaBus {
         Ok(Self {
             config: Arc::new(config),
             producer: RwLock::new(producer),
+            failing_since: std::sync::Mutex::new(None),
             ensuring_topic: Arc::default(),
             tx,
             live: watch::Sender::new(false),
@@ -138,11 +141,27 @@ impl KafkaBus {
     }
 
     /// After a failed publish: replaces a producer that librdkafka gave up on,
-    /// and makes sure the topic still exists (a broker that lost it answers no
-    /// publish until it is created again).
+    /// or that has failed every publish for three publish timeouts (an
+    /// idempotent producer can wait for ever for a producer id that a broker
+    /// restarted without its state will not give back; a new producer asks
+    /// afresh), and makes sure the topic still exists (a broker that lost it
+    /// answers no publish until it is created again).
     fn after_failure(&self, failed: &FutureProducer) {
-        if let Some(fatal) = failed.client().fatal_error() {
-            tracing::warn!(error = ?fatal, "kafka bus: producer failed for good; making a new one");
+        let fatal = failed.client().fatal_error();
+        let stale = match self.failing_since.lock() {
+            Ok(mut since) => {
+                let now = Instant::now();
+                let first = *since.get_or_insert(now);
+                let stale = now.duration_since(first) >= self.config.publish_timeout * 3;
+                if stale || fatal.is_some() {
+                    *since = Some(now);
+                }
+                stale
+            }
+            Err(_) => false,
+        };
+        if fatal.is_some() || stale {
+            tracing::warn!(fatal = ?fatal, "kafka bus: the producer keeps failing; making a new one");
             match make_producer(&self.config) {
                 Ok(p) => {
                     if let Ok(mut slot) = self.producer.write() {
@@ -241,7 +260,12 @@ impl EventBus for KafkaBus {
         // the margin only covers its timer's granularity.
         let budget = self.config.publish_timeout + Duration::from_millis(500);
         match tokio::time::timeout(budget, delivery).await {
-            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Ok(_))) => {
+                if let Ok(mut since) = self.failing_since.lock() {
+                    *since = None;
+                }
+                Ok(())
+            }
             Ok(Ok(Err((e, _)))) => {
                 self.after_failure(&producer);
                 Err(unavailable("publish an event", e.into()))
