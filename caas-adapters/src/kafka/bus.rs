@@ -414,7 +414,10 @@ impl Listener {
 
     fn reset(&self, why: &str) {
         self.counters.resets.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(why, "kafka bus: events may be lost to this node; subscribers told to sync");
+        tracing::warn!(
+            why,
+            "kafka bus: events may be lost to this node; subscribers told to sync"
+        );
         let _ = self.tx.send(BusMessage::Lagged { missed: 0 });
     }
 
@@ -508,7 +511,12 @@ impl Listener {
                 let why = e.to_string();
                 // Perhaps an event a newer node wrote: its audience must sync.
                 self.counters.garbage.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(why, partition, offset, "kafka bus: skipped a record that is not an event");
+                tracing::warn!(
+                    why,
+                    partition,
+                    offset,
+                    "kafka bus: skipped a record that is not an event"
+                );
                 BusMessage::Lagged { missed: 1 }
             }
         };

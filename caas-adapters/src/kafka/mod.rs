@@ -183,7 +183,10 @@ impl KafkaConfig {
             // the bus tells subscribers to sync, and a worker misses nothing
             // the broker still holds.
             .set("auto.offset.reset", "earliest")
-            .set("fetch.message.max.bytes", message_max_bytes(self.max_event_bytes));
+            .set(
+                "fetch.message.max.bytes",
+                message_max_bytes(self.max_event_bytes),
+            );
         match group {
             Some(g) => {
                 c.set("group.id", g);
@@ -209,7 +212,10 @@ fn ms(d: Duration) -> u64 {
 /// Room for one event and the record's framing, so that the event bound, not
 /// the client's, decides what is refused.
 fn message_max_bytes(max_event_bytes: usize) -> String {
-    max_event_bytes.saturating_add(64 * 1024).min(1_000_000_000).to_string()
+    max_event_bytes
+        .saturating_add(64 * 1024)
+        .min(1_000_000_000)
+        .to_string()
 }
 
 /// The record key of an event: its conversation (so one conversation's events
@@ -265,11 +271,7 @@ where
 }
 
 /// The partitions of `topic` as the broker reports them now.
-fn partition_ids<C>(
-    consumer: &C,
-    topic: &str,
-    timeout: Duration,
-) -> Result<Vec<i32>, RdKafkaError>
+fn partition_ids<C>(consumer: &C, topic: &str, timeout: Duration) -> Result<Vec<i32>, RdKafkaError>
 where
     C: rdkafka::consumer::Consumer,
 {

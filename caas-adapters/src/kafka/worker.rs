@@ -105,8 +105,14 @@ const H_REPLAYED_FROM: &str = "caas-replayed-from";
 impl DeadLetter {
     /// The header names, in the order [`DeadLetter::headers`] writes them:
     /// reason, attempts, topic, partition, offset, group.
-    pub const HEADER_NAMES: [&'static str; 6] =
-        [H_REASON, H_ATTEMPTS, H_TOPIC, H_PARTITION, H_OFFSET, H_GROUP];
+    pub const HEADER_NAMES: [&'static str; 6] = [
+        H_REASON,
+        H_ATTEMPTS,
+        H_TOPIC,
+        H_PARTITION,
+        H_OFFSET,
+        H_GROUP,
+    ];
 
     /// The record headers that say all this.
     pub fn headers(&self) -> OwnedHeaders {
@@ -451,14 +457,18 @@ impl Run {
         let next = Offset::Offset(record.offset.saturating_add(1));
         if let Err(e) = tpl.add_partition_offset(&record.topic, record.partition, next) {
             tracing::warn!(error = %e, "kafka worker: cannot commit");
-            self.counters.commit_failures.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .commit_failures
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         let consumer = self.consumer.clone();
         if let Err(e) = blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await {
             tracing::warn!(error = %e, partition = record.partition, offset = record.offset,
                 "kafka worker: commit failed; the event will be handled again");
-            self.counters.commit_failures.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .commit_failures
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -623,8 +633,8 @@ pub async fn replay_dead_letters(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::message::OwnedMessage;
     use rdkafka::Timestamp;
+    use rdkafka::message::OwnedMessage;
 
     #[test]
     fn dead_letter_headers_round_trip() {
@@ -646,7 +656,15 @@ mod tests {
             Some(letter.headers()),
         );
         assert_eq!(DeadLetter::from_message(&msg), Some(letter));
-        let bare = OwnedMessage::new(None, None, "dlq".into(), Timestamp::NotAvailable, 0, 0, None);
+        let bare = OwnedMessage::new(
+            None,
+            None,
+            "dlq".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            None,
+        );
         assert_eq!(DeadLetter::from_message(&bare), None);
     }
 
