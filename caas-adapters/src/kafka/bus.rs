@@ -14,10 +14,13 @@
 //! channel that every [`KafkaSubscription`] of the node reads. The broker keeps
 //! the events, so a broker that is away for a while loses nothing: librdkafka
 //! reconnects and the task resumes from its positions. What it cannot resume
-//! is a log that lost records under it (its topic deleted and created again,
-//! or a broker that keeps nothing across a restart): a periodic check of the
-//! broker's offsets against the task's positions notices, restarts at the
-//! oldest record kept and sends every subscriber a [`BusMessage::Lagged`].
+//! is a log that lost records under it (its topic deleted and created again):
+//! a periodic check of the broker's offsets against the task's positions
+//! notices, restarts at the oldest record kept and sends every subscriber a
+//! [`BusMessage::Lagged`]. The same check picks up partitions added to the
+//! topic, from their start. (A broker that keeps nothing across a restart is
+//! not survivable this way: librdkafka 2.12.1's consumer crashes on the
+//! metadata Tansu then returns; see the crate's README.)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
