@@ -6,8 +6,12 @@
 //! by default the servers on their standard ports.
 //! The S3 tests use `CAAS_TEST_S3_URL` with its keys and `CAAS_TEST_S3S_FS`
 //! (see `s3.rs`), and skip or fail like the PostgreSQL ones.
+//! The Kafka tests use `CAAS_TEST_KAFKA_URL` (bootstrap servers) and, for the
+//! fault tests, the Tansu binary `CAAS_TEST_TANSU`, as PostgreSQL's do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[cfg(feature = "kafka")]
+mod kafka;
 #[cfg(feature = "nats")]
 mod nats;
 #[cfg(feature = "postgres")]
