@@ -153,6 +153,23 @@ fn main() {
             .unwrap();
             measure("Redis pub/sub", Arc::new(redis.bus()), latency_n, burst).await;
         }
+        #[cfg(feature = "kafka")]
+        if let Some(url) = var("CAAS_TEST_KAFKA_URL") {
+            use caas_adapters::kafka::{KafkaBus, KafkaConfig};
+            // A topic of this run's own; the test broker keeps it in memory only.
+            let config = KafkaConfig {
+                topic: format!("caas.bench.{:016x}", fastrand::u64(..)),
+                ..KafkaConfig::new(url)
+            };
+            let bus = KafkaBus::connect(config).await.unwrap();
+            measure(
+                "Kafka protocol (Tansu, acks=all)",
+                Arc::new(bus),
+                latency_n,
+                burst,
+            )
+            .await;
+        }
         #[cfg(feature = "nats")]
         if let Some(url) = var("CAAS_TEST_NATS_URL") {
             use caas_adapters::nats::{NatsBus, NatsConfig};

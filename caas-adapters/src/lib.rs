@@ -2,7 +2,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 // The wire form shared by every bus on a network (each such feature is listed).
-#[cfg(any(feature = "redis", feature = "nats", feature = "rabbitmq", feature = "kafka"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "nats",
+    feature = "rabbitmq",
+    feature = "kafka"
+))]
 pub mod event_codec;
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -26,6 +26,7 @@ pub(crate) async fn assemble(
         BusKind::Redis => backends.bus = redis_bus(config)?,
         BusKind::Nats => backends.bus = nats_bus(config).await?,
         BusKind::Rabbitmq => backends.bus = rabbitmq_bus(config)?,
+        BusKind::Kafka => backends.bus = kafka_bus(config).await?,
     }
     Ok(backends)
 }
@@ -120,6 +121,23 @@ fn rabbitmq_bus(_: &PlatformConfig) -> Result<Arc<dyn caas_core::ports::EventBus
     Err(lacks("rabbitmq"))
 }
 
+#[cfg(feature = "kafka")]
+async fn kafka_bus(
+    config: &PlatformConfig,
+) -> Result<Arc<dyn caas_core::ports::EventBus>, PlatformError> {
+    use caas_adapters::kafka::{KafkaBus, KafkaConfig};
+    let url = url(&config.servers.kafka, "kafka")?;
+    tracing::info!("live bus on a Kafka-protocol broker");
+    Ok(Arc::new(KafkaBus::connect(KafkaConfig::new(url)).await?))
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka_bus(
+    _: &PlatformConfig,
+) -> Result<Arc<dyn caas_core::ports::EventBus>, PlatformError> {
+    Err(lacks("kafka"))
+}
+
 /// Blobs on S3: the bucket is the URL's last path segment, made if missing.
 #[cfg(feature = "s3")]
 async fn s3_blobs(
@@ -136,12 +154,11 @@ async fn s3_blobs(
     if bucket.is_empty() || !endpoint.contains("://") || endpoint.ends_with('/') {
         return Err(bad());
     }
-    let keys = |k: &Option<String>| k.clone().unwrap_or_default();
     let mut s3 = S3Config::new(
         endpoint,
         bucket,
-        keys(&config.servers.s3_access_key),
-        keys(&config.servers.s3_secret_key),
+        config.servers.s3_access_key.clone().unwrap_or_default(),
+        config.servers.s3_secret_key.as_deref().unwrap_or_default(),
     );
     if let Some(region) = &config.servers.s3_region {
         s3.region = region.clone();

@@ -16,7 +16,7 @@ pub struct PlatformConfig {
     pub data_dir: PathBuf,
     /// The operator credential (`CAAS_OPERATOR_KEY`); generated into the data dir
     /// (only its hash is kept) and printed once when absent.
-    pub operator_key: Option<String>,
+    pub operator_key: Option<Secret>,
     /// Log filter (`CAAS_LOG`); logs are JSON lines on stderr.
     pub log: String,
     /// Largest request body in bytes.
@@ -51,7 +51,7 @@ pub struct PlatformConfig {
     /// At-rest encryption of message bodies (`[encryption]`).
     pub encryption: EncryptionConfig,
     /// The live bus between nodes (`CAAS_BUS`): `local` (in process, the
-    /// default), `redis`, `nats` or `rabbitmq`.
+    /// default), `redis`, `nats`, `rabbitmq` or `kafka`.
     pub bus: BusKind,
     /// Presence, rate limits and session revocations (`CAAS_PRESENCE`): `memory`
     /// (the default) or `redis`.
@@ -67,7 +67,7 @@ pub struct PlatformConfig {
 
 /// `[servers]`: where the shared servers are. Each is needed only when a role
 /// names its engine.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServersConfig {
     /// PostgreSQL (`CAAS_POSTGRES_URL`), e.g. `postgres://caas@db/caas`.
@@ -78,6 +78,9 @@ pub struct ServersConfig {
     pub nats: Option<String>,
     /// RabbitMQ (`CAAS_RABBITMQ_URL`), e.g. `amqp://user:pass@127.0.0.1:5672/%2f`.
     pub rabbitmq: Option<String>,
+    /// A Kafka-protocol broker's bootstrap servers (`CAAS_KAFKA_URL`), e.g.
+    /// `127.0.0.1:9092`.
+    pub kafka: Option<String>,
     /// An S3-compatible store and its bucket as the URL's path (`CAAS_S3_URL`),
     /// e.g. `http://127.0.0.1:9000/media` (plain `http`, path-style).
     pub s3: Option<String>,
@@ -86,7 +89,25 @@ pub struct ServersConfig {
     /// The S3 access key id (`CAAS_S3_ACCESS_KEY`).
     pub s3_access_key: Option<String>,
     /// The S3 secret key (`CAAS_S3_SECRET_KEY`); never logged.
-    pub s3_secret_key: Option<String>,
+    pub s3_secret_key: Option<Secret>,
+}
+
+impl std::fmt::Debug for ServersConfig {
+    // URLs may carry passwords too: only which servers are set is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "set" } else { "unset" };
+        f.debug_struct("ServersConfig")
+            .field("postgres", &set(&self.postgres))
+            .field("redis", &set(&self.redis))
+            .field("nats", &set(&self.nats))
+            .field("rabbitmq", &set(&self.rabbitmq))
+            .field("kafka", &set(&self.kafka))
+            .field("s3", &set(&self.s3))
+            .field("s3_region", &self.s3_region)
+            .field("s3_access_key", &set(&self.s3_access_key))
+            .field("s3_secret_key", &self.s3_secret_key)
+            .finish()
+    }
 }
 
 /// Where blobs live.
@@ -113,6 +134,8 @@ pub enum BusKind {
     Nats,
     /// RabbitMQ (`caas_adapters::rabbitmq`).
     Rabbitmq,
+    /// A Kafka-protocol broker (`caas_adapters::kafka`).
+    Kafka,
 }
 
 /// Where presence, rate limits and session revocations live.
@@ -140,7 +163,26 @@ pub struct EncryptionConfig {
     /// data dir (`encryption.kek`, 0600) on first start: then a copy of the data
     /// dir holds both the data and its key, so give it from a secret store for
     /// protection against a stolen disk or backup.
-    pub key: Option<String>,
+    pub key: Option<Secret>,
+}
+
+/// A configured secret: its `Debug` never shows it, so no configuration dump
+/// or log line can leak it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Where the platform keeps its data.
@@ -231,7 +273,7 @@ impl PlatformConfig {
             c.data_dir = PathBuf::from(v);
         }
         if let Some(v) = env("CAAS_OPERATOR_KEY") {
-            c.operator_key = Some(v);
+            c.operator_key = Some(Secret(v));
         }
         if let Some(v) = env("CAAS_LOG") {
             c.log = v;
@@ -254,9 +296,10 @@ impl PlatformConfig {
                 "redis" => BusKind::Redis,
                 "nats" => BusKind::Nats,
                 "rabbitmq" => BusKind::Rabbitmq,
+                "kafka" => BusKind::Kafka,
                 _ => {
                     return Err(ConfigError(format!(
-                        "CAAS_BUS `{v}` is none of `local`, `redis`, `nats`, `rabbitmq`"
+                        "CAAS_BUS `{v}` is none of `local`, `redis`, `nats`, `rabbitmq`, `kafka`"
                     )));
                 }
             };
@@ -299,14 +342,17 @@ impl PlatformConfig {
             ("CAAS_REDIS_URL", &mut c.servers.redis),
             ("CAAS_NATS_URL", &mut c.servers.nats),
             ("CAAS_RABBITMQ_URL", &mut c.servers.rabbitmq),
+            ("CAAS_KAFKA_URL", &mut c.servers.kafka),
             ("CAAS_S3_URL", &mut c.servers.s3),
             ("CAAS_S3_REGION", &mut c.servers.s3_region),
             ("CAAS_S3_ACCESS_KEY", &mut c.servers.s3_access_key),
-            ("CAAS_S3_SECRET_KEY", &mut c.servers.s3_secret_key),
         ] {
             if let Some(v) = env(var) {
                 *slot = Some(v);
             }
+        }
+        if let Some(v) = env("CAAS_S3_SECRET_KEY") {
+            c.servers.s3_secret_key = Some(Secret(v));
         }
         if let Some(v) = env("CAAS_ENCRYPTION") {
             c.encryption.enabled = match v.as_str() {
@@ -320,7 +366,7 @@ impl PlatformConfig {
             };
         }
         if let Some(v) = env("CAAS_ENCRYPTION_KEY") {
-            c.encryption.key = Some(v);
+            c.encryption.key = Some(Secret(v));
         }
         if c.ws_frames_per_second == 0 {
             return Err(ConfigError(
@@ -380,6 +426,12 @@ impl PlatformConfig {
                 "rabbitmq",
                 &self.servers.rabbitmq,
                 cfg!(feature = "rabbitmq"),
+            )),
+            BusKind::Kafka => needed.push((
+                "bus = kafka",
+                "kafka",
+                &self.servers.kafka,
+                cfg!(feature = "kafka"),
             )),
         }
         if self.blobs == BlobsKind::S3 {
@@ -505,6 +557,7 @@ mod tests {
         assert_eq!(file.servers.nats.as_deref(), Some("nats://n"));
         for (var, value) in [
             ("CAAS_BUS", "kafka-ish"),
+            ("CAAS_BLOBS", "tape"),
             ("CAAS_PRESENCE", "disk"),
             ("CAAS_CLUSTER", "maybe"),
         ] {
@@ -539,6 +592,21 @@ mod tests {
         }
         if cfg!(all(feature = "postgres", feature = "redis")) {
             load_env(&shared).unwrap();
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let c = load_env(&[
+            ("CAAS_S3_SECRET_KEY", "very-secret"),
+            ("CAAS_POSTGRES_URL", "postgres://u:hunter2@db/caas"),
+            ("CAAS_OPERATOR_KEY", "sk_operator-secret"),
+            ("CAAS_ENCRYPTION_KEY", "kek-secret"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in ["very-secret", "hunter2", "operator-secret", "kek-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }
 

@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{
-    BusKind, ConfigError, EncryptionConfig, PlatformConfig, PresenceKind, ServersConfig, Storage,
+    BlobsKind, BusKind, ConfigError, EncryptionConfig, PlatformConfig, PresenceKind, Secret,
+    ServersConfig, Storage,
 };
 pub use demo::{Demo, create_demo};
 

@@ -440,3 +440,64 @@ async fn two_nodes_on_shared_servers_deliver_across_nodes() {
     b.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `blobs = s3` puts the platform's blobs in the bucket its URL names (made at
+/// start), on the server `CAAS_TEST_S3_URL` names with its keys.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn blobs_on_s3_from_configuration() {
+    use caas::core::ids::{BlobId, TenantId};
+    use caas::core::time::Timestamp;
+    use caas::platform::{BlobsKind, Secret, ServersConfig};
+
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (Some(url), Some(access), Some(secret)) = (
+        var("CAAS_TEST_S3_URL"),
+        var("CAAS_TEST_S3_ACCESS_KEY"),
+        var("CAAS_TEST_S3_SECRET_KEY"),
+    ) else {
+        assert_ne!(
+            std::env::var("CAAS_REQUIRE_INTEGRATION").as_deref(),
+            Ok("1"),
+            "CAAS_TEST_S3_URL and its keys are not set but CAAS_REQUIRE_INTEGRATION=1"
+        );
+        eprintln!("SKIPPED: blobs_on_s3_from_configuration (no CAAS_TEST_S3_URL)");
+        return;
+    };
+    let dir = temp_dir("s3");
+    let bucket = format!("caas-platform-{:08x}", std::process::id());
+    let p = start(PlatformConfig {
+        blobs: BlobsKind::S3,
+        servers: ServersConfig {
+            s3: Some(format!("{}/{bucket}", url.trim_end_matches('/'))),
+            s3_access_key: Some(access),
+            s3_secret_key: Some(Secret(secret)),
+            ..ServersConfig::default()
+        },
+        ..config(&dir)
+    })
+    .await
+    .unwrap();
+    let blobs = p.state.caas.backends().blobs.clone();
+    assert!(blobs.capabilities().presigned_urls);
+    let tenant = TenantId::parse("t_platform_s3").unwrap();
+    let id = BlobId::parse("b_one").unwrap();
+    blobs
+        .put(
+            &tenant,
+            &id,
+            "text/plain",
+            b"hello".to_vec(),
+            Timestamp::from_secs(1_800_000_000),
+        )
+        .await
+        .unwrap();
+    let (meta, bytes) = blobs.get(&tenant, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (meta.content_type.as_str(), bytes.as_slice()),
+        ("text/plain", &b"hello"[..])
+    );
+    assert!(blobs.delete(&tenant, &id).await.unwrap());
+    p.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
