@@ -4,6 +4,8 @@
 // The wire form shared by every bus on a network (each such feature is listed).
 #[cfg(feature = "redis")]
 pub mod event_codec;
+#[cfg(feature = "mongo")]
+pub mod mongo;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
