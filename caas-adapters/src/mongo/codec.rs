@@ -138,9 +138,15 @@ mod tests {
     #[test]
     fn malformed_documents_are_internal_errors_not_panics() {
         let d = doc! { "seq": "seven", "doc": "{not json", "n": 3_i32 };
-        assert_eq!(get_i64(&d, "seq", "message").unwrap_err().code(), "internal");
+        assert_eq!(
+            get_i64(&d, "seq", "message").unwrap_err().code(),
+            "internal"
+        );
         assert_eq!(get_i64(&d, "n", "message").unwrap(), 3);
-        assert_eq!(get_str(&d, "missing", "message").unwrap_err().code(), "internal");
+        assert_eq!(
+            get_str(&d, "missing", "message").unwrap_err().code(),
+            "internal"
+        );
         let e = body::<caas_core::model::Message>(&d, "message").unwrap_err();
         assert_eq!(e.code(), "internal");
     }

@@ -165,7 +165,9 @@ impl EventLog for MongoStore {
                     .return_document(ReturnDocument::After)
                     .session(&mut *s)
                     .await?
-                    .ok_or_else(|| Error::internal("mongo: the log head upsert returned nothing"))?;
+                    .ok_or_else(|| {
+                        Error::internal("mongo: the log head upsert returned nothing")
+                    })?;
                 let cursor = to_u64(get_i64(&head, "head", "log head")?, "cursor")?;
                 events
                     .insert_one(event_document(&event, cursor)?)
@@ -262,7 +264,10 @@ mod tests {
             )
         );
         assert_eq!(
-            read(&t(), &u("alice"), u64::MAX).0.get_document("cursor").unwrap(),
+            read(&t(), &u("alice"), u64::MAX)
+                .0
+                .get_document("cursor")
+                .unwrap(),
             &doc! { "$gt": i64::MAX }
         );
     }
@@ -289,7 +294,10 @@ mod tests {
         assert_eq!(d.get_i64("cursor"), Ok(9));
         assert_eq!(
             d.get_array("audience").unwrap(),
-            &vec![mongodb::bson::Bson::from("bob"), mongodb::bson::Bson::from("alice")]
+            &vec![
+                mongodb::bson::Bson::from("bob"),
+                mongodb::bson::Bson::from("alice")
+            ]
         );
         // The JSON body leaves the audience out: it is stored once.
         let json = d.get_str("doc").unwrap();
@@ -304,7 +312,10 @@ mod tests {
     #[test]
     fn an_event_over_the_document_limit_is_refused_by_size() {
         let mut e = sample();
-        e.audience = (0..1000).map(|i| u(&format!("user{i}"))).collect::<Vec<_>>().into();
+        e.audience = (0..1000)
+            .map(|i| u(&format!("user{i}")))
+            .collect::<Vec<_>>()
+            .into();
         let small = event_size(&sample()).unwrap();
         let large = event_size(&e).unwrap();
         assert!(large > small + 1000 * 5, "{small} {large}");

@@ -152,10 +152,7 @@ pub(super) mod commands {
 
     /// The head documents of `conversations`.
     pub(crate) fn heads(tenant: &TenantId, conversations: &[ConversationId]) -> Document {
-        let ids: Vec<Document> = conversations
-            .iter()
-            .map(|c| head_id(tenant, c))
-            .collect();
+        let ids: Vec<Document> = conversations.iter().map(|c| head_id(tenant, c)).collect();
         doc! { "_id": { "$in": ids } }
     }
 
@@ -380,7 +377,9 @@ impl MessageStore for MongoStore {
                         .return_document(ReturnDocument::After)
                         .session(&mut *s)
                         .await?
-                        .ok_or_else(|| Error::internal("mongo: the head upsert returned nothing"))?;
+                        .ok_or_else(|| {
+                            Error::internal("mongo: the head upsert returned nothing")
+                        })?;
                     m.seq = Seq(to_u64(get_i64(&head, "last_seq", "head")?, "seq")?);
                     let (filter, update) = events::commands::next_cursor(&m.tenant);
                     let log_head = log_heads

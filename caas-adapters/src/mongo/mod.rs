@@ -1,9 +1,11 @@
 //! Store ports on MongoDB (6.0 or later, as a replica set), with the official
 //! `mongodb` driver.
 //!
-//! One [`MongoStore`] (cheap to clone) implements [`MessageStore`] and
-//! [`EventLog`]; the other store ports of caas-core are not implemented on
-//! MongoDB yet ([`MongoStore::backends`] takes them from elsewhere). The crate
+//! One [`MongoStore`] (cheap to clone) implements [`TenantStore`],
+//! [`UserStore`], [`ConversationStore`], [`MessageStore`], [`ReceiptStore`]
+//! and [`EventLog`]. `KeyDirectory`, `AuditStore` and `CredentialStore` are
+//! not implemented on MongoDB yet ([`MongoStore::backends`] takes them from
+//! elsewhere). The crate
 //! README says what is stored where and what each part promises; in short:
 //!
 //! * **Replica sets only.** An append stores the message, advances its
@@ -25,14 +27,22 @@
 //! * **Every command document** an operation sends is built by a pure function
 //!   (`commands` in each file), checked by unit tests without a server.
 //!
+//! [`TenantStore`]: caas_core::ports::TenantStore
+//! [`UserStore`]: caas_core::ports::UserStore
+//! [`ConversationStore`]: caas_core::ports::ConversationStore
 //! [`MessageStore`]: caas_core::ports::MessageStore
+//! [`ReceiptStore`]: caas_core::ports::ReceiptStore
 //! [`EventLog`]: caas_core::ports::EventLog
 
 mod codec;
+mod conversations;
 mod error;
 mod events;
 mod messages;
+mod receipts;
+mod tenants;
 mod txn;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +116,16 @@ pub(crate) mod names {
     pub(crate) const LOG_HEADS: &str = "log_heads";
     /// The event log.
     pub(crate) const EVENTS: &str = "events";
+    /// Conversations.
+    pub(crate) const CONVERSATIONS: &str = "conversations";
+    /// Membership records.
+    pub(crate) const MEMBERS: &str = "members";
+    /// Tenants.
+    pub(crate) const TENANTS: &str = "tenants";
+    /// Users.
+    pub(crate) const USERS: &str = "users";
+    /// Receipt watermarks.
+    pub(crate) const RECEIPTS: &str = "receipts";
 }
 
 /// Letters, digits, `_` and `-` only (a database name may not hold `/\. "$`
@@ -123,6 +143,20 @@ fn valid_database(name: &str) -> bool {
 /// names its set (`setName`); `mongos` answers `msg: "isdbgrid"`.
 pub(crate) fn offers_transactions(hello: &Document) -> bool {
     hello.get_str("setName").is_ok() || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid")
+}
+
+/// Every `createIndexes` command run at connect.
+fn create_indexes() -> Vec<Document> {
+    let [conversations, members] = conversations::commands::create_indexes();
+    vec![
+        messages::commands::create_indexes(),
+        events::commands::create_indexes(),
+        conversations,
+        members,
+        tenants::commands::create_indexes(),
+        users::commands::create_indexes(),
+        receipts::commands::create_indexes(),
+    ]
 }
 
 impl MongoStore {
@@ -143,10 +177,11 @@ impl MongoStore {
                  hosts in a mongodb:// URL",
             ));
         }
-        let mut options = tokio::time::timeout(config.connect_timeout, ClientOptions::parse(&config.url))
-            .await
-            .map_err(|_| error::timed_out("parse the mongo url"))?
-            .map_err(|e| Error::invalid("mongo url", e.to_string()))?;
+        let mut options =
+            tokio::time::timeout(config.connect_timeout, ClientOptions::parse(&config.url))
+                .await
+                .map_err(|_| error::timed_out("parse the mongo url"))?
+                .map_err(|e| Error::invalid("mongo url", e.to_string()))?;
         options.app_name = Some(config.app_name.clone());
         options.max_pool_size = Some(config.pool_size.max(1));
         options.connect_timeout = Some(config.connect_timeout);
@@ -174,32 +209,28 @@ impl MongoStore {
                 source: None,
             });
         }
-        for (collection, command) in [
-            (names::MESSAGES, messages::commands::create_indexes()),
-            (names::EVENTS, events::commands::create_indexes()),
-        ] {
+        for command in create_indexes() {
             store
-                .bounded(
-                    &format!("create the indexes of `{collection}`"),
-                    store.inner.db.run_command(command),
-                )
+                .bounded("create indexes", store.inner.db.run_command(command))
                 .await?;
         }
         Ok(store)
     }
 
-    /// The ports this store implements ([`MessageStore`] and [`EventLog`],
-    /// which must be one store: a send logs its event in the same write) on
-    /// `Backends`, with `caas_storage::memory`'s for every other port and the
-    /// system clock. A platform that keeps its other stores elsewhere replaces
-    /// those fields.
-    ///
-    /// [`MessageStore`]: caas_core::ports::MessageStore
-    /// [`EventLog`]: caas_core::ports::EventLog
+    /// The ports this store implements on `Backends` (tenants, users,
+    /// conversations, messages, receipts and the event log; messages and the
+    /// event log must be one store: a send logs its event in the same write),
+    /// with `caas_storage::memory`'s for every other port (credentials, keys,
+    /// audit, search, bus, blobs, presence, rate limits, revocations) and the
+    /// system clock. A platform that keeps those elsewhere replaces the fields.
     pub fn backends(&self) -> caas_core::ports::Backends {
         let db = Arc::new(self.clone());
         caas_core::ports::Backends {
+            tenants: db.clone(),
+            users: db.clone(),
+            conversations: db.clone(),
             messages: db.clone(),
+            receipts: db.clone(),
             events: db,
             ..caas_storage::memory::backends()
         }
@@ -279,6 +310,36 @@ mod tests {
         assert!(!offers_transactions(
             &doc! { "isWritablePrimary": true, "msg": "something else" }
         ));
+    }
+
+    #[test]
+    fn connect_creates_every_index() {
+        let commands = create_indexes();
+        let collections: Vec<&str> = commands
+            .iter()
+            .map(|c| c.get_str("createIndexes").unwrap())
+            .collect();
+        assert_eq!(
+            collections,
+            [
+                "messages",
+                "events",
+                "conversations",
+                "members",
+                "tenants",
+                "users",
+                "receipts"
+            ]
+        );
+        // Each names its indexes, so a re-run at the next start is a no-op
+        // rather than a clash of generated names.
+        for c in &commands {
+            for spec in c.get_array("indexes").unwrap() {
+                let spec = spec.as_document().unwrap();
+                assert!(spec.get_str("name").is_ok(), "{spec}");
+                assert!(spec.get_document("key").is_ok(), "{spec}");
+            }
+        }
     }
 
     #[test]

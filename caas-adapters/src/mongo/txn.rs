@@ -60,8 +60,8 @@ async fn commit(session: &mut ClientSession) -> mongodb::error::Result<()> {
     loop {
         tries += 1;
         match session.commit_transaction().await {
-            Err(e) if tries < MAX_COMMITS && e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => {
-            }
+            Err(e)
+                if tries < MAX_COMMITS && e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) => {}
             other => return other,
         }
     }
