@@ -32,7 +32,26 @@ fn code(kind: &ErrorKind) -> Option<i32> {
         ErrorKind::Command(c) => Some(c.code),
         ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
         ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        ErrorKind::InsertMany(m) => match (&m.write_errors, &m.write_concern_error) {
+            (Some(errors), _) => errors.first().map(|w| w.code),
+            (None, Some(w)) => Some(w.code),
+            (None, None) => None,
+        },
         _ => None,
+    }
+}
+
+/// Whether every write of an unordered `insert_many` that failed was refused
+/// only by a unique index (the others were stored): "already there".
+pub(super) fn only_duplicates(e: &mongodb::error::Error) -> bool {
+    match &*e.kind {
+        ErrorKind::InsertMany(m) => {
+            m.write_concern_error.is_none()
+                && m.write_errors
+                    .as_ref()
+                    .is_some_and(|w| w.iter().all(|w| w.code == DUPLICATE_KEY))
+        }
+        _ => false,
     }
 }
 

@@ -1,11 +1,10 @@
 //! Store ports on MongoDB (6.0 or later, as a replica set), with the official
 //! `mongodb` driver.
 //!
-//! One [`MongoStore`] (cheap to clone) implements [`TenantStore`],
-//! [`UserStore`], [`ConversationStore`], [`MessageStore`], [`ReceiptStore`]
-//! and [`EventLog`]. `KeyDirectory`, `AuditStore` and `CredentialStore` are
-//! not implemented on MongoDB yet ([`MongoStore::backends`] takes them from
-//! elsewhere). The crate
+//! One [`MongoStore`] (cheap to clone) implements every store port:
+//! [`TenantStore`], [`UserStore`], [`ConversationStore`], [`MessageStore`],
+//! [`ReceiptStore`], [`EventLog`], [`KeyDirectory`], [`AuditStore`] and
+//! [`CredentialStore`] (not `SearchIndex`). The crate
 //! README says what is stored where and what each part promises; in short:
 //!
 //! * **Replica sets only.** An append stores the message, advances its
@@ -33,11 +32,17 @@
 //! [`MessageStore`]: caas_core::ports::MessageStore
 //! [`ReceiptStore`]: caas_core::ports::ReceiptStore
 //! [`EventLog`]: caas_core::ports::EventLog
+//! [`KeyDirectory`]: caas_core::ports::KeyDirectory
+//! [`AuditStore`]: caas_core::ports::AuditStore
+//! [`CredentialStore`]: caas_core::ports::CredentialStore
 
+mod audit;
 mod codec;
 mod conversations;
+mod credentials;
 mod error;
 mod events;
+mod keys;
 mod messages;
 mod receipts;
 mod tenants;
@@ -92,8 +97,8 @@ impl MongoConfig {
     }
 }
 
-/// The store ports implemented so far over one MongoDB database. Clones share
-/// one driver client (and its connection pool).
+/// Every store port over one MongoDB database. Clones share one driver
+/// client (and its connection pool).
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     inner: Arc<Inner>,
@@ -126,6 +131,18 @@ pub(crate) mod names {
     pub(crate) const USERS: &str = "users";
     /// Receipt watermarks.
     pub(crate) const RECEIPTS: &str = "receipts";
+    /// Devices' identity keys and signed prekeys.
+    pub(crate) const DEVICES: &str = "devices";
+    /// One-time prekeys, one document each.
+    pub(crate) const ONE_TIME_PREKEYS: &str = "one_time_prekeys";
+    /// One document per tenant with audit records: its newest position.
+    pub(crate) const AUDIT_HEADS: &str = "audit_heads";
+    /// The audit log.
+    pub(crate) const AUDIT: &str = "audit";
+    /// Password logins.
+    pub(crate) const PASSWORD_LOGINS: &str = "password_logins";
+    /// Refresh-token sessions.
+    pub(crate) const REFRESH_SESSIONS: &str = "refresh_sessions";
 }
 
 /// Letters, digits, `_` and `-` only (a database name may not hold `/\. "$`
@@ -148,6 +165,8 @@ pub(crate) fn offers_transactions(hello: &Document) -> bool {
 /// Every `createIndexes` command run at connect.
 fn create_indexes() -> Vec<Document> {
     let [conversations, members] = conversations::commands::create_indexes();
+    let [devices, one_time_prekeys] = keys::commands::create_indexes();
+    let [logins, sessions] = credentials::commands::create_indexes();
     vec![
         messages::commands::create_indexes(),
         events::commands::create_indexes(),
@@ -156,6 +175,11 @@ fn create_indexes() -> Vec<Document> {
         tenants::commands::create_indexes(),
         users::commands::create_indexes(),
         receipts::commands::create_indexes(),
+        devices,
+        one_time_prekeys,
+        audit::commands::create_indexes(),
+        logins,
+        sessions,
     ]
 }
 
@@ -217,12 +241,11 @@ impl MongoStore {
         Ok(store)
     }
 
-    /// The ports this store implements on `Backends` (tenants, users,
-    /// conversations, messages, receipts and the event log; messages and the
-    /// event log must be one store: a send logs its event in the same write),
-    /// with `caas_storage::memory`'s for every other port (credentials, keys,
-    /// audit, search, bus, blobs, presence, rate limits, revocations) and the
-    /// system clock. A platform that keeps those elsewhere replaces the fields.
+    /// Every store port this store implements on `Backends` (messages and
+    /// the event log must be one store: a send logs its event in the same
+    /// write), with `caas_storage::memory`'s search index, bus, blobs,
+    /// presence, rate limits and revocations and the system clock. A
+    /// platform that keeps those elsewhere (Redis, S3…) replaces the fields.
     pub fn backends(&self) -> caas_core::ports::Backends {
         let db = Arc::new(self.clone());
         caas_core::ports::Backends {
@@ -231,7 +254,10 @@ impl MongoStore {
             conversations: db.clone(),
             messages: db.clone(),
             receipts: db.clone(),
-            events: db,
+            events: db.clone(),
+            credentials: db.clone(),
+            keys: db.clone(),
+            audit: db,
             ..caas_storage::memory::backends()
         }
     }
@@ -328,7 +354,12 @@ mod tests {
                 "members",
                 "tenants",
                 "users",
-                "receipts"
+                "receipts",
+                "devices",
+                "one_time_prekeys",
+                "audit",
+                "password_logins",
+                "refresh_sessions",
             ]
         );
         // Each names its indexes, so a re-run at the next start is a no-op

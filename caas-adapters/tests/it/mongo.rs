@@ -55,7 +55,7 @@ caas_core::contract_suites!(
         Some(store) => store.backends(),
         None => return,
     };
-    tenants, users, conversations, messages, receipts, events);
+    tenants, users, conversations, messages, receipts, events, keys, audit, credentials);
 
 /// Two stores on one database behave as two nodes: concurrent appends to one
 /// conversation through both still get unique, gap-free seqs, and the log
