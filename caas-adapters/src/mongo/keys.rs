@@ -154,7 +154,8 @@ impl KeyDirectory for MongoStore {
             let context = "store one-time prekeys";
             // Unordered: every new key is stored even when some ids are
             // already in the pool (those are ignored, as the port says).
-            let call = self.coll(ONE_TIME_PREKEYS).insert_many(docs).ordered(false);
+            let pool = self.coll(ONE_TIME_PREKEYS);
+            let call = pool.insert_many(docs).ordered(false);
             match tokio::time::timeout(self.config().op_timeout, call.into_future()).await {
                 Err(_) => return Err(super::error::timed_out(context)),
                 Ok(Ok(_)) => {}

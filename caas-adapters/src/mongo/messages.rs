@@ -693,12 +693,12 @@ mod tests {
         let key = specs
             .iter()
             .filter_map(|s| s.as_document())
-            .find(|s| s.get_str("name") == Ok("messages_client_msg_id"))
+            .find(|s| s.get_str("name").is_ok_and(|n| n == "messages_client_msg_id"))
             .unwrap();
         let fields: Vec<&String> = key.get_document("key").unwrap().keys().collect();
         let filter_fields: Vec<&String> = filter.keys().collect();
         assert_eq!(fields, filter_fields);
-        assert_eq!(key.get_bool("unique"), Ok(true));
+        assert!(key.get_bool("unique").unwrap());
     }
 
     #[test]
