@@ -13,7 +13,7 @@ use mongodb::options::ReturnDocument;
 use super::MongoStore;
 use super::codec::{body, check_size, get_i64, page_limit, to_json, to_u64};
 use super::names::{AUDIT, AUDIT_HEADS};
-use super::txn::Abort;
+use super::txn::{Abort, OnDuplicate};
 
 /// The command, filter and update documents of the audit log, as pure
 /// functions of their arguments.
@@ -65,7 +65,7 @@ impl AuditStore for MongoStore {
         // Sized with a placeholder position; the real one adds a few digits.
         check_size("audit record", to_json(&record, "audit record")?.len())?;
         let (heads, audit) = (self.coll(AUDIT_HEADS), self.coll(AUDIT));
-        self.transaction("append audit record", |s| {
+        self.transaction("append audit record", OnDuplicate::Retry, |s| {
             let (heads, audit, tenant, mut record) =
                 (heads.clone(), audit.clone(), tenant.clone(), record.clone());
             Box::pin(async move {

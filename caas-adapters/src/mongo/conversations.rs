@@ -17,7 +17,7 @@ use mongodb::bson::Document;
 
 use super::codec::{body, check_size, get_str, to_json};
 use super::names::{CONVERSATIONS, MEMBERS};
-use super::txn::Abort;
+use super::txn::{Abort, OnDuplicate};
 use super::{MongoStore, error};
 
 /// The command, filter and update documents of conversations and members,
@@ -233,7 +233,7 @@ impl ConversationStore for MongoStore {
             .collect::<Result<Vec<_>>>()?;
         let (convs, mems) = (self.coll(CONVERSATIONS), self.coll(MEMBERS));
         let outcome = self
-            .transaction("create conversation", |s| {
+            .transaction("create conversation", OnDuplicate::Report, |s| {
                 let (convs, mems) = (convs.clone(), mems.clone());
                 let (conv_doc, member_docs) = (conv_doc.clone(), member_docs.clone());
                 Box::pin(async move {

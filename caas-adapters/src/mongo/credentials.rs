@@ -15,7 +15,7 @@ use mongodb::bson::Document;
 use super::MongoStore;
 use super::codec::{body, check_size, get_str, to_json};
 use super::names::{PASSWORD_LOGINS, REFRESH_SESSIONS};
-use super::txn::Abort;
+use super::txn::{Abort, OnDuplicate};
 
 /// A status as stored (the serde names of [`SessionStatus`]).
 pub(super) fn status_text(s: SessionStatus) -> &'static str {
@@ -205,7 +205,7 @@ impl CredentialStore for MongoStore {
             commands::put_session(&next.family, status_text(next.status), &json),
         );
         let coll = self.coll(REFRESH_SESSIONS);
-        self.transaction("rotate session", |s| {
+        self.transaction("rotate session", OnDuplicate::Retry, |s| {
             let coll = coll.clone();
             let (filter, update) = (filter.clone(), update.clone());
             let (next_filter, next_update) = (next_filter.clone(), next_update.clone());

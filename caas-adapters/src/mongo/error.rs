@@ -41,6 +41,14 @@ fn code(kind: &ErrorKind) -> Option<i32> {
     }
 }
 
+/// The server's code for "that collection exists already" (`create`).
+pub(super) const NAMESPACE_EXISTS: i32 = 48;
+
+/// Whether the error is the server's `NamespaceExists`.
+pub(super) fn namespace_exists(e: &mongodb::error::Error) -> bool {
+    code(&e.kind) == Some(NAMESPACE_EXISTS)
+}
+
 /// Whether every write of an unordered `insert_many` that failed was refused
 /// only by a unique index (the others were stored): "already there".
 pub(super) fn only_duplicates(e: &mongodb::error::Error) -> bool {

@@ -28,7 +28,7 @@ use mongodb::options::ReturnDocument;
 use super::MongoStore;
 use super::codec::{body, check_size, get_i64, id, page_limit, to_i64, to_json, to_u64};
 use super::names::{EVENTS, LOG_HEADS};
-use super::txn::Abort;
+use super::txn::{Abort, OnDuplicate};
 
 /// The command, filter and update documents of the event log, as pure
 /// functions of their arguments.
@@ -155,7 +155,7 @@ impl EventLog for MongoStore {
         }
         check_size("event", event_size(&event)?)?;
         let (events, log_heads) = (self.coll(EVENTS), self.coll(LOG_HEADS));
-        self.transaction("append event", |s| {
+        self.transaction("append event", OnDuplicate::Retry, |s| {
             let (events, log_heads, event) = (events.clone(), log_heads.clone(), event.clone());
             Box::pin(async move {
                 let (filter, update) = commands::next_cursor(&event.tenant);

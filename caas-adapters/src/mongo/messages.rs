@@ -33,7 +33,7 @@ use super::codec::{
 };
 use super::events::{self, event_size};
 use super::names::{EVENTS, HEADS, LOG_HEADS, MESSAGES};
-use super::txn::Abort;
+use super::txn::{Abort, OnDuplicate};
 use super::{MongoStore, error};
 
 /// The command, filter and update documents of every message operation, as
@@ -329,6 +329,9 @@ impl MongoStore {
     }
 }
 
+/// Rounds of an append whose transaction a unique index refused.
+const MAX_APPEND_CONFLICTS: u32 = 3;
+
 /// What an append's transaction stored.
 struct Stored {
     message: Message,
@@ -349,86 +352,89 @@ impl MessageStore for MongoStore {
             "event",
             event_size(&announce.clone().message_created(&draft))?,
         )?;
-        if let Some(existing) = self.sent_before(&draft).await? {
-            return Ok(Appended::Existing(existing));
-        }
         let (messages, events, heads, log_heads) = (
             self.coll(MESSAGES),
             self.coll(EVENTS),
             self.coll(HEADS),
             self.coll(LOG_HEADS),
         );
-        let outcome = self
-            .transaction("append message", |s| {
-                let (messages, events, heads, log_heads) = (
-                    messages.clone(),
-                    events.clone(),
-                    heads.clone(),
-                    log_heads.clone(),
-                );
-                let (mut m, announce) = (draft.clone(), announce.clone());
-                let created_at = created_at;
-                Box::pin(async move {
-                    let (filter, update) =
-                        commands::next_seq(&m.tenant, &m.conversation, created_at);
-                    let head = heads
-                        .find_one_and_update(filter, update)
-                        .upsert(true)
-                        .return_document(ReturnDocument::After)
-                        .session(&mut *s)
-                        .await?
-                        .ok_or_else(|| {
-                            Error::internal("mongo: the head upsert returned nothing")
-                        })?;
-                    m.seq = Seq(to_u64(get_i64(&head, "last_seq", "head")?, "seq")?);
-                    let (filter, update) = events::commands::next_cursor(&m.tenant);
-                    let log_head = log_heads
-                        .find_one_and_update(filter, update)
-                        .upsert(true)
-                        .return_document(ReturnDocument::After)
-                        .session(&mut *s)
-                        .await?
-                        .ok_or_else(|| {
-                            Error::internal("mongo: the log head upsert returned nothing")
-                        })?;
-                    let cursor = to_u64(get_i64(&log_head, "head", "log head")?, "cursor")?;
-                    let json = to_json(&m, "message")?;
-                    messages
-                        .insert_one(message_document(&m, &json)?)
-                        .session(&mut *s)
-                        .await?;
-                    let event = Arc::new(announce.message_created(&m));
-                    events
-                        .insert_one(events::event_document(&event, cursor)?)
-                        .session(&mut *s)
-                        .await?;
-                    Ok::<_, Abort>(Stored {
-                        message: m,
-                        event,
-                        cursor,
+        let mut conflicts = 0;
+        loop {
+            if let Some(existing) = self.sent_before(&draft).await? {
+                return Ok(Appended::Existing(existing));
+            }
+            let outcome = self
+                .transaction("append message", OnDuplicate::Report, |s| {
+                    let (messages, events, heads, log_heads) = (
+                        messages.clone(),
+                        events.clone(),
+                        heads.clone(),
+                        log_heads.clone(),
+                    );
+                    let (mut m, announce) = (draft.clone(), announce.clone());
+                    let created_at = created_at;
+                    Box::pin(async move {
+                        let (filter, update) =
+                            commands::next_seq(&m.tenant, &m.conversation, created_at);
+                        let head = heads
+                            .find_one_and_update(filter, update)
+                            .upsert(true)
+                            .return_document(ReturnDocument::After)
+                            .session(&mut *s)
+                            .await?
+                            .ok_or_else(|| {
+                                Error::internal("mongo: the head upsert returned nothing")
+                            })?;
+                        m.seq = Seq(to_u64(get_i64(&head, "last_seq", "head")?, "seq")?);
+                        let (filter, update) = events::commands::next_cursor(&m.tenant);
+                        let log_head = log_heads
+                            .find_one_and_update(filter, update)
+                            .upsert(true)
+                            .return_document(ReturnDocument::After)
+                            .session(&mut *s)
+                            .await?
+                            .ok_or_else(|| {
+                                Error::internal("mongo: the log head upsert returned nothing")
+                            })?;
+                        let cursor = to_u64(get_i64(&log_head, "head", "log head")?, "cursor")?;
+                        let json = to_json(&m, "message")?;
+                        messages
+                            .insert_one(message_document(&m, &json)?)
+                            .session(&mut *s)
+                            .await?;
+                        let event = Arc::new(announce.message_created(&m));
+                        events
+                            .insert_one(events::event_document(&event, cursor)?)
+                            .session(&mut *s)
+                            .await?;
+                        Ok::<_, Abort>(Stored {
+                            message: m,
+                            event,
+                            cursor,
+                        })
                     })
                 })
-            })
-            .await;
-        match outcome {
-            Ok(Stored {
-                message,
-                event,
-                cursor,
-            }) => Ok(Appended::Created {
-                message,
-                event,
-                cursor: Cursor(cursor),
-            }),
-            // The idempotency key's index refused it: a retry of this send
-            // committed between the lookup and the transaction.
-            Err(Error::Conflict { .. }) => match self.sent_before(&draft).await? {
-                Some(existing) => Ok(Appended::Existing(existing)),
-                None => Err(Error::internal(
-                    "mongo: a unique index refused a message that has no twin",
-                )),
-            },
-            Err(e) => Err(e),
+                .await;
+            match outcome {
+                Ok(Stored {
+                    message,
+                    event,
+                    cursor,
+                }) => {
+                    return Ok(Appended::Created {
+                        message,
+                        event,
+                        cursor: Cursor(cursor),
+                    });
+                }
+                // A unique index refused a write: a retry of this send that
+                // committed after the lookup (found at the top of the loop),
+                // or a racing first upsert of a head (run again).
+                Err(Error::Conflict { .. }) if conflicts < MAX_APPEND_CONFLICTS => {
+                    conflicts += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -693,7 +699,10 @@ mod tests {
         let key = specs
             .iter()
             .filter_map(|s| s.as_document())
-            .find(|s| s.get_str("name").is_ok_and(|n| n == "messages_client_msg_id"))
+            .find(|s| {
+                s.get_str("name")
+                    .is_ok_and(|n| n == "messages_client_msg_id")
+            })
             .unwrap();
         let fields: Vec<&String> = key.get_document("key").unwrap().keys().collect();
         let filter_fields: Vec<&String> = filter.keys().collect();

@@ -233,6 +233,26 @@ impl MongoStore {
                 source: None,
             });
         }
+        // The head collections have no index but `_id`, so no
+        // `createIndexes` creates them; they are created here rather than
+        // implicitly inside the first transactions that write them.
+        for name in [names::HEADS, names::LOG_HEADS, names::AUDIT_HEADS] {
+            let created = tokio::time::timeout(
+                store.inner.config.op_timeout,
+                store
+                    .inner
+                    .db
+                    .run_command(doc! { "create": name })
+                    .into_future(),
+            )
+            .await
+            .map_err(|_| error::timed_out("create collections"))?;
+            match created {
+                Ok(_) => {}
+                Err(e) if error::namespace_exists(&e) => {}
+                Err(e) => return Err(error::map("create collections", e)),
+            }
+        }
         for command in create_indexes() {
             store
                 .bounded("create indexes", store.inner.db.run_command(command))

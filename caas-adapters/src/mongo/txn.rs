@@ -43,6 +43,19 @@ impl From<Error> for Abort {
 /// Attempts of one transaction at most (the deadline usually ends it first).
 const MAX_ATTEMPTS: u32 = 200;
 
+/// Attempts of a transaction whose unique index refused a write, with
+/// [`OnDuplicate::Retry`].
+const MAX_DUPLICATE_ATTEMPTS: u32 = 3;
+
+/// What a unique index refusing a write in a transaction means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnDuplicate {
+    /// A racing upsert of a head: run the transaction again.
+    Retry,
+    /// Maybe a twin (a retried send, a taken id): report a conflict.
+    Report,
+}
+
 /// Commit attempts when the server's answer to a commit was lost.
 const MAX_COMMITS: u32 = 3;
 
@@ -69,9 +82,17 @@ async fn commit(session: &mut ClientSession) -> mongodb::error::Result<()> {
 
 impl MongoStore {
     /// Runs `body` in a transaction until it commits, fails for good, or the
-    /// store's deadline passes. A unique index refusing a write comes back as
-    /// [`Error::Conflict`], for the caller to look up the twin.
-    pub(super) async fn transaction<T, F>(&self, context: &str, mut body: F) -> Result<T>
+    /// store's deadline passes. A unique index refusing a write is run again
+    /// (a few times) with [`OnDuplicate::Retry`], for transactions whose only
+    /// unique keys are heads a racing first upsert may have created; with
+    /// [`OnDuplicate::Report`] it comes back as [`Error::Conflict`], for the
+    /// caller to look up the twin.
+    pub(super) async fn transaction<T, F>(
+        &self,
+        context: &str,
+        duplicates: OnDuplicate,
+        mut body: F,
+    ) -> Result<T>
     where
         T: Send,
         F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, std::result::Result<T, Abort>>
@@ -98,12 +119,17 @@ impl MongoStore {
                         }
                     }
                 };
-                match classify(&failed) {
-                    Failure::Retry if attempt < MAX_ATTEMPTS => {
-                        tokio::time::sleep(backoff(attempt)).await;
+                let again = match classify(&failed) {
+                    Failure::Retry => attempt < MAX_ATTEMPTS,
+                    Failure::Duplicate => {
+                        duplicates == OnDuplicate::Retry && attempt < MAX_DUPLICATE_ATTEMPTS
                     }
-                    _ => return Err(map(context, failed)),
+                    Failure::Transient | Failure::Internal => false,
+                };
+                if !again {
+                    return Err(map(context, failed));
                 }
+                tokio::time::sleep(backoff(attempt)).await;
             }
         };
         tokio::time::timeout(self.config().op_timeout, run)
