@@ -372,7 +372,6 @@ impl MessageStore for MongoStore {
                         log_heads.clone(),
                     );
                     let (mut m, announce) = (draft.clone(), announce.clone());
-                    let created_at = created_at;
                     Box::pin(async move {
                         let (filter, update) =
                             commands::next_seq(&m.tenant, &m.conversation, created_at);
