@@ -79,7 +79,9 @@ async fn two_nodes_share_gap_free_seqs() {
                 for i in 0..10 {
                     let key = format!("n{node}-w{w}-{i}");
                     let m = new_message(&tn, &conv, "alice", &key, "hi");
-                    store.append(m, announce_to(&["alice"])).await.unwrap();
+                    MessageStore::append(&store, m, announce_to(&["alice"]))
+                        .await
+                        .unwrap();
                 }
             }));
         }
