@@ -11,6 +11,8 @@
 pub mod event_codec;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "mongo")]
+pub mod mongo;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "postgres")]
