@@ -275,8 +275,9 @@ impl SqliteStore {
         self.inner.writer.stats()
     }
 
-    /// Writes a consistent copy of the database to `dest` (which must not exist)
-    /// while reads and writes go on, then fsyncs it. Uses `VACUUM INTO` on a
+    /// Writes a consistent copy of the database to `dest` (which must not exist,
+    /// and is created readable by its owner only) while reads and writes go on,
+    /// then fsyncs it. Uses `VACUUM INTO` on a
     /// connection of its own, so the copy is also compacted. Open the copy with
     /// [`SqliteStore::open`] to restore.
     pub async fn backup(&self, dest: impl AsRef<Path>) -> Result<()> {
@@ -297,6 +298,11 @@ impl SqliteStore {
             .name("caas-sqlite-backup".into())
             .spawn(move || {
                 let run = || -> Result<()> {
+                    // The copy holds what the database holds: made empty and
+                    // private first, which `VACUUM INTO` accepts and keeps.
+                    crate::private::create_file(&dest).map_err(|e| {
+                        Error::unavailable("sqlite", "create the backup file", false, e)
+                    })?;
                     let conn = connect(&path, &config, false)?;
                     conn.execute_batch("PRAGMA query_only = 0")
                         .ctx("prepare backup")?;

@@ -150,6 +150,12 @@ async fn online_backup_is_a_consistent_openable_copy() {
     let copy = dir.join("backup.db");
     s.backup(&copy).await.unwrap();
     writer.await.unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the backup holds messages: {mode:o}");
+    }
     assert!(matches!(
         s.backup(&copy).await,
         Err(caas_core::Error::Conflict { .. })
