@@ -353,13 +353,39 @@ async fn a_second_platform_on_the_same_data_dir_refuses_to_start() {
 
 /// Two nodes over shared PostgreSQL and Redis (`cluster = true`): a token one
 /// node signed works on the other, and a message sent through one reaches a
-/// WebSocket client of the other live. Needs `CAAS_TEST_POSTGRES_URL` (and
-/// `CAAS_TEST_REDIS_URL`, by default the server on 127.0.0.1:6379).
+/// WebSocket client of the other live, over the Redis bus and, when the build
+/// has it, the Kafka-protocol bus. Needs `CAAS_TEST_POSTGRES_URL` (and
+/// `CAAS_TEST_REDIS_URL`, by default the server on 127.0.0.1:6379;
+/// `CAAS_TEST_KAFKA_URL` for the Kafka case).
 #[cfg(all(feature = "postgres", feature = "redis"))]
 #[tokio::test]
 async fn two_nodes_on_shared_servers_deliver_across_nodes() {
+    use caas::platform::BusKind;
+    two_nodes_deliver_across_nodes(BusKind::Redis, None).await;
+    #[cfg(feature = "kafka")]
+    {
+        let kafka = std::env::var("CAAS_TEST_KAFKA_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty());
+        if kafka.is_none() {
+            assert_ne!(
+                std::env::var("CAAS_REQUIRE_INTEGRATION").as_deref(),
+                Ok("1"),
+                "CAAS_TEST_KAFKA_URL is not set but CAAS_REQUIRE_INTEGRATION=1"
+            );
+            eprintln!(
+                "SKIPPED: the two-node case on the Kafka-protocol bus (no CAAS_TEST_KAFKA_URL)"
+            );
+        } else {
+            two_nodes_deliver_across_nodes(BusKind::Kafka, kafka).await;
+        }
+    }
+}
+
+#[cfg(all(feature = "postgres", feature = "redis"))]
+async fn two_nodes_deliver_across_nodes(bus: caas::platform::BusKind, kafka: Option<String>) {
     use caas::core::events::EventPayload;
-    use caas::platform::{BusKind, PresenceKind, ServersConfig, Storage};
+    use caas::platform::{PresenceKind, ServersConfig, Storage};
     use caas_transport::client::{Client, ClientConfig};
 
     let Some(postgres) = std::env::var("CAAS_TEST_POSTGRES_URL")
@@ -382,12 +408,13 @@ async fn two_nodes_on_shared_servers_deliver_across_nodes() {
     let dir = temp_dir("cluster");
     let node = || PlatformConfig {
         storage: Storage::Postgres,
-        bus: BusKind::Redis,
+        bus,
         presence: PresenceKind::Redis,
         cluster: true,
         servers: ServersConfig {
             postgres: Some(postgres.clone()),
             redis: Some(redis.clone()),
+            kafka: kafka.clone(),
             ..ServersConfig::default()
         },
         ..config(&dir)
@@ -434,7 +461,7 @@ async fn two_nodes_on_shared_servers_deliver_across_nodes() {
         }
     })
     .await
-    .expect("the message reaches node B within 10 s");
+    .unwrap_or_else(|_| panic!("the message reaches node B within 10 s on {bus:?}"));
     assert_eq!(body.as_deref(), Some("across nodes"));
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
