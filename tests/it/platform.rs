@@ -385,42 +385,11 @@ async fn two_nodes_on_shared_servers_deliver_across_nodes() {
 #[cfg(all(feature = "postgres", feature = "redis"))]
 async fn two_nodes_deliver_across_nodes(bus: caas::platform::BusKind, kafka: Option<String>) {
     use caas::core::events::EventPayload;
-    use caas::platform::{PresenceKind, ServersConfig, Storage};
     use caas_transport::client::{Client, ClientConfig};
 
-    let Some(postgres) = std::env::var("CAAS_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    else {
-        assert_ne!(
-            std::env::var("CAAS_REQUIRE_INTEGRATION").as_deref(),
-            Ok("1"),
-            "CAAS_TEST_POSTGRES_URL is not set but CAAS_REQUIRE_INTEGRATION=1"
-        );
-        eprintln!(
-            "SKIPPED: two_nodes_on_shared_servers_deliver_across_nodes (no CAAS_TEST_POSTGRES_URL)"
-        );
+    let Some((a, b, dir)) = two_nodes(bus, kafka).await else {
         return;
     };
-    let redis =
-        std::env::var("CAAS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    // One data dir for both: it holds the keys every node of a platform shares.
-    let dir = temp_dir("cluster");
-    let node = || PlatformConfig {
-        storage: Storage::Postgres,
-        bus,
-        presence: PresenceKind::Redis,
-        cluster: true,
-        servers: ServersConfig {
-            postgres: Some(postgres.clone()),
-            redis: Some(redis.clone()),
-            kafka: kafka.clone(),
-            ..ServersConfig::default()
-        },
-        ..config(&dir)
-    };
-    let a = start(node()).await.unwrap();
-    let b = start(node()).await.unwrap();
     let demo = create_demo(&a).await.unwrap();
     let (alice, bob) = (&demo.tokens[0].1, &demo.tokens[1].1);
 
@@ -526,5 +495,116 @@ async fn blobs_on_s3_from_configuration() {
     );
     assert!(blobs.delete(&tenant, &id).await.unwrap());
     p.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two platform nodes (`cluster = true`) on the test's PostgreSQL and Redis,
+/// sharing one data dir for their keys; `None` (said plainly) without
+/// `CAAS_TEST_POSTGRES_URL` when none is required.
+#[cfg(all(feature = "postgres", feature = "redis"))]
+async fn two_nodes(
+    bus: caas::platform::BusKind,
+    kafka: Option<String>,
+) -> Option<(
+    caas::platform::Platform,
+    caas::platform::Platform,
+    std::path::PathBuf,
+)> {
+    use caas::platform::{PresenceKind, ServersConfig, Storage};
+    let Some(postgres) = std::env::var("CAAS_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        assert_ne!(
+            std::env::var("CAAS_REQUIRE_INTEGRATION").as_deref(),
+            Ok("1"),
+            "CAAS_TEST_POSTGRES_URL is not set but CAAS_REQUIRE_INTEGRATION=1"
+        );
+        eprintln!("SKIPPED: a two-node platform test (no CAAS_TEST_POSTGRES_URL)");
+        return None;
+    };
+    let redis =
+        std::env::var("CAAS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    // One data dir for both: it holds the keys every node of a platform shares.
+    let dir = temp_dir("cluster");
+    let node = || PlatformConfig {
+        storage: Storage::Postgres,
+        bus,
+        presence: PresenceKind::Redis,
+        cluster: true,
+        servers: ServersConfig {
+            postgres: Some(postgres.clone()),
+            redis: Some(redis.clone()),
+            kafka: kafka.clone(),
+            ..ServersConfig::default()
+        },
+        ..config(&dir)
+    };
+    let a = start(node()).await.unwrap();
+    let b = start(node()).await.unwrap();
+    Some((a, b, dir))
+}
+
+/// A user's rate-limit budget spent on one node is spent on the other (limits
+/// live in Redis), where separate nodes with in-process limits would each
+/// allow the whole budget.
+#[cfg(all(feature = "postgres", feature = "redis"))]
+#[tokio::test]
+async fn two_nodes_share_rate_limits() {
+    use caas::core::model::TenantSettings;
+    use caas::core::ratelimit::Quota;
+    use caas::{Principal, core::ids::UserId};
+
+    let Some((a, b, dir)) = two_nodes(caas::platform::BusKind::Redis, None).await else {
+        return;
+    };
+    let caas = &a.state.caas;
+    let mut settings = TenantSettings::default();
+    settings
+        .limits
+        .insert("conversation.create".into(), Quota::per_minute(2));
+    let tenant = caas
+        .create_tenant(&Principal::operator(), "limits", settings)
+        .await
+        .unwrap();
+    let server = Principal::tenant_server(tenant.id.clone());
+    for name in ["alice", "bob"] {
+        caas.upsert_user(
+            &server,
+            &UserId::parse(name).unwrap(),
+            name,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let alice = caas
+        .mint_token(
+            &server,
+            &UserId::parse("alice").unwrap(),
+            None,
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .unwrap()
+        .access_token;
+    let http = reqwest::Client::new();
+    let create = |node: std::net::SocketAddr| {
+        http.post(format!("http://{node}/v1/conversations"))
+            .bearer_auth(&alice)
+            .json(&serde_json::json!({"kind": "group", "members": ["bob"]}))
+            .send()
+    };
+    assert_eq!(create(a.addr).await.unwrap().status(), 201);
+    assert_eq!(create(b.addr).await.unwrap().status(), 201);
+    let third = create(a.addr).await.unwrap();
+    assert_eq!(
+        third.status(),
+        429,
+        "the budget of 2 was spent across both nodes"
+    );
+    assert_eq!(create(b.addr).await.unwrap().status(), 429);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
