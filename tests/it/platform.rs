@@ -608,3 +608,76 @@ async fn two_nodes_share_rate_limits() {
     b.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A session logged out through one node is refused by the other at once
+/// (revocations live in Redis), not only when its access token expires.
+#[cfg(all(feature = "postgres", feature = "redis"))]
+#[tokio::test]
+async fn a_session_logged_out_on_one_node_is_refused_on_the_other() {
+    use caas::Principal;
+    use caas::core::model::TenantSettings;
+
+    let Some((a, b, dir)) = two_nodes(caas::platform::BusKind::Redis, None).await else {
+        return;
+    };
+    let settings = TenantSettings {
+        password_auth: true,
+        ..TenantSettings::default()
+    };
+    let tenant = a
+        .state
+        .caas
+        .create_tenant(&Principal::operator(), "sessions", settings)
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    let http = reqwest::Client::new();
+    let post = |node: std::net::SocketAddr, path: &str, body: serde_json::Value| {
+        http.post(format!("http://{node}{path}")).json(&body).send()
+    };
+    let r = post(
+        a.addr,
+        "/v1/auth/register",
+        serde_json::json!({"tenant_id": tenant, "user_id": "carol", "password": "correct horse"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let login: serde_json::Value = post(
+        a.addr,
+        "/v1/auth/login",
+        serde_json::json!({"tenant_id": tenant, "user_id": "carol", "password": "correct horse"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    let list = |node: std::net::SocketAddr| {
+        http.get(format!("http://{node}/v1/conversations"))
+            .bearer_auth(&access)
+            .send()
+    };
+    assert_eq!(list(a.addr).await.unwrap().status(), 200);
+    assert_eq!(list(b.addr).await.unwrap().status(), 200);
+    let out = post(
+        b.addr,
+        "/v1/auth/logout",
+        serde_json::json!({"tenant_id": tenant, "refresh_token": refresh}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(
+        list(a.addr).await.unwrap().status(),
+        401,
+        "node A still took the token"
+    );
+    assert_eq!(list(b.addr).await.unwrap().status(), 401);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
