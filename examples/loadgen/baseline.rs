@@ -124,7 +124,7 @@ pub(crate) async fn run(args: Args) {
     let setup = Instant::now();
     let rss_before = server.rss_kib();
     let sockets: Vec<Socket> = bounded(args.users, 64, |i| connect(server.base.clone(), i)).await;
-    if connected(&args, &server, setup, rss_before).await {
+    if connected(&args, std::slice::from_ref(&server), setup, rss_before).await {
         return;
     }
     let mut sinks = Vec::with_capacity(args.users);
@@ -173,5 +173,12 @@ pub(crate) async fn run(args: Args) {
     .await;
     let cpu = server.cpu_secs() - cpu_before;
     stop.notify_waiters();
-    report(&args, &server, outcome, cpu, receivers).await;
+    report(
+        &args,
+        std::slice::from_ref(&server),
+        outcome,
+        cpu,
+        receivers,
+    )
+    .await;
 }

@@ -18,6 +18,16 @@
 //! `--baseline` runs the same load against `fanout_baseline`, a bare
 //! tokio-tungstenite fan-out server writing once per delivery (see `baseline.rs`).
 //!
+//! `--shared` runs the platform on shared servers instead of its embedded
+//! storage: PostgreSQL (`CAAS_POSTGRES_URL`) for the stores, Redis
+//! (`CAAS_REDIS_URL`) for presence and limits, and the bus `--bus` names (`redis`
+//! by default; `nats`, `rabbitmq`, `kafka` with their `CAAS_*_URL`), with
+//! `cluster = true`; build both examples with the features those need
+//! (`--features postgres,redis`). `--nodes N` starts N such nodes and spreads the
+//! users' connections over them round-robin, so with two users on two nodes
+//! every delivery crosses nodes; CPU is the sum over the node processes (not the
+//! shared servers'), and setup goes through the first node.
+//!
 //! Bounded: at most 10 000 users, 300 s, 100 000 messages a second, and only
 //! 127.0.0.1.
 
@@ -54,12 +64,15 @@ struct Args {
     memory: bool,
     metrics: bool,
     baseline: bool,
+    shared: bool,
+    bus: String,
+    nodes: usize,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("{msg}");
     eprintln!(
-        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json] [--normal | --memory | --baseline] [--metrics]"
+        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json] [--normal | --memory | --baseline | --shared [--bus B] [--nodes N]] [--metrics]"
     );
     std::process::exit(2)
 }
@@ -77,6 +90,9 @@ fn parse() -> Args {
         memory: false,
         metrics: false,
         baseline: false,
+        shared: false,
+        bus: "redis".into(),
+        nodes: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,6 +113,13 @@ fn parse() -> Args {
             "--baseline" => a.baseline = true,
             "--memory" => a.memory = true,
             "--metrics" => a.metrics = true,
+            "--shared" => a.shared = true,
+            "--nodes" => a.nodes = num("--nodes") as usize,
+            "--bus" => {
+                a.bus = it
+                    .next()
+                    .unwrap_or_else(|| usage("--bus needs redis, nats, rabbitmq or kafka"))
+            }
             other => usage(&format!("unknown argument `{other}`")),
         }
     }
@@ -112,13 +135,19 @@ fn parse() -> Args {
     if a.rate > MAX_RATE {
         usage(&format!("--rate is at most {MAX_RATE}"));
     }
-    if [a.normal, a.memory, a.baseline]
+    if [a.normal, a.memory, a.baseline, a.shared]
         .iter()
         .filter(|f| **f)
         .count()
         > 1
     {
-        usage("--normal, --memory and --baseline exclude each other");
+        usage("--normal, --memory, --baseline and --shared exclude each other");
+    }
+    if a.nodes == 0 || a.nodes > 8 || (a.nodes > 1 && !a.shared) {
+        usage("--nodes is 1 to 8, and more than 1 needs --shared");
+    }
+    if !["redis", "nats", "rabbitmq", "kafka"].contains(&a.bus.as_str()) {
+        usage("--bus is redis, nats, rabbitmq or kafka");
     }
     a
 }
@@ -197,48 +226,78 @@ fn free_port() -> u16 {
         .unwrap_or(18_099)
 }
 
-async fn start_server(args: &Args) -> Server {
+/// Starts the platform: one node, or with `--shared` `--nodes` nodes sharing one
+/// data dir for their keys (the first makes them; the others start after it).
+async fn start_servers(args: &Args) -> Vec<Server> {
     let binary = sibling("platform");
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("caas-loadgen-{}-{port}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("caas-loadgen-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
-    let config = dir.join("caas.toml");
-    // The edge limit and the connection cap are per IP, and every connection
-    // here comes from 127.0.0.1.
-    let frames = (args.rate * 4).max(100);
-    let toml = format!(
-        "listen = \"127.0.0.1:{port}\"\nedge_requests_per_minute = 0\nmax_connections_per_ip = {}\nws_frames_per_second = {frames}\nlog = \"warn\"\ndurable = {}\nstorage = \"{}\"\n",
-        MAX_USERS + 64,
-        !args.normal,
-        if args.memory { "memory" } else { "embedded" }
-    );
-    if let Err(e) = std::fs::write(&config, toml) {
-        usage(&format!("cannot write {}: {e}", config.display()));
-    }
     let operator =
         caas_crypto::secret::TenantSecret::generate().unwrap_or_else(|e| usage(&e.to_string()));
-    let child = spawn(
-        &binary,
-        Command::new(&binary)
-            .args(["--config", &config.display().to_string()])
-            .env("CAAS_DATA_DIR", dir.join("data"))
-            .env("CAAS_OPERATOR_KEY", operator.expose_secret()),
-    );
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        dir: Some(dir),
-    };
+    let mut servers = Vec::new();
+    for node in 0..args.nodes {
+        let port = free_port();
+        let config = dir.join(format!("caas-{node}.toml"));
+        // The edge limit and the connection cap are per IP, and every connection
+        // here comes from 127.0.0.1.
+        let frames = (args.rate * 4).max(100);
+        let storage = match (args.memory, args.shared) {
+            (true, _) => "memory",
+            (_, true) => "postgres",
+            _ => "embedded",
+        };
+        let mut toml = format!(
+            "listen = \"127.0.0.1:{port}\"\nedge_requests_per_minute = 0\nmax_connections_per_ip = {}\nws_frames_per_second = {frames}\nlog = \"warn\"\ndurable = {}\nstorage = \"{storage}\"\n",
+            MAX_USERS + 64,
+            !args.normal,
+        );
+        if args.shared {
+            // The servers' URLs come from the environment the nodes inherit.
+            toml.push_str(&format!(
+                "presence = \"redis\"\nbus = \"{}\"\ncluster = true\n",
+                args.bus
+            ));
+        }
+        if let Err(e) = std::fs::write(&config, toml) {
+            usage(&format!("cannot write {}: {e}", config.display()));
+        }
+        let child = spawn(
+            &binary,
+            Command::new(&binary)
+                .args(["--config", &config.display().to_string()])
+                .env("CAAS_DATA_DIR", dir.join("data"))
+                .env("CAAS_OPERATOR_KEY", operator.expose_secret()),
+        );
+        let mut server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            // The first node's drop removes the shared dir, after the others'.
+            dir: (node == 0).then(|| dir.clone()),
+        };
+        wait_ready(&mut server).await;
+        servers.push(server);
+    }
+    OPERATOR.set(operator.expose_secret().to_owned()).ok();
+    // Dropped last to first, so the dir goes once every node has stopped.
+    servers.reverse();
+    servers
+}
+
+async fn wait_ready(server: &mut Server) {
     let http = reqwest::Client::new();
-    for _ in 0..200 {
+    for _ in 0..400 {
         if http
             .get(format!("{}/health/ready", server.base))
             .send()
             .await
             .is_ok_and(|r| r.status() == 200)
         {
-            OPERATOR.set(operator.expose_secret().to_owned()).ok();
-            return server;
+            return;
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            usage(&format!(
+                "the platform exited ({status}) before it was ready"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -301,7 +360,10 @@ async fn main() {
         baseline::run(args).await;
         return;
     }
-    let server = start_server(&args).await;
+    let nodes = start_servers(&args).await;
+    // `start_servers` returns them last first: the first node takes setup.
+    let server = &nodes[nodes.len() - 1];
+    let bases: Vec<String> = nodes.iter().rev().map(|n| n.base.clone()).collect();
     let base = server.base.clone();
     let http = reqwest::Client::new();
     let operator = OPERATOR.get().cloned().unwrap_or_default();
@@ -339,9 +401,15 @@ async fn main() {
         }
     })
     .await;
-    let rss_before = server.rss_kib();
+    let rss_before = rss_kib(&nodes);
     let clients: Vec<(Client, caas_transport::client::Events)> = bounded(args.users, 64, |i| {
-        let (base, token, codec) = (base.clone(), tokens[i].clone(), args.codec);
+        // Round-robin over the nodes: with two users on two nodes, every
+        // delivery crosses nodes.
+        let (base, token, codec) = (
+            bases[i % bases.len()].clone(),
+            tokens[i].clone(),
+            args.codec,
+        );
         async move {
             let mut config = ClientConfig::new(base, token).codec(codec);
             // A checkpoint re-reads from `sync` every event seen live since the
@@ -355,7 +423,7 @@ async fn main() {
         }
     })
     .await;
-    if connected(&args, &server, setup, rss_before).await {
+    if connected(&args, &nodes, setup, rss_before).await {
         return;
     }
 
@@ -413,7 +481,7 @@ async fn main() {
         }));
     }
 
-    let cpu_before = server.cpu_secs();
+    let cpu_before = cpu_secs(&nodes);
     let senders = Arc::new(senders);
     let outcome = drive(&args, &members, move |c, who, n| {
         let (senders, conv) = (senders.clone(), convs[c].clone());
@@ -425,19 +493,19 @@ async fn main() {
         }
     })
     .await;
-    let cpu = server.cpu_secs() - cpu_before;
+    let cpu = cpu_secs(&nodes) - cpu_before;
     stop.notify_waiters();
-    report(&args, &server, outcome, cpu, receivers).await;
+    report(&args, &nodes, outcome, cpu, receivers).await;
     if args.metrics {
         print_store_timings(&http, &base).await;
     }
-    drop(server);
+    drop(nodes);
 }
 
 /// Reports the memory the connections took; with `--idle`, waits and reports it
 /// again, and returns true (the run ends there).
-async fn connected(args: &Args, server: &Server, setup: Instant, rss_before: u64) -> bool {
-    let rss_connected = server.rss_kib();
+async fn connected(args: &Args, nodes: &[Server], setup: Instant, rss_before: u64) -> bool {
+    let rss_connected = rss_kib(nodes);
     println!(
         "setup: {} users and connections in {:.1} s; server RSS {} KiB before connecting, {} KiB after: {:.1} KiB per connection",
         args.users,
@@ -450,12 +518,22 @@ async fn connected(args: &Args, server: &Server, setup: Instant, rss_before: u64
         return false;
     };
     tokio::time::sleep(Duration::from_secs(idle)).await;
-    let rss = server.rss_kib();
+    let rss = rss_kib(nodes);
     println!(
         "idle {idle} s: server RSS {rss} KiB, {:.1} KiB per idle connection over the empty server",
         (rss.saturating_sub(rss_before)) as f64 / args.users as f64
     );
     true
+}
+
+/// The nodes' RSS, summed.
+fn rss_kib(nodes: &[Server]) -> u64 {
+    nodes.iter().map(Server::rss_kib).sum()
+}
+
+/// The nodes' CPU seconds, summed.
+fn cpu_secs(nodes: &[Server]) -> f64 {
+    nodes.iter().map(Server::cpu_secs).sum()
 }
 
 /// Members of each conversation: member j of conversation c is user
@@ -560,7 +638,7 @@ type Received = tokio::task::JoinHandle<(Histogram<u64>, u64)>;
 /// Prints the run's numbers.
 async fn report(
     args: &Args,
-    server: &Server,
+    nodes: &[Server],
     outcome: Outcome,
     cpu: f64,
     receivers: Vec<Received>,
@@ -581,6 +659,11 @@ async fn report(
     }
     let what = if args.baseline {
         "bare fan-out baseline".to_owned()
+    } else if args.shared {
+        format!(
+            "{:?}, {} node(s) on PostgreSQL + Redis, bus {}",
+            args.codec, args.nodes, args.bus
+        )
     } else {
         format!("{:?}", args.codec)
     };
@@ -613,6 +696,6 @@ async fn report(
         } else {
             0.0
         },
-        server.rss_kib()
+        rss_kib(nodes)
     );
 }
