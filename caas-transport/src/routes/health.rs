@@ -12,9 +12,16 @@ pub(super) async fn live() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, description = "ready"), (status = 503, description = "a store does not answer")))]
-/// Ready to serve traffic: the stores answer.
+#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, description = "ready"), (status = 503, description = "a store does not answer, or the node is draining")))]
+/// Ready to serve traffic: the stores answer, and the node is not draining
+/// (once shutdown begins, load balancers must stop sending it new clients).
 pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    if state.ws.is_closing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        );
+    }
     match state.caas.ready().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(e) => {

@@ -889,6 +889,10 @@ async fn graceful_shutdown_tells_clients_to_reconnect() {
         panic!("no new connections while shutting down")
     };
     assert_eq!(res.status().as_u16(), 503);
+    // A load balancer stops sending new clients as soon as draining starts.
+    let ready = s.call(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(ready.status.as_u16(), 503);
+    assert_eq!(ready.body["status"], "draining");
 }
 
 #[tokio::test]
