@@ -386,6 +386,7 @@ async fn two_nodes_on_shared_servers_deliver_across_nodes() {
 async fn two_nodes_deliver_across_nodes(bus: caas::platform::BusKind, kafka: Option<String>) {
     use caas::core::events::EventPayload;
     use caas_transport::client::{Client, ClientConfig};
+    use caas_transport::ws::frames::{ReadRequest, Request, TypingRequest};
 
     let Some((a, b, dir)) = two_nodes(bus, kafka).await else {
         return;
@@ -432,6 +433,65 @@ async fn two_nodes_deliver_across_nodes(bus: caas::platform::BusKind, kafka: Opt
     .await
     .unwrap_or_else(|_| panic!("the message reaches node B within 10 s on {bus:?}"));
     assert_eq!(body.as_deref(), Some("across nodes"));
+
+    // Typing, receipts and presence cross nodes too: Alice is on node A.
+    let (alice_client, mut alice_events) =
+        Client::connect(ClientConfig::new(base_a.clone(), alice.clone()))
+            .await
+            .unwrap();
+    let conversation_id = caas::core::ids::ConversationId::parse(id).unwrap();
+    alice_client
+        .request(Request::Typing(TypingRequest {
+            conversation_id: conversation_id.clone(),
+            typing: true,
+        }))
+        .await
+        .unwrap();
+    let within = std::time::Duration::from_secs(10);
+    tokio::time::timeout(within, async {
+        loop {
+            let e = bob_events.next_event().await.expect("bob stays connected");
+            if matches!(e.payload, EventPayload::Typing { .. }) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("alice's typing reaches node B on {bus:?}"));
+    _bob_client
+        .request(Request::Read(ReadRequest {
+            conversation_id,
+            seq: caas::core::ids::Seq(1),
+            delivered_only: false,
+        }))
+        .await
+        .unwrap();
+    tokio::time::timeout(within, async {
+        loop {
+            let e = alice_events
+                .next_event()
+                .await
+                .expect("alice stays connected");
+            if matches!(e.payload, EventPayload::ReceiptUpdated { .. }) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("bob's receipt reaches node A on {bus:?}"));
+    let presence: serde_json::Value = http
+        .get(format!("http://{}/v1/presence?users=alice", b.addr))
+        .bearer_auth(bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        presence["items"][0]["status"], "online",
+        "node B sees alice online on node A: {presence}"
+    );
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
