@@ -62,7 +62,8 @@ pub(super) mod commands {
 #[async_trait]
 impl AuditStore for MongoStore {
     async fn append(&self, tenant: &TenantId, record: AuditRecord) -> Result<u64> {
-        // Sized with a placeholder position; the real one adds a few digits.
+        // Checked before the transaction gives the record its position, which
+        // adds only a few digits to it.
         check_size("audit record", to_json(&record, "audit record")?.len())?;
         let (heads, audit) = (self.coll(AUDIT_HEADS), self.coll(AUDIT));
         self.transaction("append audit record", OnDuplicate::Retry, |s| {

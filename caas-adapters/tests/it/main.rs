@@ -23,6 +23,8 @@ mod nats;
 mod postgres;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
+#[cfg(any(feature = "nats", feature = "rabbitmq", feature = "redis"))]
+mod recovery;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "s3")]

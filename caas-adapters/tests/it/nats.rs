@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::recovery::{eventually, unavailable};
 use async_nats::jetstream;
 use caas_adapters::nats::{NatsBus, NatsConfig};
 use caas_core::events::{Event, EventPayload};
@@ -371,29 +372,6 @@ impl Drop for OwnServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Retries `f` until it succeeds, for at most 10 s: the bus recovers by
-/// itself once the server is back.
-async fn eventually<T>(mut f: impl AsyncFnMut() -> caas_core::Result<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) => assert!(Instant::now() < deadline, "not recovered: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn unavailable<T: std::fmt::Debug>(r: caas_core::Result<T>) -> bool {
-    matches!(
-        r,
-        Err(Error::Unavailable {
-            temporary: true,
-            ..
-        })
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::recovery::{eventually, unavailable};
 use caas_adapters::rabbitmq::{RabbitMqBus, RabbitMqConfig};
 use caas_core::events::{Event, EventPayload};
 use caas_core::ids::{TenantId, UserId};
@@ -434,29 +435,6 @@ impl Drop for OwnNode {
         self.kill_group();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Retries `f` until it succeeds, for at most 10 s: the bus recovers by
-/// itself once the broker is back.
-async fn eventually<T>(mut f: impl AsyncFnMut() -> caas_core::Result<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) => assert!(Instant::now() < deadline, "not recovered: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn unavailable<T: std::fmt::Debug>(r: caas_core::Result<T>) -> bool {
-    matches!(
-        r,
-        Err(Error::Unavailable {
-            temporary: true,
-            ..
-        })
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
