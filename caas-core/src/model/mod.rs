@@ -7,6 +7,7 @@ mod conversation;
 mod keys;
 mod media;
 mod message;
+mod message_document;
 mod presence;
 mod receipt;
 mod tenant;
@@ -20,6 +21,7 @@ pub use message::{
     Attachment, Ciphertext, Edit, ForwardRef, MAX_DISTINCT_REACTIONS, MAX_EDIT_HISTORY, Message,
     NewMessage, Pin, Tombstone,
 };
+pub use message_document::{MessageColumns, message_document, message_from_document};
 pub use presence::{Presence, PresenceStatus};
 pub use receipt::{Receipt, ReceiptKind};
 pub use tenant::{PolicySource, Tenant, TenantCredential, TenantSettings, TenantStatus};

@@ -4,15 +4,14 @@
 //! a value is one JSON document, so adding a field to a model type needs no
 //! migration.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use caas_core::ids::{ClientMsgId, ConversationId, MessageId, Seq, TenantId, UserId};
-use caas_core::model::{Attachment, Ciphertext, Edit, ForwardRef, Message, Pin, Tombstone};
+use caas_core::model::{Message, MessageColumns, message_document, message_from_document};
 use caas_core::time::Timestamp;
 use caas_core::{Error, Result};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 /// A u64 (seq, cursor, position, timestamp) as SQLite's i64.
 pub(super) fn to_i64(v: u64, what: &str) -> Result<i64> {
@@ -63,7 +62,8 @@ pub(super) fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> {
     })
 }
 
-/// The columns of a message row; the rest of the message is its [`MessageDoc`].
+/// The columns of a message row; the rest of the message is its document
+/// ([`caas_core::model::message_document`]).
 #[derive(Debug)]
 pub(super) struct MessageRow {
     pub(super) seq: i64,
@@ -99,113 +99,34 @@ impl MessageRow {
         tenant: &TenantId,
         conversation: &ConversationId,
     ) -> Result<Message> {
-        let doc: MessageDoc = from_json(&self.doc, "message")?;
-        Ok(Message {
+        let columns = MessageColumns {
             tenant: tenant.clone(),
             conversation: conversation.clone(),
             id: id::<MessageId>(&self.id)?,
             seq: Seq(to_u64(self.seq, "seq")?),
             sender: id::<UserId>(&self.sender)?,
             client_msg_id: id::<ClientMsgId>(&self.client_msg_id)?,
-            body: doc.body,
-            ciphertext: doc.ciphertext,
-            attachments: doc.attachments,
-            reply_to: doc.reply_to,
-            forwarded_from: doc.forwarded_from,
-            mentions: doc.mentions,
-            reactions: doc.reactions,
-            edits: doc.edits,
-            edited_at: doc.edited_at,
-            deleted: doc.deleted,
-            pinned: doc.pinned,
-            created_at: doc.created_at,
+        };
+        message_from_document(columns, &self.doc).map_err(|e| Error::Internal {
+            context: "sqlite: stored message does not decode".into(),
+            source: Some(Box::new(e)),
         })
     }
 }
 
-/// Everything of a message but its key columns (tenant and conversation live in the
-/// stream row; id, seq, sender and client_msg_id are columns). Field names and skip
-/// rules match `Message`'s serde form.
-#[derive(Debug, Deserialize)]
-struct MessageDoc {
-    #[serde(default)]
-    body: Option<String>,
-    #[serde(default)]
-    ciphertext: Option<Ciphertext>,
-    #[serde(default)]
-    attachments: Vec<Attachment>,
-    #[serde(default)]
-    reply_to: Option<MessageId>,
-    #[serde(default)]
-    forwarded_from: Option<ForwardRef>,
-    #[serde(default)]
-    mentions: Vec<UserId>,
-    #[serde(default)]
-    reactions: BTreeMap<String, Vec<UserId>>,
-    #[serde(default)]
-    edits: Vec<Edit>,
-    #[serde(default)]
-    edited_at: Option<Timestamp>,
-    #[serde(default)]
-    deleted: Option<Tombstone>,
-    #[serde(default)]
-    pinned: Option<Pin>,
-    created_at: Timestamp,
-}
-
-/// The borrowed twin of [`MessageDoc`] for writing, so encoding copies nothing.
-#[derive(Serialize)]
-struct MessageDocRef<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<&'a String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ciphertext: Option<&'a Ciphertext>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    attachments: &'a [Attachment],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reply_to: Option<&'a MessageId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    forwarded_from: Option<&'a ForwardRef>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    mentions: &'a [UserId],
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    reactions: &'a BTreeMap<String, Vec<UserId>>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    edits: &'a [Edit],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    edited_at: Option<Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deleted: Option<&'a Tombstone>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pinned: Option<&'a Pin>,
-    created_at: Timestamp,
-}
-
 /// The JSON document of a message (everything but its key columns).
 pub(super) fn message_doc(m: &Message) -> Result<String> {
-    to_json(
-        &MessageDocRef {
-            body: m.body.as_ref(),
-            ciphertext: m.ciphertext.as_ref(),
-            attachments: &m.attachments,
-            reply_to: m.reply_to.as_ref(),
-            forwarded_from: m.forwarded_from.as_ref(),
-            mentions: &m.mentions,
-            reactions: &m.reactions,
-            edits: &m.edits,
-            edited_at: m.edited_at,
-            deleted: m.deleted.as_ref(),
-            pinned: m.pinned.as_ref(),
-            created_at: m.created_at,
-        },
-        "message",
-    )
+    message_document(m).map_err(|e| Error::Internal {
+        context: "sqlite: encoding message".into(),
+        source: Some(Box::new(e)),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use caas_core::ids::BlobId;
+    use caas_core::model::{Attachment, Ciphertext, Edit, ForwardRef, Pin, Tombstone};
 
     #[test]
     fn message_docs_round_trip_every_field() {
