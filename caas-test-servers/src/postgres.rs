@@ -163,7 +163,9 @@ impl Postgres {
         );
         self.run(
             "pg_ctl",
-            &["-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "60", "start"],
+            &[
+                "-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "60", "start",
+            ],
         );
         self.running = true;
     }

@@ -28,9 +28,8 @@ impl Daemon {
         if program.components().count() > 1 {
             return program.is_file();
         }
-        std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-        })
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
     }
 
     /// Starts the process (its output appended to the log).

@@ -178,6 +178,7 @@ pub(crate) async fn run(args: Args) {
         std::slice::from_ref(&server),
         outcome,
         cpu,
+        Default::default(),
         receivers,
     )
     .await;

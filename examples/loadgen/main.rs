@@ -181,16 +181,11 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// User plus system CPU seconds (clock ticks of 1/100 s on Linux).
+    /// User plus system CPU seconds.
     fn cpu_secs(&self) -> f64 {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the
-        // 12th and 13th of them.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-        (field(11) + field(12)) as f64 / 100.0
+        stat_cpu_secs(stat.rsplit_once(')').map(|(_, r)| r).unwrap_or(""))
     }
 }
 
@@ -482,6 +477,7 @@ async fn main() {
     }
 
     let cpu_before = cpu_secs(&nodes);
+    let servers_before = shared_server_cpu(&args);
     let senders = Arc::new(senders);
     let outcome = drive(&args, &members, move |c, who, n| {
         let (senders, conv) = (senders.clone(), convs[c].clone());
@@ -494,8 +490,15 @@ async fn main() {
     })
     .await;
     let cpu = cpu_secs(&nodes) - cpu_before;
+    let servers = shared_server_cpu(&args)
+        .into_iter()
+        .map(|(name, after)| {
+            let before = servers_before.get(&name).copied().unwrap_or(0.0);
+            (name, after - before)
+        })
+        .collect();
     stop.notify_waiters();
-    report(&args, &nodes, outcome, cpu, receivers).await;
+    report(&args, &nodes, outcome, cpu, servers, receivers).await;
     if args.metrics {
         print_store_timings(&http, &base).await;
     }
@@ -534,6 +537,50 @@ fn rss_kib(nodes: &[Server]) -> u64 {
 /// The nodes' CPU seconds, summed.
 fn cpu_secs(nodes: &[Server]) -> f64 {
     nodes.iter().map(Server::cpu_secs).sum()
+}
+
+/// With `--shared`, the CPU seconds of this machine's shared servers so far,
+/// by program: every process named `postgres` (a backend per connection),
+/// `redis-server`, and the bus's server. On a machine where they serve only
+/// this run, the difference over the run is what the run cost them.
+fn shared_server_cpu(args: &Args) -> BTreeMap<String, f64> {
+    let mut names = vec!["postgres", "redis-server"];
+    match args.bus.as_str() {
+        "nats" => names.push("nats-server"),
+        "rabbitmq" => names.push("beam.smp"),
+        "kafka" => names.push("tansu"),
+        _ => {}
+    }
+    let mut cpu = BTreeMap::new();
+    if !args.shared {
+        return cpu;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return cpu;
+    };
+    for entry in procs.flatten() {
+        let path = entry.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
+        if let Some(name) = names.iter().find(|n| comm == **n) {
+            *cpu.entry((*name).to_owned()).or_insert(0.0) += stat_cpu_secs(rest);
+        }
+    }
+    cpu
+}
+
+/// User plus system CPU seconds from the fields of `/proc/PID/stat` after the
+/// parenthesised command name (utime and stime are the 12th and 13th; clock
+/// ticks of 1/100 s on Linux).
+fn stat_cpu_secs(rest: &str) -> f64 {
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    (field(11) + field(12)) as f64 / 100.0
 }
 
 /// Members of each conversation: member j of conversation c is user
@@ -641,6 +688,7 @@ async fn report(
     nodes: &[Server],
     outcome: Outcome,
     cpu: f64,
+    servers: BTreeMap<String, f64>,
     receivers: Vec<Received>,
 ) {
     let Outcome {
@@ -698,4 +746,17 @@ async fn report(
         },
         rss_kib(nodes)
     );
+    if !servers.is_empty() {
+        let total: f64 = servers.values().sum();
+        let each: Vec<String> = servers
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.2}"))
+            .collect();
+        println!(
+            "  shared servers: {total:.2} CPU s ({}); nodes and servers together: {:.0} deliveries and {:.0} acked sends per CPU second",
+            each.join(", "),
+            deliveries as f64 / (cpu + total).max(f64::EPSILON),
+            sent as f64 / (cpu + total).max(f64::EPSILON),
+        );
+    }
 }

@@ -68,6 +68,10 @@ pub struct ClientConfig {
     /// The server: `http://host:port` or `ws://host:port` (`/v1/ws` is added when
     /// the URL has no path).
     pub url: String,
+    /// Other nodes of the same platform, tried in turn after `url` when a
+    /// connection attempt fails or a node closes for a restart (1012), so a
+    /// client without a load balancer in front survives a node's crash or deploy.
+    pub fallback_urls: Vec<String>,
     /// The user's access token, sent as `Authorization: Bearer`.
     pub token: String,
     /// JSON text frames or protobuf binary frames.
@@ -104,6 +108,7 @@ impl ClientConfig {
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            fallback_urls: Vec::new(),
             token: token.into(),
             codec: Codec::Json,
             device_id: None,
@@ -126,6 +131,12 @@ impl ClientConfig {
     /// Catching up from this cursor.
     pub fn since(mut self, cursor: Cursor) -> Self {
         self.since = cursor;
+        self
+    }
+
+    /// With another node to fail over to (see [`ClientConfig::fallback_urls`]).
+    pub fn fallback(mut self, url: impl Into<String>) -> Self {
+        self.fallback_urls.push(url.into());
         self
     }
 
@@ -312,10 +323,14 @@ impl Drop for Inner {
 }
 
 impl Client {
-    /// Connects (the first attempt must succeed: a refused token is an error here,
-    /// not a retry loop) and starts catching up from `config.since`.
+    /// Connects (the first attempt must succeed on one of the URLs: a refused
+    /// token is an error here, not a retry loop) and starts catching up from
+    /// `config.since`.
     pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
-        let url = session::ws_url(&config.url, config.device_id.as_deref())?;
+        let urls = std::iter::once(&config.url)
+            .chain(&config.fallback_urls)
+            .map(|u| session::ws_url(u, config.device_id.as_deref()))
+            .collect::<Result<Vec<_>, _>>()?;
         let (commands, command_rx) = mpsc::channel(1024);
         let (events_tx, events_rx) = mpsc::channel(config.event_buffer.max(1));
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -324,7 +339,7 @@ impl Client {
         let (first_tx, first_rx) = oneshot::channel();
         let request_timeout = config.request_timeout;
         let task = tokio::spawn(session::supervise(session::Supervisor {
-            url,
+            urls,
             config,
             commands: command_rx,
             events: events_tx,

@@ -27,11 +27,15 @@ use crate::ws::{Encoded, decode_server, encode_client};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The close code of a node that is shutting down (`api.md`): reconnect elsewhere.
+const RESTARTING: u16 = 1012;
+
 /// Most requests gathered into one socket flush.
 const MAX_BATCH: usize = 64;
 
 pub(super) struct Supervisor {
-    pub(super) url: String,
+    /// The node first tried, then its fallbacks, as `/v1/ws` URLs.
+    pub(super) urls: Vec<String>,
     pub(super) config: ClientConfig,
     pub(super) commands: mpsc::Receiver<Outgoing>,
     pub(super) events: mpsc::Sender<Notice>,
@@ -76,6 +80,12 @@ struct End {
 
 pub(super) async fn supervise(mut s: Supervisor) {
     let mut attempt: u32 = 0;
+    // Which of `urls` the next attempt goes to. It moves on after a failed
+    // attempt and after a node's restart notice (1012), and stays after any
+    // other end: the node that dropped a connection is usually still there.
+    let mut current: usize = 0;
+    // The first connection tries every URL once before reporting failure.
+    let mut first_failures: usize = 0;
     let mut dedupe = Dedupe::default();
     // Held events wait across reconnections: the next catch-up releases them.
     let mut order = Order::default();
@@ -83,7 +93,8 @@ pub(super) async fn supervise(mut s: Supervisor) {
         if *s.shutdown.borrow() {
             break;
         }
-        match connect(&s.url, &s.config).await {
+        let url = s.urls[current % s.urls.len()].clone();
+        match connect(&url, &s.config).await {
             Ok(socket) => {
                 attempt = 0;
                 if let Some(first) = s.first.take() {
@@ -122,13 +133,25 @@ pub(super) async fn supervise(mut s: Supervisor) {
                 if end.last {
                     break;
                 }
+                if end.code == Some(RESTARTING) && s.urls.len() > 1 {
+                    current = current.wrapping_add(1);
+                    // Another node is up: go there at once, not after a backoff.
+                    continue;
+                }
             }
             Err(e) => {
-                if let Some(first) = s.first.take() {
-                    let _ = first.send(Err(e));
-                    return;
-                }
                 let last = matches!(&e, ClientError::Rejected { status, .. } if *status == 401 || *status == 403);
+                current = current.wrapping_add(1);
+                if s.first.is_some() {
+                    first_failures += 1;
+                    if last || first_failures >= s.urls.len() {
+                        if let Some(first) = s.first.take() {
+                            let _ = first.send(Err(e));
+                        }
+                        return;
+                    }
+                    continue;
+                }
                 let _ = s
                     .events
                     .send(Notice::Disconnected {

@@ -895,6 +895,30 @@ async fn graceful_shutdown_tells_clients_to_reconnect() {
     assert_eq!(ready.body["status"], "draining");
 }
 
+/// A client given other nodes tries them in turn: a first URL where nothing
+/// listens does not stop it, and it fails only when every URL fails.
+#[tokio::test]
+async fn a_client_fails_over_to_its_fallback_urls() {
+    let s = Server::start().await;
+    let f = fixture(&s, json!({})).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let (bob, _events) = Client::connect(
+        ClientConfig::new(dead.clone(), &f.bob)
+            .fallback(dead.clone())
+            .fallback(s.base.clone()),
+    )
+    .await
+    .unwrap();
+    bob.ping().await.unwrap();
+    let err = Client::connect(ClientConfig::new(dead.clone(), &f.bob).fallback(dead))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
+}
+
 #[tokio::test]
 async fn sync_over_ws_pages_through_the_log() {
     let s = Server::start().await;
