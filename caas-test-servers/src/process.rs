@@ -94,6 +94,16 @@ mod tests {
         assert!(!Daemon::exists(Path::new("/no/such/program")));
     }
 
+    /// Waits (up to 10 s) until the log holds `word` `n` times: a process
+    /// just spawned has not necessarily run its first line yet.
+    fn wait_for_log(d: &Daemon, word: &str, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while d.log().matches(word).count() < n {
+            assert!(std::time::Instant::now() < deadline, "log: {}", d.log());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn a_killed_daemon_can_start_again_and_logs_its_output() {
         let dir = crate::temp_dir("daemon", 0);
@@ -103,12 +113,13 @@ mod tests {
             dir.join("log"),
         );
         d.start();
+        wait_for_log(&d, "started", 1);
         assert!(!d.exited());
         d.kill();
         assert!(d.exited());
         d.start();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        assert_eq!(d.log().matches("started").count(), 2, "{}", d.log());
+        wait_for_log(&d, "started", 2);
+        assert!(!d.exited());
         drop(d);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -90,6 +90,7 @@ fn receiver(
     me: usize,
     mut stream: SplitStream<Socket>,
     epoch: Instant,
+    warm: u64,
     stop: Arc<tokio::sync::Notify>,
 ) -> Received {
     tokio::spawn(async move {
@@ -101,7 +102,9 @@ fn receiver(
                 _ = stop.notified() => break,
                 m = stream.next() => match m {
                     Some(Ok(Message::Binary(f))) => {
-                        if let Some((sender, sent)) = parse_message(&f) {
+                        if let Some((sender, sent)) = parse_message(&f)
+                            && sent >= warm
+                        {
                             deliveries += 1;
                             if sender as usize != me {
                                 let now = epoch.elapsed().as_micros() as u64;
@@ -159,10 +162,11 @@ pub(crate) async fn run(args: Args) {
     let receivers: Vec<Received> = streams
         .into_iter()
         .enumerate()
-        .map(|(i, s)| receiver(i, s, epoch, stop.clone()))
+        .map(|(i, s)| receiver(i, s, epoch, args.warmup_micros(), stop.clone()))
         .collect();
     let sinks: Arc<Vec<Mutex<SplitSink<Socket, Message>>>> = Arc::new(sinks);
-    let cpu_before = server.cpu_secs();
+    let pid = server.child.id();
+    let warm = super::warm_cpu(&args, vec![pid]);
     let outcome = drive(&args, &members, move |c, who, _| {
         let sinks = sinks.clone();
         async move {
@@ -171,6 +175,7 @@ pub(crate) async fn run(args: Args) {
         }
     })
     .await;
+    let cpu_before = warm.await.map(|(cpu, _)| cpu).unwrap_or_default();
     let cpu = server.cpu_secs() - cpu_before;
     stop.notify_waiters();
     report(

@@ -28,6 +28,10 @@
 //! every delivery crosses nodes; CPU is the sum over the node processes (not the
 //! shared servers'), and setup goes through the first node.
 //!
+//! `--warmup S` sends for S seconds before the measured `--duration`: those
+//! sends, their deliveries and the CPU they cost are left out, so the first
+//! connections' and topics' set-up does not count as steady-state latency.
+//!
 //! Bounded: at most 10 000 users, 300 s, 100 000 messages a second, and only
 //! 127.0.0.1.
 
@@ -58,6 +62,7 @@ struct Args {
     size: usize,
     rate: u64,
     duration: u64,
+    warmup: u64,
     idle: Option<u64>,
     codec: Codec,
     normal: bool,
@@ -69,10 +74,18 @@ struct Args {
     nodes: usize,
 }
 
+impl Args {
+    /// The warm-up's end, in microseconds since the sending began: messages
+    /// sent before it are not measured.
+    fn warmup_micros(&self) -> u64 {
+        self.warmup.saturating_mul(1_000_000)
+    }
+}
+
 fn usage(msg: &str) -> ! {
     eprintln!("{msg}");
     eprintln!(
-        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--idle S] [--json] [--normal | --memory | --baseline | --shared [--bus B] [--nodes N]] [--metrics]"
+        "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--warmup S] [--idle S] [--json] [--normal | --memory | --baseline | --shared [--bus B] [--nodes N]] [--metrics]"
     );
     std::process::exit(2)
 }
@@ -84,6 +97,7 @@ fn parse() -> Args {
         size: 2,
         rate: 100,
         duration: 10,
+        warmup: 0,
         idle: None,
         codec: Codec::Proto,
         normal: false,
@@ -107,6 +121,7 @@ fn parse() -> Args {
             "--size" => a.size = num("--size") as usize,
             "--rate" => a.rate = num("--rate"),
             "--duration" => a.duration = num("--duration"),
+            "--warmup" => a.warmup = num("--warmup"),
             "--idle" => a.idle = Some(num("--idle")),
             "--json" => a.codec = Codec::Json,
             "--normal" => a.normal = true,
@@ -129,7 +144,11 @@ fn parse() -> Args {
     if a.size < 2 || a.size > a.users {
         usage("--size must be at least 2 and at most --users");
     }
-    if a.duration == 0 || a.duration > MAX_SECONDS || a.idle.is_some_and(|s| s > MAX_SECONDS) {
+    if a.duration == 0
+        || a.duration > MAX_SECONDS
+        || a.warmup > MAX_SECONDS
+        || a.idle.is_some_and(|s| s > MAX_SECONDS)
+    {
         usage(&format!("durations are 1 to {MAX_SECONDS} s"));
     }
     if a.rate > MAX_RATE {
@@ -183,9 +202,7 @@ impl Server {
 
     /// User plus system CPU seconds.
     fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        stat_cpu_secs(stat.rsplit_once(')').map(|(_, r)| r).unwrap_or(""))
+        pid_cpu_secs(self.child.id())
     }
 }
 
@@ -450,6 +467,7 @@ async fn main() {
         senders.push(client);
         let me = format!("u{i}");
         let stop = stop.clone();
+        let warm = args.warmup_micros();
         receivers.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|e| usage(&e.to_string()));
             let mut deliveries = 0u64;
@@ -458,13 +476,15 @@ async fn main() {
                     _ = stop.notified() => break,
                     n = events.next() => match n {
                         Some(Notice::Event(e)) => {
-                            if let EventPayload::MessageCreated { message } = &e.payload {
+                            if let EventPayload::MessageCreated { message } = &e.payload
+                                && let Some(sent) = message.body.as_deref().and_then(|b| b.parse::<u64>().ok())
+                                && sent >= warm
+                            {
                                 deliveries += 1;
-                                if message.sender.as_str() != me
-                                    && let Some(sent) = message.body.as_deref().and_then(|b| b.parse::<u64>().ok()) {
-                                        let now = epoch.elapsed().as_micros() as u64;
-                                        let _ = h.record(now.saturating_sub(sent).max(1));
-                                    }
+                                if message.sender.as_str() != me {
+                                    let now = epoch.elapsed().as_micros() as u64;
+                                    let _ = h.record(now.saturating_sub(sent).max(1));
+                                }
                             }
                         }
                         Some(_) => {}
@@ -476,8 +496,8 @@ async fn main() {
         }));
     }
 
-    let cpu_before = cpu_secs(&nodes);
-    let servers_before = shared_server_cpu(&args);
+    let pids: Vec<u32> = nodes.iter().map(|n| n.child.id()).collect();
+    let warm = warm_cpu(&args, pids.clone());
     let senders = Arc::new(senders);
     let outcome = drive(&args, &members, move |c, who, n| {
         let (senders, conv) = (senders.clone(), convs[c].clone());
@@ -489,7 +509,8 @@ async fn main() {
         }
     })
     .await;
-    let cpu = cpu_secs(&nodes) - cpu_before;
+    let (cpu_before, servers_before) = warm.await.unwrap_or_default();
+    let cpu = cpu_secs(&pids) - cpu_before;
     let servers = shared_server_cpu(&args)
         .into_iter()
         .map(|(name, after)| {
@@ -534,9 +555,25 @@ fn rss_kib(nodes: &[Server]) -> u64 {
     nodes.iter().map(Server::rss_kib).sum()
 }
 
-/// The nodes' CPU seconds, summed.
-fn cpu_secs(nodes: &[Server]) -> f64 {
-    nodes.iter().map(Server::cpu_secs).sum()
+/// The CPU seconds of these processes, summed.
+fn cpu_secs(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| pid_cpu_secs(*p)).sum()
+}
+
+/// One process's user plus system CPU seconds.
+fn pid_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_secs(stat.rsplit_once(')').map(|(_, r)| r).unwrap_or(""))
+}
+
+/// The servers' CPU seconds (and the shared servers', with `--shared`) once
+/// the warm-up is over: where the measured CPU starts.
+fn warm_cpu(args: &Args, pids: Vec<u32>) -> tokio::task::JoinHandle<(f64, BTreeMap<String, f64>)> {
+    let args = args.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+        (cpu_secs(&pids), shared_server_cpu(&args))
+    })
 }
 
 /// With `--shared`, the CPU seconds of this machine's shared servers so far,
@@ -646,12 +683,14 @@ where
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let run = Instant::now();
+    let warmup = Duration::from_secs(args.warmup);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut due = 0f64;
     let mut n = 0u64;
     let mut inflight = tokio::task::JoinSet::new();
-    while run.elapsed() < Duration::from_secs(args.duration) {
+    while run.elapsed() < warmup + Duration::from_secs(args.duration) {
         tick.tick().await;
+        let counted = run.elapsed() >= warmup;
         due += args.rate as f64 / 1000.0;
         while due >= 1.0 {
             due -= 1.0;
@@ -661,15 +700,18 @@ where
             let fut = send(c, who, n);
             n += 1;
             inflight.spawn(async move {
-                match fut.await {
-                    true => sent.fetch_add(1, Ordering::Relaxed),
-                    false => failed.fetch_add(1, Ordering::Relaxed),
-                };
+                let ok = fut.await;
+                if counted {
+                    match ok {
+                        true => sent.fetch_add(1, Ordering::Relaxed),
+                        false => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
             });
         }
         while inflight.try_join_next().is_some() {}
     }
-    let window = run.elapsed().as_secs_f64();
+    let window = run.elapsed().saturating_sub(warmup).as_secs_f64();
     while inflight.join_next().await.is_some() {}
     tokio::time::sleep(Duration::from_secs(1)).await;
     Outcome {
