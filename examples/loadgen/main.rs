@@ -25,8 +25,10 @@
 //! `cluster = true`; build both examples with the features those need
 //! (`--features postgres,redis`). `--nodes N` starts N such nodes and spreads the
 //! users' connections over them round-robin, so with two users on two nodes
-//! every delivery crosses nodes; CPU is the sum over the node processes (not the
-//! shared servers'), and setup goes through the first node.
+//! every delivery crosses nodes; CPU is the sum over the node processes, the
+//! shared servers' CPU (every process named `postgres`, `redis-server`,
+//! `nats-server`, `beam.smp` or `tansu`) is reported beside it and with it, and
+//! setup goes through the first node.
 //!
 //! `--warmup S` sends for S seconds before the measured `--duration`: those
 //! sends, their deliveries and the CPU they cost are left out, so the first
@@ -82,7 +84,19 @@ impl Args {
     }
 }
 
+/// The servers this run started, stopped by [`usage`] before it exits: an exit
+/// skips the drops that stop them otherwise, and an orphaned server would hold
+/// our output open and its port busy.
+static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
 fn usage(msg: &str) -> ! {
+    if let Ok(pids) = STARTED.lock() {
+        for pid in pids.iter() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
     eprintln!("{msg}");
     eprintln!(
         "usage: loadgen [--users N] [--conversations M] [--size K] [--rate MSGS_PER_S] [--duration S] [--warmup S] [--idle S] [--json] [--normal | --memory | --baseline | --shared [--bus B] [--nodes N]] [--metrics]"
@@ -223,11 +237,15 @@ fn sibling(name: &str) -> PathBuf {
 /// Starts `binary` as configured by `command`, its output on ours (stderr) or
 /// nowhere (stdout).
 fn spawn(binary: &std::path::Path, command: &mut Command) -> Child {
-    command
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| usage(&format!("cannot start {}: {e}", binary.display())))
+        .unwrap_or_else(|e| usage(&format!("cannot start {}: {e}", binary.display())));
+    if let Ok(mut pids) = STARTED.lock() {
+        pids.push(child.id());
+    }
+    child
 }
 
 /// A free port on loopback.
@@ -384,7 +402,10 @@ async fn main() {
         reqwest::Method::POST,
         format!("{base}/v1/tenants"),
         &operator,
-        json!({"name": "loadgen", "settings": {"limits": {"message.send": {"limit": 1_000_000, "period_secs": 1}}}}),
+        json!({"name": "loadgen", "settings": {"limits": {
+            "message.send": {"limit": 1_000_000, "period_secs": 1},
+            "conversation.create": {"limit": 1_000_000, "period_secs": 1},
+        }}}),
     )
     .await;
     let secret = tenant["secret"].as_str().unwrap_or_default().to_owned();
