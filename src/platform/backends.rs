@@ -1,5 +1,5 @@
 //! The backends of each role, as the configuration chooses them: stores
-//! (embedded SQLite, memory or PostgreSQL), the live bus, presence and limits,
+//! (embedded SQLite, memory, PostgreSQL or MongoDB), the live bus, presence and limits,
 //! and blobs. Engines a build lacks were refused when the configuration loaded.
 
 use std::sync::Arc;
@@ -52,6 +52,21 @@ pub(crate) async fn postgres(config: &PlatformConfig) -> Result<Backends, Platfo
 #[cfg(not(feature = "postgres"))]
 pub(crate) async fn postgres(_: &PlatformConfig) -> Result<Backends, PlatformError> {
     Err(lacks("postgres"))
+}
+
+/// The stores on MongoDB.
+#[cfg(feature = "mongo")]
+pub(crate) async fn mongo(config: &PlatformConfig) -> Result<Backends, PlatformError> {
+    use caas_adapters::mongo::{MongoConfig, MongoStore};
+    let url = url(&config.servers.mongo, "mongo")?;
+    let store = MongoStore::connect(MongoConfig::new(url)).await?;
+    tracing::info!("stores on MongoDB");
+    Ok(store.backends())
+}
+
+#[cfg(not(feature = "mongo"))]
+pub(crate) async fn mongo(_: &PlatformConfig) -> Result<Backends, PlatformError> {
+    Err(lacks("mongo"))
 }
 
 #[cfg(feature = "redis")]

@@ -72,6 +72,9 @@ pub struct PlatformConfig {
 pub struct ServersConfig {
     /// PostgreSQL (`CAAS_POSTGRES_URL`), e.g. `postgres://caas@db/caas`.
     pub postgres: Option<String>,
+    /// MongoDB, a replica set (`CAAS_MONGO_URL`), e.g.
+    /// `mongodb://db1,db2,db3/?replicaSet=rs0`.
+    pub mongo: Option<String>,
     /// Redis (`CAAS_REDIS_URL`), e.g. `redis://127.0.0.1:6379`.
     pub redis: Option<String>,
     /// NATS with JetStream (`CAAS_NATS_URL`), e.g. `nats://127.0.0.1:4222`.
@@ -98,6 +101,7 @@ impl std::fmt::Debug for ServersConfig {
         let set = |v: &Option<String>| if v.is_some() { "set" } else { "unset" };
         f.debug_struct("ServersConfig")
             .field("postgres", &set(&self.postgres))
+            .field("mongo", &set(&self.mongo))
             .field("redis", &set(&self.redis))
             .field("nats", &set(&self.nats))
             .field("rabbitmq", &set(&self.rabbitmq))
@@ -198,6 +202,9 @@ pub enum Storage {
     /// PostgreSQL (`[servers] postgres`) for every store and search, files
     /// under the data dir for blobs (`caas_adapters::postgres`).
     Postgres,
+    /// MongoDB, a replica set (`[servers] mongo`), for every store and search,
+    /// files under the data dir for blobs (`caas_adapters::mongo`).
+    Mongo,
 }
 
 impl Default for PlatformConfig {
@@ -283,9 +290,10 @@ impl PlatformConfig {
                 "embedded" | "sqlite" => Storage::Embedded,
                 "memory" => Storage::Memory,
                 "postgres" => Storage::Postgres,
+                "mongo" => Storage::Mongo,
                 _ => {
                     return Err(ConfigError(format!(
-                        "CAAS_STORAGE `{v}` is none of `embedded` (or `sqlite`), `memory`, `postgres`"
+                        "CAAS_STORAGE `{v}` is none of `embedded` (or `sqlite`), `memory`, `postgres`, `mongo`"
                     )));
                 }
             };
@@ -339,6 +347,7 @@ impl PlatformConfig {
         }
         for (var, slot) in [
             ("CAAS_POSTGRES_URL", &mut c.servers.postgres),
+            ("CAAS_MONGO_URL", &mut c.servers.mongo),
             ("CAAS_REDIS_URL", &mut c.servers.redis),
             ("CAAS_NATS_URL", &mut c.servers.nats),
             ("CAAS_RABBITMQ_URL", &mut c.servers.rabbitmq),
@@ -408,6 +417,14 @@ impl PlatformConfig {
                 cfg!(feature = "postgres"),
             ));
         }
+        if self.storage == Storage::Mongo {
+            needed.push((
+                "storage = mongo",
+                "mongo",
+                &self.servers.mongo,
+                cfg!(feature = "mongo"),
+            ));
+        }
         let redis = cfg!(feature = "redis");
         if self.presence == PresenceKind::Redis {
             needed.push(("presence = redis", "redis", &self.servers.redis, redis));
@@ -465,7 +482,7 @@ impl PlatformConfig {
         if self.cluster {
             let local = match (self.storage, self.bus, self.presence) {
                 (Storage::Embedded | Storage::Memory, _, _) => {
-                    Some("storage is inside this node (use postgres)")
+                    Some("storage is inside this node (use postgres or mongo)")
                 }
                 (_, BusKind::Local, _) => Some("bus = local reaches this node only"),
                 (_, _, PresenceKind::Memory) => Some(
@@ -593,6 +610,17 @@ mod tests {
         if cfg!(all(feature = "postgres", feature = "redis")) {
             load_env(&shared).unwrap();
         }
+        let on_mongo = with("CAAS_STORAGE", "mongo");
+        let mut on_mongo: Vec<(&str, &str)> = on_mongo
+            .into_iter()
+            .filter(|(k, _)| *k != "CAAS_POSTGRES_URL")
+            .collect();
+        on_mongo.push(("CAAS_MONGO_URL", "mongodb://db/?replicaSet=rs0"));
+        let built = cfg!(all(feature = "mongo", feature = "redis"));
+        match load_env(&on_mongo) {
+            Ok(c) => assert_eq!((built, c.storage, c.cluster), (true, Storage::Mongo, true)),
+            Err(e) => assert!(!built && e.0.contains("lacks the"), "{}", e.0),
+        }
     }
 
     #[test]
@@ -600,12 +628,19 @@ mod tests {
         let c = load_env(&[
             ("CAAS_S3_SECRET_KEY", "very-secret"),
             ("CAAS_POSTGRES_URL", "postgres://u:hunter2@db/caas"),
+            ("CAAS_MONGO_URL", "mongodb://u:mongopass@db/?replicaSet=rs0"),
             ("CAAS_OPERATOR_KEY", "sk_operator-secret"),
             ("CAAS_ENCRYPTION_KEY", "kek-secret"),
         ])
         .unwrap();
         let shown = format!("{c:?}");
-        for secret in ["very-secret", "hunter2", "operator-secret", "kek-secret"] {
+        for secret in [
+            "very-secret",
+            "hunter2",
+            "mongopass",
+            "operator-secret",
+            "kek-secret",
+        ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }
@@ -620,6 +655,18 @@ mod tests {
         }
         let e = one_line_error(&[("CAAS_STORAGE", "postgres"), ("CAAS_POSTGRES_URL", " ")]);
         assert!(e.contains("postgres"), "{e}");
+        let e = one_line_error(&[("CAAS_STORAGE", "mongo")]);
+        if cfg!(feature = "mongo") {
+            assert!(e.contains("CAAS_MONGO_URL"), "{e}");
+        } else {
+            assert!(e.contains("lacks the `mongo` feature"), "{e}");
+        }
+        let e = one_line_error(&[
+            ("CAAS_STORAGE", "mongo"),
+            ("CAAS_MONGO_URL", "mongodb://db/?replicaSet=rs0"),
+            ("CAAS_ENCRYPTION", "on"),
+        ]);
+        assert!(e.contains("encryption") || e.contains("lacks the"), "{e}");
         let e = one_line_error(&[
             ("CAAS_STORAGE", "postgres"),
             ("CAAS_POSTGRES_URL", "postgres://db"),

@@ -107,12 +107,12 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     }
     let embedded = match config.storage {
         Storage::Embedded => Some(open_storage(&config)?),
-        Storage::Memory | Storage::Postgres => None,
+        Storage::Memory | Storage::Postgres | Storage::Mongo => None,
     };
     // With the stores elsewhere, the data dir still holds the keys and the blobs:
     // made here (0700), before the keys are read or generated into it.
     let node_blobs = match config.storage {
-        Storage::Postgres => {
+        Storage::Postgres | Storage::Mongo => {
             let (blobs, tightened) = caas_storage::embedded::open_blobs(
                 &config.data_dir,
                 caas_storage::fs::FsBlobConfig::default(),
@@ -125,7 +125,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     let (operator, seed, key_id) = match config.storage {
         // Nodes of one platform share these keys: give every node the same
         // files (or the same data dir).
-        Storage::Embedded | Storage::Postgres => {
+        Storage::Embedded | Storage::Postgres | Storage::Mongo => {
             let operator = keys::operator(&config.data_dir, config.operator_key.as_deref())?;
             (
                 operator,
@@ -156,7 +156,10 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             (Some(embedded), backends)
         }
         (None, Some(blobs)) => {
-            let stores = backends::postgres(&config).await?;
+            let stores = match config.storage {
+                Storage::Mongo => backends::mongo(&config).await?,
+                _ => backends::postgres(&config).await?,
+            };
             (
                 None,
                 Backends {
