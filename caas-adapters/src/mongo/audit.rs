@@ -1,7 +1,8 @@
 //! The append-only audit log: positions 1, 2, 3… per tenant, from the
 //! tenant's `audit_heads` document advanced in the transaction that inserts
 //! the record (so they are gap-free and visible in order, as the event log's
-//! cursors are).
+//! cursors are). The head also keeps the last record's hash, from which the
+//! next record's is chained in the same transaction.
 
 use async_trait::async_trait;
 use caas_core::ids::TenantId;
@@ -30,6 +31,14 @@ pub(super) mod commands {
         (
             doc! { "_id": tenant.as_str() },
             doc! { "$inc": { "head": 1_i64 } },
+        )
+    }
+
+    /// The head's update to the hash of the record just sealed.
+    pub(crate) fn set_head_hash(tenant: &TenantId, hash: &str) -> (Document, Document) {
+        (
+            doc! { "_id": tenant.as_str() },
+            doc! { "$set": { "hash": hash } },
         )
     }
 
@@ -81,7 +90,11 @@ impl AuditStore for MongoStore {
                         Error::internal("mongo: the audit head upsert returned nothing")
                     })?;
                 let position = get_i64(&head, "head", "audit head")?;
-                record.position = to_u64(position, "position")?;
+                // A head from before the chain, or a tenant's first record.
+                let previous = head.get_str("hash").unwrap_or_default();
+                record.seal(to_u64(position, "position")?, previous);
+                let (filter, update) = commands::set_head_hash(&tenant, &record.hash);
+                heads.update_one(filter, update).session(&mut *s).await?;
                 let json = to_json(&record, "audit record")?;
                 audit
                     .insert_one(commands::record_document(&tenant, position, &json))
@@ -123,6 +136,10 @@ mod tests {
         assert_eq!(
             next_position(&t),
             (doc! { "_id": "acme" }, doc! { "$inc": { "head": 1_i64 } })
+        );
+        assert_eq!(
+            set_head_hash(&t, "ab12"),
+            (doc! { "_id": "acme" }, doc! { "$set": { "hash": "ab12" } })
         );
         assert_eq!(
             record_document(&t, 3, "{r}"),

@@ -9,28 +9,42 @@ use super::codec::{bound, from_json, get, limit, to_json, to_u64};
 
 #[async_trait]
 impl AuditStore for PostgresStore {
-    /// The position comes from the tenant's `audit_heads` row, locked until the
-    /// record commits: positions are 1, 2, 3… with no gap, across nodes.
+    /// The position and the previous record's hash come from the tenant's
+    /// `audit_heads` row, locked until the record commits: positions are 1,
+    /// 2, 3… with no gap and one hash chain, across nodes.
     async fn append(&self, tenant: &TenantId, mut record: AuditRecord) -> Result<u64> {
-        // Written with position 0; reads put the column's back.
-        record.position = 0;
-        let doc = to_json(&record, "audit record")?;
-        let row = self
-            .conn()
-            .await?
-            .query_one(
+        let t = tenant.as_str();
+        let mut c = self.conn().await?;
+        c.begin().await?;
+        let outcome = async {
+            // An upsert that changes nothing still locks the row.
+            let head = c
+                .query_one(
+                    "INSERT INTO audit_heads AS ah (tenant, head, hash) VALUES ($1, 0, '')
+                     ON CONFLICT (tenant) DO UPDATE SET head = ah.head
+                     RETURNING ah.head, ah.hash",
+                    &[&t],
+                    "lock the audit head",
+                )
+                .await?;
+            let last = to_u64(get(&head, 0)?, "position")?;
+            let previous: String = get(&head, 1)?;
+            record.seal(last + 1, &previous);
+            let position = bound(record.position);
+            let doc = to_json(&record, "audit record")?;
+            c.execute(
                 "WITH h AS (
-                     INSERT INTO audit_heads AS ah (tenant, head) VALUES ($1, 1)
-                     ON CONFLICT (tenant) DO UPDATE SET head = ah.head + 1
-                     RETURNING ah.head
+                     UPDATE audit_heads SET head = $2, hash = $3 WHERE tenant = $1
                  )
-                 INSERT INTO audit (tenant, pos, doc) SELECT $1, h.head, $2 FROM h
-                 RETURNING pos",
-                &[&tenant.as_str(), &doc],
+                 INSERT INTO audit (tenant, pos, doc) VALUES ($1, $2, $4)",
+                &[&t, &position, &record.hash, &doc],
                 "append audit record",
             )
             .await?;
-        to_u64(get(&row, 0)?, "position")
+            Ok(record.position)
+        }
+        .await;
+        c.finish(outcome).await
     }
 
     async fn list(&self, tenant: &TenantId, after: u64, n: usize) -> Result<Vec<AuditRecord>> {

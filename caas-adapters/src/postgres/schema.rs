@@ -18,7 +18,14 @@ use super::pool::Lease;
 
 /// Migration `i` takes a schema from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// Version 2: the audit log's hash chain; each tenant's head keeps the hash
+/// of its last record (records written before this have none, and a chain
+/// check reports the first of them).
+const V2: &str = r#"
+ALTER TABLE audit_heads ADD COLUMN hash text NOT NULL DEFAULT '';
+"#;
 
 /// Version 1: every store port, the event log and search.
 const V1: &str = r#"

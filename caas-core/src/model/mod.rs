@@ -13,7 +13,7 @@ mod receipt;
 mod tenant;
 mod user;
 
-pub use audit::AuditRecord;
+pub use audit::{AuditRecord, AuditVerification, ChainBreak, ChainCheck};
 pub use conversation::{Conversation, ConversationKind, Member, Role};
 pub use keys::{DeviceKeys, KeyBundle, OneTimePrekey, SignedPrekey};
 pub use media::BlobMeta;

@@ -452,6 +452,7 @@ fn audit_record(
         rule: rule.to_owned(),
         correlation_id: p.correlation_id.clone(),
         detail,
+        hash: String::new(),
     }
 }
 

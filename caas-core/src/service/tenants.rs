@@ -378,6 +378,47 @@ impl Caas {
         self.b.audit.list(&ctx.tenant, after, limit).await
     }
 
+    /// Walks the caller's tenant's whole audit log and checks its hash chain:
+    /// the first record edited, removed or moved in storage is named.
+    pub async fn verify_audit(&self, p: &Principal) -> Result<crate::model::AuditVerification> {
+        use crate::model::{AuditVerification, ChainCheck};
+        const PAGE: usize = 1000;
+        let ctx = self.ctx(p).await?;
+        Self::authorize(
+            &ctx,
+            Action::AuditRead,
+            Self::subject(&ctx, None),
+            Attrs::default().with("kind", "audit"),
+        )?;
+        let mut check = ChainCheck::new();
+        let mut after = 0;
+        loop {
+            let page = self.b.audit.list(&ctx.tenant, after, PAGE).await?;
+            for record in &page {
+                if let Err(b) = check.check(record) {
+                    return Ok(AuditVerification {
+                        ok: false,
+                        checked: check.checked(),
+                        head_hash: check.head().to_owned(),
+                        broken_at: Some(b.position),
+                        reason: Some(b.reason),
+                    });
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = last.position,
+                _ => break,
+            }
+        }
+        Ok(AuditVerification {
+            ok: true,
+            checked: check.checked(),
+            head_hash: check.head().to_owned(),
+            broken_at: None,
+            reason: None,
+        })
+    }
+
     /// Reads a user of the caller's tenant.
     pub async fn get_user(&self, p: &Principal, id: &UserId) -> Result<User> {
         let ctx = self.ctx(p).await?;

@@ -170,7 +170,12 @@ macro_rules! __contract_suite {
         );
     };
     (audit, $make:expr) => {
-        $crate::__contract_cases!(audit, audit, $make, [append_and_list,]);
+        $crate::__contract_cases!(
+            audit,
+            audit,
+            $make,
+            [append_and_list, records_form_a_hash_chain,]
+        );
     };
     (credentials, $make:expr) => {
         $crate::__contract_cases!(

@@ -19,7 +19,8 @@ impl AuditStore for MemoryAuditStore {
     async fn append(&self, tenant: &TenantId, mut record: AuditRecord) -> Result<u64> {
         let mut logs = self.logs.lock().map_err(poisoned)?;
         let log = logs.entry(tenant.clone()).or_default();
-        record.position = log.len() as u64 + 1;
+        let previous = log.last().map(|r| r.hash.as_str()).unwrap_or_default();
+        record.seal(log.len() as u64 + 1, previous);
         let pos = record.position;
         log.push(record);
         Ok(pos)

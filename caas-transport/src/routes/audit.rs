@@ -37,3 +37,15 @@ pub(super) async fn list(
         .flatten();
     Ok(Json(Page { items, next_cursor }))
 }
+
+/// `GET /v1/audit/verify` (tenant): walks the whole audit log and checks its
+/// hash chain; the first record edited, removed or moved in storage is named
+/// in `broken_at` (still a 200: the check itself succeeded).
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "compliance", security(("bearer" = [])),
+    responses((status = 200, description = "what the check found", body = caas_core::model::AuditVerification), crate::problem::Problems))]
+pub(super) async fn verify(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.caas.verify_audit(&p).await?))
+}

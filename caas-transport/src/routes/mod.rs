@@ -87,6 +87,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/devices/{device_id}/keys", put(keys::publish))
         .route("/v1/users/{user_id}/keys", get(keys::claim))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/sync", get(sync::sync))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/search/messages", get(search::messages))

@@ -709,6 +709,27 @@ async fn the_audit_log_is_for_the_tenant() {
         StatusCode::FORBIDDEN,
         "forbidden",
     );
+    let hashes: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["hash"].as_str().unwrap())
+        .collect();
+    assert!(hashes.iter().all(|h| h.len() == 64), "{hashes:?}");
+    let v = s
+        .call(Method::GET, "/v1/audit/verify", Some(&secret), None)
+        .await;
+    assert_eq!(v.status, StatusCode::OK, "{:?}", v.body);
+    assert_eq!(v.body["ok"], json!(true), "{:?}", v.body);
+    assert_eq!(v.body["checked"].as_u64(), Some(hashes.len() as u64));
+    assert_eq!(v.body["head_hash"].as_str(), hashes.last().copied());
+    assert_eq!(v.body["broken_at"], json!(null));
+    problem(
+        &s.call(Method::GET, "/v1/audit/verify", Some(&alice), None)
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
 }
 
 #[tokio::test]
