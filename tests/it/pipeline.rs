@@ -34,6 +34,7 @@ on_every_set!(async
     suspended_tenants_are_refused_until_resumed,
     tenant_policies_load_with_errors_located_and_apply_at_once,
     bad_input_gets_clear_errors_and_stores_nothing,
+    a_tenants_blocklist_refuses_its_words_in_sends_and_edits,
     events_carry_the_correlation_id_of_their_request,
     search_covers_only_the_callers_conversations,
     keys_need_a_verifier_and_one_time_keys_go_once,
@@ -774,6 +775,68 @@ async fn bad_input_gets_clear_errors_and_stores_nothing(set: Set) {
             .await,
         "default-deny",
     );
+}
+
+async fn a_tenants_blocklist_refuses_its_words_in_sends_and_edits(set: Set) {
+    use caas::core::service::TenantChange;
+    let settings = TenantSettings {
+        blocklist: vec!["Spam".into(), "scam".into()],
+        ..TenantSettings::default()
+    };
+    let w = World::with_settings(set, &["alice", "bob"], settings).await;
+    let c = w.group("alice", &["bob"]).await;
+    let blocked = |r: caas::Result<caas::core::service::Sent>| match r {
+        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "body"),
+        other => panic!("expected a refusal of the body, got {other:?}"),
+    };
+    // Whole words, in any case; a word that merely contains one passes.
+    blocked(w.send("alice", &c, "k1", "buy SPAM now").await);
+    blocked(w.send("alice", &c, "k2", "a scam!").await);
+    let ok = w
+        .send("alice", &c, "k3", "spammer and scampi")
+        .await
+        .unwrap();
+    let p = w.user("alice");
+    let edit = w
+        .caas
+        .edit_message(&p, &c, &ok.message.id, "now a scam")
+        .await;
+    assert!(
+        matches!(&edit, Err(Error::InvalidArgument { field, .. }) if field == "body"),
+        "{edit:?}"
+    );
+    let history = w
+        .caas
+        .history(&p, &c, HistoryPage::Latest, 10)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1, "only the allowed message was stored");
+    assert_eq!(history[0].body.as_deref(), Some("spammer and scampi"));
+    // The list is checked when set, and a change applies at once.
+    let change = |words: Vec<&str>| TenantChange {
+        name: None,
+        settings: Some(TenantSettings {
+            blocklist: words.into_iter().map(String::from).collect(),
+            ..TenantSettings::default()
+        }),
+    };
+    let op = Principal::operator();
+    for bad in [vec!["two words"], vec!["!!"], vec![""]] {
+        let r = w.caas.update_tenant(&op, &w.tenant, change(bad)).await;
+        assert!(
+            matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "settings.blocklist[0]"),
+            "{r:?}"
+        );
+    }
+    let too_many = vec!["w"; caas::core::model::MAX_BLOCKLIST + 1];
+    let r = w.caas.update_tenant(&op, &w.tenant, change(too_many)).await;
+    assert!(matches!(r, Err(Error::PayloadTooLarge { .. })), "{r:?}");
+    w.caas
+        .update_tenant(&op, &w.tenant, change(vec!["scampi"]))
+        .await
+        .unwrap();
+    w.send("alice", &c, "k4", "buy spam now").await.unwrap();
+    blocked(w.send("alice", &c, "k5", "Scampi tonight").await);
 }
 
 async fn events_carry_the_correlation_id_of_their_request(set: Set) {

@@ -24,7 +24,10 @@ pub use message::{
 pub use message_document::{MessageColumns, message_document, message_from_document};
 pub use presence::{Presence, PresenceStatus};
 pub use receipt::{Receipt, ReceiptKind};
-pub use tenant::{PolicySource, Tenant, TenantCredential, TenantSettings, TenantStatus};
+pub use tenant::{
+    MAX_BLOCKED_WORD_BYTES, MAX_BLOCKLIST, PolicySource, Tenant, TenantCredential, TenantSettings,
+    TenantStatus,
+};
 pub use user::User;
 
 /// Free-form attributes of users and conversations, usable in policy conditions

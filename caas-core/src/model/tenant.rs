@@ -80,4 +80,16 @@ pub struct TenantSettings {
     pub max_members: Option<usize>,
     /// Whether end users may register and log in with passwords.
     pub password_auth: bool,
+    /// Words refused in message text: a send or an edit whose body holds one
+    /// of them as a word (matched as search matches words: case-insensitively,
+    /// whole words) answers `invalid_argument` and stores nothing. At most
+    /// [`MAX_BLOCKLIST`] words of up to [`MAX_BLOCKED_WORD_BYTES`] bytes, each
+    /// a single word.
+    pub blocklist: Vec<String>,
 }
+
+/// The most words a tenant's blocklist holds.
+pub const MAX_BLOCKLIST: usize = 1_000;
+
+/// The longest word of a blocklist, in bytes.
+pub const MAX_BLOCKED_WORD_BYTES: usize = 64;

@@ -85,7 +85,10 @@ impl Caas {
                     "a message needs a body, a ciphertext or attachments",
                 ));
             }
-            (Some(body), None) => check_text("body", body, 1, max)?,
+            (Some(body), None) => {
+                check_text("body", body, 1, max)?;
+                ctx.check_blocklist(body)?;
+            }
             (None, Some(c)) => {
                 check_text("ciphertext.algorithm", &c.algorithm, 1, 64)?;
                 if c.data.is_empty() {
@@ -337,6 +340,7 @@ impl Caas {
             .await?;
         self.rate_limit(&ctx, Action::MessageEdit).await?;
         check_text("body", body, 1, ctx.max_message_bytes(&self.cfg))?;
+        ctx.check_blocklist(body)?;
         let message = self
             .b
             .messages

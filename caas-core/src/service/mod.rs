@@ -50,6 +50,8 @@ struct TenantRuntime {
     tenant: Tenant,
     policy: Arc<PolicySet>,
     limits: Limits,
+    /// The blocklist's words, lowercased as message text is tokenised.
+    blocked: std::collections::HashSet<String>,
     loaded_at: Timestamp,
 }
 
@@ -172,6 +174,12 @@ impl Caas {
         };
         let rt = Arc::new(TenantRuntime {
             limits: Limits::with_overrides(&tenant.settings.limits),
+            blocked: tenant
+                .settings
+                .blocklist
+                .iter()
+                .flat_map(|w| crate::ports::tokenize(w))
+                .collect(),
             policy,
             tenant,
             loaded_at: now,

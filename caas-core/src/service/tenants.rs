@@ -47,6 +47,29 @@ fn check_settings(s: &TenantSettings) -> Result<()> {
             other => other,
         })?;
     }
+    if s.blocklist.len() > crate::model::MAX_BLOCKLIST {
+        return Err(Error::PayloadTooLarge {
+            field: "settings.blocklist".into(),
+            size: s.blocklist.len(),
+            limit: crate::model::MAX_BLOCKLIST,
+        });
+    }
+    for (i, word) in s.blocklist.iter().enumerate() {
+        let field = format!("settings.blocklist[{i}]");
+        if word.len() > crate::model::MAX_BLOCKED_WORD_BYTES {
+            return Err(Error::invalid(
+                field,
+                format!("at most {} bytes", crate::model::MAX_BLOCKED_WORD_BYTES),
+            ));
+        }
+        let mut tokens = crate::ports::tokenize(word);
+        if tokens.next().is_none() || tokens.next().is_some() {
+            return Err(Error::invalid(
+                field,
+                "must be one word (letters and digits, no spaces or punctuation)",
+            ));
+        }
+    }
     if s.max_message_bytes == Some(0) || s.max_members.is_some_and(|m| m < 2) {
         return Err(Error::invalid(
             "settings",
@@ -440,6 +463,19 @@ impl Caas {
 
 // Used by other service modules for the same checks.
 impl Ctx<'_> {
+    /// Refuses a message body holding a word of the tenant's blocklist.
+    pub(super) fn check_blocklist(&self, body: &str) -> Result<()> {
+        if !self.rt.blocked.is_empty()
+            && crate::ports::tokenize(body).any(|w| self.rt.blocked.contains(&w))
+        {
+            return Err(Error::invalid(
+                "body",
+                "contains a word this tenant does not allow",
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn max_message_bytes(&self, cfg: &super::Config) -> usize {
         self.rt
             .tenant
