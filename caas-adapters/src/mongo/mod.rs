@@ -3,9 +3,10 @@
 //!
 //! One [`MongoStore`] (cheap to clone) implements every store port:
 //! [`TenantStore`], [`UserStore`], [`ConversationStore`], [`MessageStore`],
-//! [`ReceiptStore`], [`EventLog`], [`KeyDirectory`], [`AuditStore`] and
-//! [`CredentialStore`] (not `SearchIndex`). The crate
-//! README says what is stored where and what each part promises; in short:
+//! [`ReceiptStore`], [`EventLog`], [`KeyDirectory`], [`AuditStore`],
+//! [`CredentialStore`] and [`SearchIndex`], so nodes on one database share
+//! one search index. The crate README says what is stored where and what
+//! each part promises; in short:
 //!
 //! * **Replica sets only.** An append stores the message, advances its
 //!   conversation's head and logs its event in one multi-document transaction,
@@ -22,6 +23,10 @@
 //!   document in the same way, so cursors become visible in the order they
 //!   were handed out and a `sync` reader never passes an event that commits
 //!   later.
+//! * **Search** keeps each entry's distinct lowercase words (the core's
+//!   `tokenize`) in a multikey-indexed array and matches each query word as
+//!   an anchored, escaped prefix regex on it (see `search.rs`); MongoDB's
+//!   `$text` indexes stem and cannot match prefixes, so they are not used.
 //! * **Indexes** are created at connect (creating an existing one is a no-op).
 //! * **Every command document** an operation sends is built by a pure function
 //!   (`commands` in each file), checked by unit tests without a server.
@@ -35,6 +40,7 @@
 //! [`KeyDirectory`]: caas_core::ports::KeyDirectory
 //! [`AuditStore`]: caas_core::ports::AuditStore
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
+//! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
 mod codec;
@@ -45,6 +51,7 @@ mod events;
 mod keys;
 mod messages;
 mod receipts;
+mod search;
 mod tenants;
 mod txn;
 mod users;
@@ -143,6 +150,12 @@ pub(crate) mod names {
     pub(crate) const PASSWORD_LOGINS: &str = "password_logins";
     /// Refresh-token sessions.
     pub(crate) const REFRESH_SESSIONS: &str = "refresh_sessions";
+    /// Search entries of messages: keys, seq and words.
+    pub(crate) const SEARCH_MESSAGES: &str = "search_messages";
+    /// Search entries of conversations: keys and the words of the name.
+    pub(crate) const SEARCH_CONVERSATIONS: &str = "search_conversations";
+    /// Search entries of users: keys and the words of the name and id.
+    pub(crate) const SEARCH_USERS: &str = "search_users";
 }
 
 /// Letters, digits, `_` and `-` only (a database name may not hold `/\. "$`
@@ -167,6 +180,7 @@ fn create_indexes() -> Vec<Document> {
     let [conversations, members] = conversations::commands::create_indexes();
     let [devices, one_time_prekeys] = keys::commands::create_indexes();
     let [logins, sessions] = credentials::commands::create_indexes();
+    let [search_messages, search_conversations, search_users] = search::commands::create_indexes();
     vec![
         messages::commands::create_indexes(),
         events::commands::create_indexes(),
@@ -180,6 +194,9 @@ fn create_indexes() -> Vec<Document> {
         audit::commands::create_indexes(),
         logins,
         sessions,
+        search_messages,
+        search_conversations,
+        search_users,
     ]
 }
 
@@ -261,10 +278,10 @@ impl MongoStore {
         Ok(store)
     }
 
-    /// Every store port this store implements on `Backends` (messages and
-    /// the event log must be one store: a send logs its event in the same
-    /// write), with `caas_storage::memory`'s search index, bus, blobs,
-    /// presence, rate limits and revocations and the system clock. A
+    /// Every store port this store implements on `Backends`, the search
+    /// index included (messages and the event log must be one store: a send
+    /// logs its event in the same write), with `caas_storage::memory`'s bus,
+    /// blobs, presence, rate limits and revocations and the system clock. A
     /// platform that keeps those elsewhere (Redis, S3…) replaces the fields.
     pub fn backends(&self) -> caas_core::ports::Backends {
         let db = Arc::new(self.clone());
@@ -277,7 +294,8 @@ impl MongoStore {
             events: db.clone(),
             credentials: db.clone(),
             keys: db.clone(),
-            audit: db,
+            audit: db.clone(),
+            search: db,
             ..caas_storage::memory::backends()
         }
     }
@@ -305,11 +323,29 @@ impl MongoStore {
         sort: Document,
         limit: Option<i64>,
     ) -> Result<Vec<Document>> {
+        self.find_projected(context, collection, filter, sort, Document::new(), limit)
+            .await
+    }
+
+    /// [`find_all`](Self::find_all) returning only the fields of
+    /// `projection` (empty: every field).
+    async fn find_projected(
+        &self,
+        context: &str,
+        collection: &str,
+        filter: Document,
+        sort: Document,
+        projection: Document,
+        limit: Option<i64>,
+    ) -> Result<Vec<Document>> {
         let coll = self.coll(collection);
         let run = async {
             let mut find = coll.find(filter);
             if !sort.is_empty() {
                 find = find.sort(sort);
+            }
+            if !projection.is_empty() {
+                find = find.projection(projection);
             }
             if let Some(limit) = limit {
                 find = find.limit(limit);
@@ -380,6 +416,9 @@ mod tests {
                 "audit",
                 "password_logins",
                 "refresh_sessions",
+                "search_messages",
+                "search_conversations",
+                "search_users",
             ]
         );
         // Each names its indexes, so a re-run at the next start is a no-op

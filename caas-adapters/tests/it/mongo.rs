@@ -55,7 +55,8 @@ caas_core::contract_suites!(
         Some(store) => store.backends(),
         None => return,
     };
-    tenants, users, conversations, messages, receipts, events, keys, audit, credentials);
+    tenants, users, conversations, messages, receipts, events, keys, audit, credentials,
+    search);
 
 /// Two stores on one database behave as two nodes: concurrent appends to one
 /// conversation through both still get unique, gap-free seqs, and the log
@@ -97,6 +98,46 @@ async fn two_nodes_share_gap_free_seqs() {
     assert_eq!(seqs, (1..=60).collect::<Vec<u64>>());
     let logged = b.read(&tn, &user("alice"), Cursor(0), 1000).await.unwrap();
     assert_eq!(logged.len(), 60);
+}
+
+/// Two stores on one database share one search index: what one node
+/// indexes, the other finds; what one re-indexes or removes, the other no
+/// longer finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_search_index() {
+    use caas_core::ids::Seq;
+    use caas_core::ports::SearchIndex;
+    use caas_core::testkit::messages::new_message;
+    use caas_core::testkit::{conversation, tenant};
+
+    let (Some(a), Some(b)) = (store().await, store().await) else {
+        return;
+    };
+    let (tn, conv) = (tenant(), conversation());
+    let within = std::slice::from_ref(&conv);
+    let mut m = new_message(&tn, &conv, "alice", "k1", "Quarterly Roadmap").into_message(Seq(1));
+    a.index_message(&m).await.unwrap();
+    let hits = b
+        .search_messages(&tn, "roadm quart", within, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].message_id, m.id);
+    m.apply_edit("weekly sync".into(), caas_core::testkit::t(1));
+    b.index_message(&m).await.unwrap();
+    assert!(
+        a.search_messages(&tn, "roadmap", within, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    a.remove_message(&tn, &conv, &m.id).await.unwrap();
+    assert!(
+        b.search_messages(&tn, "weekly", within, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
