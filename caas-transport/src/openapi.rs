@@ -45,7 +45,7 @@ impl Modify for BearerAuth {
         crate::routes::messages::unpin, crate::routes::messages::pins,
         crate::routes::receipts::read, crate::routes::receipts::list,
         crate::routes::presence::lookup,
-        crate::routes::keys::publish, crate::routes::keys::claim, crate::routes::audit::list, crate::routes::audit::verify,
+        crate::routes::keys::publish, crate::routes::keys::claim, crate::routes::audit::list, crate::routes::audit::verify, crate::routes::compliance::export,
         crate::routes::sync::sync, crate::routes::search::messages,
         crate::routes::search::conversations, crate::routes::search::users,
     ),

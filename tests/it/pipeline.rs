@@ -34,6 +34,7 @@ on_every_set!(async
     suspended_tenants_are_refused_until_resumed,
     tenant_policies_load_with_errors_located_and_apply_at_once,
     bad_input_gets_clear_errors_and_stores_nothing,
+    a_users_export_holds_all_of_theirs_and_nothing_of_others,
     a_tenants_blocklist_refuses_its_words_in_sends_and_edits,
     events_carry_the_correlation_id_of_their_request,
     search_covers_only_the_callers_conversations,
@@ -837,6 +838,117 @@ async fn a_tenants_blocklist_refuses_its_words_in_sends_and_edits(set: Set) {
         .unwrap();
     w.send("alice", &c, "k4", "buy spam now").await.unwrap();
     blocked(w.send("alice", &c, "k5", "Scampi tonight").await);
+}
+
+async fn a_users_export_holds_all_of_theirs_and_nothing_of_others(set: Set) {
+    use caas::core::model::ReceiptKind;
+    use caas::core::service::ExportItem;
+    let mut settings = TenantSettings::default();
+    settings.limits.insert(
+        "message.send".into(),
+        Quota {
+            limit: 10_000,
+            period_secs: 1,
+            burst: None,
+        },
+    );
+    let w = World::with_settings(set, &["alice", "bob", "carol"], settings).await;
+    let (small, big) = (
+        w.group("alice", &["bob"]).await,
+        w.group("bob", &["alice", "carol"]).await,
+    );
+    w.send("alice", &small, "a1", "hello bob").await.unwrap();
+    let from_bob = w.send("bob", &small, "b1", "hi alice").await.unwrap();
+    w.send("alice", &small, "a2", "bye").await.unwrap();
+    // More than one store page of messages in one conversation.
+    for i in 0..230 {
+        let who = if i % 5 == 0 { "carol" } else { "alice" };
+        w.send(who, &big, &format!("m{i}"), &format!("line {i}"))
+            .await
+            .unwrap();
+    }
+    let alice = w.user("alice");
+    w.caas
+        .react(&alice, &small, &from_bob.message.id, "👍", true)
+        .await
+        .unwrap();
+    w.caas
+        .mark(&alice, &small, ReceiptKind::Read, Seq(2))
+        .await
+        .unwrap();
+
+    let mut export = w
+        .caas
+        .export_user(&w.server(), &uid("alice"))
+        .await
+        .unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = export.next().await.unwrap() {
+        items.push(item);
+    }
+    assert_eq!(export.items(), items.len() as u64);
+    assert!(matches!(&items[0], ExportItem::User { user } if user.id == uid("alice")));
+    let memberships = items
+        .iter()
+        .filter(
+            |i| matches!(i, ExportItem::Membership { member, .. } if member.user == uid("alice")),
+        )
+        .count();
+    assert_eq!(memberships, 2);
+    let read = items.iter().find_map(|i| match i {
+        ExportItem::Receipt { receipt } if receipt.conversation == small => Some(receipt.read),
+        _ => None,
+    });
+    assert_eq!(read, Some(Seq(2)));
+    let sent: Vec<&str> = items
+        .iter()
+        .filter_map(|i| match i {
+            ExportItem::Message { message } => {
+                assert_eq!(message.sender, uid("alice"), "only alice's messages");
+                message.body.as_deref()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 2 + 230 - 46, "{}", sent.len());
+    assert!(sent.contains(&"hello bob") && sent.contains(&"line 229"));
+    let reactions: Vec<_> = items
+        .iter()
+        .filter_map(|i| match i {
+            ExportItem::Reaction {
+                message_id, emoji, ..
+            } => Some((message_id.clone(), emoji.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reactions, [(from_bob.message.id.clone(), "👍")]);
+    // As JSON lines, each names its kind.
+    let line = serde_json::to_value(&items[0]).unwrap();
+    assert_eq!(line["kind"], "user");
+
+    // Only the tenant exports; an unknown user, or another tenant's, is not found.
+    assert!(matches!(
+        w.caas.export_user(&alice, &uid("bob")).await,
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(matches!(
+        w.caas.export_user(&w.server(), &uid("nobody")).await,
+        Err(Error::NotFound { .. })
+    ));
+    let other = w.add_tenant(&["dave"]).await;
+    assert!(matches!(
+        w.caas
+            .export_user(&Principal::tenant_server(other), &uid("alice"))
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    let audit = w.caas.audit_log(&w.server(), 0, 200).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "compliance.export" && r.target == "user:alice"),
+        "the export is audited"
+    );
 }
 
 async fn events_carry_the_correlation_id_of_their_request(set: Set) {

@@ -8,6 +8,7 @@
 //! tenant, so another tenant's data cannot even be named.
 
 mod auth;
+mod compliance;
 mod config;
 mod conversations;
 mod ephemeral;
@@ -27,6 +28,7 @@ pub use auth::{
     NewTenantSecret, REFRESH_TTL, REVOCATION_MARGIN, SESSION_ACCESS_TTL, SessionTokens,
     TotpEnrolment,
 };
+pub use compliance::{ExportItem, UserExport};
 pub use config::Config;
 pub use conversations::{ConversationDetails, NewConversation};
 pub use members::MemberChange;

@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod compliance;
 pub(crate) mod conversations;
 pub(crate) mod health;
 pub(crate) mod keys;
@@ -88,6 +89,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/users/{user_id}/keys", get(keys::claim))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify))
+        .route(
+            "/v1/compliance/users/{user_id}/export",
+            get(compliance::export),
+        )
         .route("/v1/sync", get(sync::sync))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/search/messages", get(search::messages))

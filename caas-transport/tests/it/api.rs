@@ -733,6 +733,81 @@ async fn the_audit_log_is_for_the_tenant() {
 }
 
 #[tokio::test]
+async fn a_users_export_streams_json_lines_ending_with_a_count() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let c = s
+        .call(
+            Method::POST,
+            "/v1/conversations",
+            Some(&alice),
+            Some(json!({"kind": "group", "members": ["bob"], "name": "g"})),
+        )
+        .await;
+    let conv = c.body["id"].as_str().unwrap().to_owned();
+    for i in 0..3 {
+        let r = s
+            .call(
+                Method::POST,
+                &format!("/v1/conversations/{conv}/messages"),
+                Some(&alice),
+                Some(json!({"client_msg_id": format!("m{i}"), "body": format!("note {i}")})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    let r = s
+        .call(
+            Method::GET,
+            "/v1/compliance/users/alice/export",
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/x-ndjson");
+    let text = r.body.as_str().expect("JSON lines, not one JSON value");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "user");
+    assert_eq!(kinds.iter().filter(|k| **k == "message").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| **k == "membership").count(), 1);
+    let last = lines.last().unwrap();
+    assert_eq!(last["kind"], "end");
+    assert_eq!(last["items"].as_u64(), Some(lines.len() as u64 - 1));
+    for (path, who, status, code) in [
+        (
+            "/v1/compliance/users/alice/export",
+            &alice,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "/v1/compliance/users/nobody/export",
+            &secret,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/v1/compliance/users/%20/export",
+            &secret,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+        ),
+    ] {
+        problem(
+            &s.call(Method::GET, path, Some(who), None).await,
+            status,
+            code,
+        );
+    }
+}
+
+#[tokio::test]
 async fn stored_user_attributes_reach_policy_decisions() {
     let s = Server::start().await;
     let policy = r#"{"version":1,"extends":"default","rules":[{"id":"staff-only-send","effect":"deny","actions":["message.send"],"when":{"not":{"attr":"subject.attr.department","eq":"staff"}}}]}"#;
