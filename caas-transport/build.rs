@@ -3,7 +3,10 @@
 //! Rust, so a fresh machine builds without `protoc`.
 
 fn main() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    // Read when the script runs, not baked in when it is compiled: a target
+    // directory shared by several checkouts may run a script built in another.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| ".".into());
+    let dir = std::path::Path::new(&manifest).join("proto");
     let schema = dir.join("caas.v1.proto");
     println!("cargo:rerun-if-changed={}", schema.display());
     let descriptors = protox::compile([&schema], [&dir])
