@@ -35,6 +35,7 @@ on_every_set!(async
     tenant_policies_load_with_errors_located_and_apply_at_once,
     bad_input_gets_clear_errors_and_stores_nothing,
     a_users_export_holds_all_of_theirs_and_nothing_of_others,
+    slow_mode_holds_members_to_one_message_per_interval,
     a_tenants_blocklist_refuses_its_words_in_sends_and_edits,
     events_carry_the_correlation_id_of_their_request,
     search_covers_only_the_callers_conversations,
@@ -949,6 +950,69 @@ async fn a_users_export_holds_all_of_theirs_and_nothing_of_others(set: Set) {
             .any(|r| r.action == "compliance.export" && r.target == "user:alice"),
         "the export is audited"
     );
+}
+
+async fn slow_mode_holds_members_to_one_message_per_interval(set: Set) {
+    use caas::core::service::SLOW_MODE_ATTRIBUTE;
+    let w = World::new(set, &["alice", "bob", "carol"]).await;
+    let c = w.group("alice", &["bob", "carol"]).await;
+    let owner = w.user("alice");
+    let set_slow = |secs: serde_json::Value| {
+        let attributes = BTreeMap::from([(SLOW_MODE_ATTRIBUTE.to_owned(), secs)]);
+        w.caas
+            .update_conversation(&owner, &c, None, Some(attributes))
+    };
+    for bad in [
+        serde_json::json!(-1),
+        serde_json::json!("30"),
+        serde_json::json!(21_601),
+    ] {
+        let r = set_slow(bad).await;
+        assert!(
+            matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "attributes.slow_mode_secs"),
+            "{r:?}"
+        );
+    }
+    set_slow(serde_json::json!(30)).await.unwrap();
+
+    let first = w.send("bob", &c, "b1", "one").await.unwrap();
+    match w.send("bob", &c, "b2", "two").await {
+        Err(Error::RateLimited {
+            action,
+            retry_after,
+        }) => {
+            assert_eq!(action, "conversation.slow_mode");
+            assert_eq!(retry_after, Duration::from_secs(30));
+        }
+        other => panic!("expected slow mode to refuse, got {other:?}"),
+    }
+    // A retry of the stored message inside the window gets it back, not a refusal.
+    let again = w.send("bob", &c, "b1", "one").await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.id, first.message.id);
+    // Each member has their own window; the owner is not held back.
+    w.send("carol", &c, "c1", "mine").await.unwrap();
+    for i in 0..3 {
+        w.send("alice", &c, &format!("a{i}"), "owner")
+            .await
+            .unwrap();
+    }
+    // The window passes with the clock; turning it off lifts it at once.
+    w.clock.advance(Duration::from_secs(30));
+    w.send("bob", &c, "b2", "two").await.unwrap();
+    assert!(matches!(
+        w.send("bob", &c, "b3", "three").await,
+        Err(Error::RateLimited { .. })
+    ));
+    set_slow(serde_json::json!(0)).await.unwrap();
+    w.send("bob", &c, "b3", "three").await.unwrap();
+    // Every change of the setting is audited.
+    let audit = w.caas.audit_log(&w.server(), 0, 200).await.unwrap();
+    let changes = audit
+        .iter()
+        .filter(|r| r.action == "conversation.update" && r.target == format!("conversation:{c}"))
+        .count();
+    assert_eq!(changes, 2);
 }
 
 async fn events_carry_the_correlation_id_of_their_request(set: Set) {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::tenants::check_attributes;
-use super::{Caas, Ctx, check_text};
+use super::{Caas, Ctx, audit_record, check_text};
 use crate::error::{EntityKind, Error, Result};
 use crate::events::EventPayload;
 use crate::ids::{ConversationId, UserId};
@@ -112,6 +112,7 @@ impl Caas {
             check_text("name", name, 1, 256)?;
         }
         check_attributes("attributes", &new.attributes)?;
+        super::slow_mode::check_setting("attributes", &new.attributes)?;
         let direct_key = match new.kind {
             ConversationKind::Direct => {
                 if ordered.len() != 2 {
@@ -195,7 +196,7 @@ impl Caas {
         attributes: Option<Attributes>,
     ) -> Result<Conversation> {
         let ctx = self.ctx(p).await?;
-        let (mut conv, _, _) = self
+        let (mut conv, _, rule) = self
             .conversation_action(&ctx, id, Action::ConversationUpdate)
             .await?;
         if let Some(name) = name {
@@ -207,9 +208,24 @@ impl Caas {
         }
         if let Some(attributes) = attributes {
             check_attributes("attributes", &attributes)?;
+            super::slow_mode::check_setting("attributes", &attributes)?;
             conv.attributes = attributes;
         }
         self.b.conversations.update(&conv).await?;
+        // Moderation settings (slow mode) live in the attributes: every change
+        // is audited with the settings it left.
+        self.audit(
+            &ctx.tenant,
+            audit_record(
+                p,
+                Action::ConversationUpdate,
+                format!("conversation:{id}"),
+                &rule,
+                serde_json::json!({"name": conv.name, "attributes": conv.attributes}),
+                ctx.now,
+            ),
+        )
+        .await?;
         let audience = self.audience(&ctx.tenant, id).await?;
         self.emit(
             &ctx,

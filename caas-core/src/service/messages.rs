@@ -165,6 +165,15 @@ impl Caas {
         )?;
         self.rate_limit(&ctx, Action::MessageSend).await?;
         self.check_content(&ctx, &msg)?;
+        if let Some(original) = self
+            .slow_mode(&ctx, &conv, me, &sender, &msg.client_msg_id)
+            .await?
+        {
+            return Ok(Sent {
+                message: original,
+                duplicate: true,
+            });
+        }
         self.store_message(&ctx, &conv, members, sender, msg, None)
             .await
     }
@@ -261,7 +270,7 @@ impl Caas {
         let sender = ctx.user()?.clone();
         self.conversation_action(&ctx, from, Action::MessageRead)
             .await?;
-        let (target, _, _) = self
+        let (target, me, _) = self
             .conversation_action(&ctx, to, Action::MessageSend)
             .await?;
         self.rate_limit(&ctx, Action::MessageSend).await?;
@@ -284,6 +293,15 @@ impl Caas {
             mentions: Vec::new(),
         };
         self.check_content(&ctx, &msg)?;
+        if let Some(original) = self
+            .slow_mode(&ctx, &target, me.as_ref(), &sender, &msg.client_msg_id)
+            .await?
+        {
+            return Ok(Sent {
+                message: original,
+                duplicate: true,
+            });
+        }
         let origin = ForwardRef {
             conversation_id: from.clone(),
             message_id: id.clone(),

@@ -17,6 +17,7 @@ mod members;
 mod messages;
 mod reads;
 mod search;
+mod slow_mode;
 mod tenants;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ pub use conversations::{ConversationDetails, NewConversation};
 pub use members::MemberChange;
 pub use messages::{SendMessage, Sent};
 pub use reads::{ConversationSummary, Page, SyncPage};
+pub use slow_mode::{MAX_SLOW_MODE_SECS, SLOW_MODE_ATTRIBUTE};
 pub use tenants::TenantChange;
 
 use crate::error::{EntityKind, Error, Result};
