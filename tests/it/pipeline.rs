@@ -794,6 +794,10 @@ async fn a_tenants_blocklist_refuses_its_words_in_sends_and_edits(set: Set) {
     // Whole words, in any case; a word that merely contains one passes.
     blocked(w.send("alice", &c, "k1", "buy SPAM now").await);
     blocked(w.send("alice", &c, "k2", "a scam!").await);
+    blocked(
+        w.send("alice", &c, "k2b", "sp\u{ad}am and s\u{200b}cam")
+            .await,
+    );
     let ok = w
         .send("alice", &c, "k3", "spammer and scampi")
         .await
@@ -999,13 +1003,36 @@ async fn slow_mode_holds_members_to_one_message_per_interval(set: Set) {
     }
     // The window passes with the clock; turning it off lifts it at once.
     w.clock.advance(Duration::from_secs(30));
+    w.clock.advance(Duration::from_secs(10));
     w.send("bob", &c, "b2", "two").await.unwrap();
-    assert!(matches!(
-        w.send("bob", &c, "b3", "three").await,
-        Err(Error::RateLimited { .. })
-    ));
-    set_slow(serde_json::json!(0)).await.unwrap();
+    w.clock.advance(Duration::from_secs(12));
+    match w.send("bob", &c, "b3", "three").await {
+        Err(Error::RateLimited { retry_after, .. }) => {
+            assert_eq!(
+                retry_after,
+                Duration::from_secs(18),
+                "counted from the last send"
+            );
+        }
+        other => panic!("expected slow mode to refuse, got {other:?}"),
+    }
+    // A forward into the conversation is a send too.
+    let forwarded = w
+        .caas
+        .forward_message(&w.user("bob"), &c, &first.message.id, &c, key("f1"))
+        .await;
+    assert!(
+        matches!(forwarded, Err(Error::RateLimited { .. })),
+        "{forwarded:?}"
+    );
+    // A send refused for another reason spends nothing of the window.
+    w.clock.advance(Duration::from_secs(18));
+    let mut bad = SendMessage::text(key("b4"), "mentions a stranger");
+    bad.mentions = vec![uid("nobody")];
+    assert!(w.caas.send_message(&w.user("bob"), &c, bad).await.is_err());
     w.send("bob", &c, "b3", "three").await.unwrap();
+    set_slow(serde_json::json!(0)).await.unwrap();
+    w.send("bob", &c, "b5", "five").await.unwrap();
     // Every change of the setting is audited.
     let audit = w.caas.audit_log(&w.server(), 0, 200).await.unwrap();
     let changes = audit

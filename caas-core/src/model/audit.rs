@@ -71,8 +71,12 @@ impl AuditRecord {
 pub struct AuditVerification {
     /// Whether every record follows from the one before it.
     pub ok: bool,
-    /// How many records were found sound, from the first.
+    /// How many records were found sound (after any unchained ones).
     pub checked: u64,
+    /// How many records at the start of the log were written before the
+    /// chain existed (by an earlier version): nothing vouches for them.
+    #[serde(default)]
+    pub unchained: u64,
     /// The hash of the last sound record (empty for an empty log): keep it
     /// outside caas, and a log rewritten wholesale shows too.
     pub head_hash: String,
@@ -87,6 +91,7 @@ pub struct AuditVerification {
 #[derive(Debug, Clone, Default)]
 pub struct ChainCheck {
     checked: u64,
+    unchained: u64,
     previous: String,
 }
 
@@ -110,12 +115,18 @@ impl ChainCheck {
     /// Checks the next record: its position follows the previous one's and
     /// its hash is the chain hash of its content after the previous hash.
     pub fn check(&mut self, record: &AuditRecord) -> Result<(), ChainBreak> {
-        let expected = self.checked + 1;
+        let expected = self.checked + self.unchained + 1;
         if record.position != expected {
             return Err(ChainBreak {
                 position: record.position,
                 reason: format!("expected position {expected}: a record is missing or moved"),
             });
+        }
+        // Records written before the chain existed have no hash; they can
+        // only come first, and the chain starts after them.
+        if record.hash.is_empty() && self.checked == 0 {
+            self.unchained += 1;
+            return Ok(());
         }
         if record.hash != record.chain_hash(&self.previous) {
             return Err(ChainBreak {
@@ -123,7 +134,7 @@ impl ChainCheck {
                 reason: "its content does not match its hash: edited after it was written".into(),
             });
         }
-        self.checked = expected;
+        self.checked += 1;
         self.previous.clone_from(&record.hash);
         Ok(())
     }
@@ -131,6 +142,12 @@ impl ChainCheck {
     /// How many records have been checked.
     pub fn checked(&self) -> u64 {
         self.checked
+    }
+
+    /// How many records at the start of the log predate the chain (no
+    /// hash): counted, but nothing vouches for them.
+    pub fn unchained(&self) -> u64 {
+        self.unchained
     }
 
     /// The hash of the last record checked (empty before the first): a value
@@ -202,6 +219,26 @@ mod tests {
         let mut swapped = chain(5);
         swapped.swap(3, 4);
         assert_eq!(first_break(&swapped).unwrap().position, 5);
+
+        // Records from before the chain come first and are counted apart; an
+        // unhashed record after the chain has begun is a break.
+        let mut legacy: Vec<AuditRecord> = (1..=2)
+            .map(|i| AuditRecord {
+                position: i,
+                ..record(i)
+            })
+            .collect();
+        let mut next = record(3);
+        next.seal(3, "");
+        legacy.push(next);
+        let mut check = ChainCheck::new();
+        for r in &legacy {
+            check.check(r).unwrap();
+        }
+        assert_eq!((check.unchained(), check.checked()), (2, 1));
+        let mut late = chain(3);
+        late[1].hash.clear();
+        assert_eq!(first_break(&late).unwrap().position, 2);
 
         // Renumbering after a removal does not help: the hashes no longer follow.
         let mut renumbered = chain(5);

@@ -149,7 +149,10 @@ impl Caas {
             &ctx,
             Action::ComplianceExport,
             Self::subject(&ctx, None),
-            Attrs::default().with("kind", "user"),
+            // `owner`: a tenant's policy may let users export their own data.
+            Attrs::default()
+                .with("kind", "user")
+                .with("owner", user.shared()),
         )?;
         self.rate_limit(&ctx, Action::ComplianceExport).await?;
         let profile = self

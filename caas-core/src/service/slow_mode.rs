@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::ids::{ClientMsgId, UserId};
 use crate::model::{Attributes, Conversation, Member, Message, Role};
 use crate::ports::HistoryPage;
-use crate::ratelimit::{Decision, Quota, RateKey};
 
 /// The conversation attribute that turns slow mode on (seconds; 0 or absent
 /// is off).
@@ -17,8 +16,10 @@ pub const SLOW_MODE_ATTRIBUTE: &str = "slow_mode_secs";
 pub const MAX_SLOW_MODE_SECS: u64 = 21_600;
 
 /// How many of a conversation's newest messages are searched for the
-/// original of a send retried inside its window.
-const RETRY_LOOKBACK: usize = 100;
+/// sender's last one. In slow mode each member sends at most one message per
+/// interval, so this many messages from others inside one interval takes
+/// more than this many active members; past that, a send is let through.
+const LOOKBACK: usize = 100;
 
 /// Refuses a slow-mode setting that is not a whole number of seconds within
 /// bounds.
@@ -34,20 +35,20 @@ pub(super) fn check_setting(field: &str, attributes: &Attributes) -> Result<()> 
 }
 
 /// The conversation's slow-mode interval in seconds, when it is on.
-fn interval(conv: &Conversation) -> Option<u32> {
+fn interval(conv: &Conversation) -> Option<u64> {
     conv.attributes
         .get(SLOW_MODE_ATTRIBUTE)
         .and_then(serde_json::Value::as_u64)
         .filter(|s| (1..=MAX_SLOW_MODE_SECS).contains(s))
-        .and_then(|s| u32::try_from(s).ok())
 }
 
 impl Caas {
     /// Holds a sender below moderator to one message per interval in a
-    /// conversation in slow mode. A send refused inside the window whose
-    /// `client_msg_id` names a message the sender already stored (a retry
-    /// after a lost answer) gets that message back instead: `Some` is the
-    /// original, to return as a duplicate.
+    /// conversation in slow mode, judged from the conversation's history (the
+    /// sender's newest message and when it was sent), so a refused or failed
+    /// send spends nothing and nodes agree. A send whose `client_msg_id`
+    /// names the sender's newest message is a retry: `Some` is the original,
+    /// to return as a duplicate.
     pub(super) async fn slow_mode(
         &self,
         ctx: &Ctx<'_>,
@@ -62,32 +63,25 @@ impl Caas {
         if me.is_none_or(|m| m.role <= Role::Moderator) {
             return Ok(None);
         }
-        let quota = Quota {
-            limit: 1,
-            period_secs: secs,
-            burst: None,
+        let recent = self
+            .b
+            .messages
+            .history(&ctx.tenant, &conv.id, HistoryPage::Latest, LOOKBACK)
+            .await?;
+        let Some(last) = recent.into_iter().rev().find(|m| &m.sender == sender) else {
+            return Ok(None);
         };
-        let subject = format!("{sender}@{}", conv.id);
-        let rate_key = RateKey::new(&ctx.tenant, subject, "conversation.slow_mode");
-        match self.b.rate_limits.check(&rate_key, &quota, ctx.now).await? {
-            Decision::Allow { .. } => Ok(None),
-            Decision::Deny { retry_after } => {
-                let recent = self
-                    .b
-                    .messages
-                    .history(&ctx.tenant, &conv.id, HistoryPage::Latest, RETRY_LOOKBACK)
-                    .await?;
-                match recent
-                    .into_iter()
-                    .find(|m| &m.sender == sender && &m.client_msg_id == key)
-                {
-                    Some(original) => Ok(Some(original)),
-                    None => Err(Error::RateLimited {
-                        action: "conversation.slow_mode".into(),
-                        retry_after,
-                    }),
-                }
-            }
+        if &last.client_msg_id == key {
+            return Ok(Some(last));
         }
+        let window = std::time::Duration::from_secs(secs);
+        let since = ctx.now.since(last.created_at);
+        if since >= window {
+            return Ok(None);
+        }
+        Err(Error::RateLimited {
+            action: "conversation.slow_mode".into(),
+            retry_after: window - since,
+        })
     }
 }

@@ -422,6 +422,7 @@ impl Caas {
                     return Ok(AuditVerification {
                         ok: false,
                         checked: check.checked(),
+                        unchained: check.unchained(),
                         head_hash: check.head().to_owned(),
                         broken_at: Some(b.position),
                         reason: Some(b.reason),
@@ -436,6 +437,7 @@ impl Caas {
         Ok(AuditVerification {
             ok: true,
             checked: check.checked(),
+            unchained: check.unchained(),
             head_hash: check.head().to_owned(),
             broken_at: None,
             reason: None,
@@ -465,9 +467,21 @@ impl Caas {
 impl Ctx<'_> {
     /// Refuses a message body holding a word of the tenant's blocklist.
     pub(super) fn check_blocklist(&self, body: &str) -> Result<()> {
-        if !self.rt.blocked.is_empty()
-            && crate::ports::tokenize(body).any(|w| self.rt.blocked.contains(&w))
-        {
+        if self.rt.blocked.is_empty() {
+            return Ok(());
+        }
+        // Invisible format characters (soft hyphen, zero-width space and
+        // joiners, word joiner, BOM) would otherwise split a word in two.
+        let visible: String = body
+            .chars()
+            .filter(|c| {
+                !matches!(
+                    c,
+                    '\u{ad}' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}'
+                )
+            })
+            .collect();
+        if crate::ports::tokenize(&visible).any(|w| self.rt.blocked.contains(&w)) {
             return Err(Error::invalid(
                 "body",
                 "contains a word this tenant does not allow",
