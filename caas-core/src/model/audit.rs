@@ -144,6 +144,18 @@ impl ChainCheck {
         self.checked
     }
 
+    /// What the walk found: sound so far, or broken at `broken`.
+    pub fn verification(&self, broken: Option<ChainBreak>) -> AuditVerification {
+        AuditVerification {
+            ok: broken.is_none(),
+            checked: self.checked,
+            unchained: self.unchained,
+            head_hash: self.previous.clone(),
+            broken_at: broken.as_ref().map(|b| b.position),
+            reason: broken.map(|b| b.reason),
+        }
+    }
+
     /// How many records at the start of the log predate the chain (no
     /// hash): counted, but nothing vouches for them.
     pub fn unchained(&self) -> u64 {

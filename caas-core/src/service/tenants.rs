@@ -390,6 +390,13 @@ impl Caas {
         after: u64,
         limit: usize,
     ) -> Result<Vec<crate::model::AuditRecord>> {
+        let ctx = self.audit_reader(p).await?;
+        self.check_limit(limit)?;
+        self.b.audit.list(&ctx.tenant, after, limit).await
+    }
+
+    /// The context of reading the caller's tenant's audit log, authorized.
+    async fn audit_reader<'p>(&self, p: &'p Principal) -> Result<Ctx<'p>> {
         let ctx = self.ctx(p).await?;
         Self::authorize(
             &ctx,
@@ -397,36 +404,22 @@ impl Caas {
             Self::subject(&ctx, None),
             Attrs::default().with("kind", "audit"),
         )?;
-        self.check_limit(limit)?;
-        self.b.audit.list(&ctx.tenant, after, limit).await
+        Ok(ctx)
     }
 
     /// Walks the caller's tenant's whole audit log and checks its hash chain:
     /// the first record edited, removed or moved in storage is named.
     pub async fn verify_audit(&self, p: &Principal) -> Result<crate::model::AuditVerification> {
-        use crate::model::{AuditVerification, ChainCheck};
+        use crate::model::ChainCheck;
         const PAGE: usize = 1000;
-        let ctx = self.ctx(p).await?;
-        Self::authorize(
-            &ctx,
-            Action::AuditRead,
-            Self::subject(&ctx, None),
-            Attrs::default().with("kind", "audit"),
-        )?;
+        let ctx = self.audit_reader(p).await?;
         let mut check = ChainCheck::new();
         let mut after = 0;
         loop {
             let page = self.b.audit.list(&ctx.tenant, after, PAGE).await?;
             for record in &page {
                 if let Err(b) = check.check(record) {
-                    return Ok(AuditVerification {
-                        ok: false,
-                        checked: check.checked(),
-                        unchained: check.unchained(),
-                        head_hash: check.head().to_owned(),
-                        broken_at: Some(b.position),
-                        reason: Some(b.reason),
-                    });
+                    return Ok(check.verification(Some(b)));
                 }
             }
             match page.last() {
@@ -434,14 +427,7 @@ impl Caas {
                 _ => break,
             }
         }
-        Ok(AuditVerification {
-            ok: true,
-            checked: check.checked(),
-            unchained: check.unchained(),
-            head_hash: check.head().to_owned(),
-            broken_at: None,
-            reason: None,
-        })
+        Ok(check.verification(None))
     }
 
     /// Reads a user of the caller's tenant.
