@@ -172,36 +172,6 @@ impl FsBlobStore {
         format!("{}/{tenant}/{id}", self.inner.config.url_prefix)
     }
 
-    /// Checks a request for a presigned URL: `path` and `query` as received (raw),
-    /// `now` the current time. Returns the blob the URL grants `method` on.
-    /// [`Error::Unauthenticated`] when the signature is wrong, the URL expired, or
-    /// it was made for the other method; [`Error::NotFound`] for a path outside
-    /// the blob prefix.
-    pub fn verify_url(
-        &self,
-        method: UrlMethod,
-        path: &str,
-        query: &str,
-        now: Timestamp,
-    ) -> Result<(TenantId, BlobId)> {
-        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        self.inner
-            .signer
-            .verify(url_method(method), path, query, now)
-            .map_err(|e| Error::Unauthenticated {
-                reason: format!("blob URL refused: {e}"),
-            })?;
-        // Signed by us, so the path is one we made; parse it all the same.
-        let rest = path
-            .strip_prefix(self.inner.config.url_prefix.as_str())
-            .and_then(|r| r.strip_prefix('/'))
-            .ok_or_else(|| Error::not_found(caas_core::EntityKind::Blob, path))?;
-        let (tenant, blob) = rest
-            .split_once('/')
-            .ok_or_else(|| Error::not_found(caas_core::EntityKind::Blob, path))?;
-        Ok((TenantId::parse(tenant)?, BlobId::parse(blob)?))
-    }
-
     /// Where a blob's file lives.
     fn path_of(&self, tenant: &TenantId, id: &BlobId) -> PathBuf {
         let t = sha256_hex(tenant.as_str().as_bytes());
@@ -433,5 +403,35 @@ impl BlobStore for FsBlobStore {
                 context: "fs: sign a blob URL".into(),
                 source: Some(Box::new(e)),
             })
+    }
+
+    /// Checks a request for a presigned URL: `path` and `query` as received (raw),
+    /// `now` the current time. Returns the blob the URL grants `method` on.
+    /// [`Error::Unauthenticated`] when the signature is wrong, the URL expired, or
+    /// it was made for the other method; [`Error::NotFound`] for a path outside
+    /// the blob prefix.
+    fn verify_url(
+        &self,
+        method: UrlMethod,
+        path: &str,
+        query: &str,
+        now: Timestamp,
+    ) -> Result<(TenantId, BlobId)> {
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        self.inner
+            .signer
+            .verify(url_method(method), path, query, now)
+            .map_err(|e| Error::Unauthenticated {
+                reason: format!("blob URL refused: {e}"),
+            })?;
+        // Signed by us, so the path is one we made; parse it all the same.
+        let rest = path
+            .strip_prefix(self.inner.config.url_prefix.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(|| Error::not_found(caas_core::EntityKind::Blob, path))?;
+        let (tenant, blob) = rest
+            .split_once('/')
+            .ok_or_else(|| Error::not_found(caas_core::EntityKind::Blob, path))?;
+        Ok((TenantId::parse(tenant)?, BlobId::parse(blob)?))
     }
 }

@@ -40,6 +40,7 @@ use caas_core::Error;
 use caas_core::error::Result;
 use caas_core::ids::{BlobId, TenantId};
 use caas_core::model::BlobMeta;
+pub use caas_core::ports::PresignedUpload;
 use caas_core::ports::{BlobCapabilities, BlobStore, UrlMethod};
 use caas_core::time::Timestamp;
 use reqwest::{Method, StatusCode};
@@ -169,16 +170,6 @@ impl S3Error {
             }
         }
     }
-}
-
-/// A presigned upload: PUT the body to `url` with exactly these `headers`
-/// (their values are part of the signature).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresignedUpload {
-    /// The URL.
-    pub url: String,
-    /// The headers the request must carry, with their values.
-    pub headers: Vec<(String, String)>,
 }
 
 /// The [`BlobStore`] on S3. Cheap to clone (one shared HTTP client).
@@ -348,61 +339,6 @@ impl S3BlobStore {
             self.inner.config.bucket,
             sigv4::uri_encode(key, true)
         )
-    }
-
-    /// A presigned PUT that binds `content_type` and the exact `size` into the
-    /// signature: the server refuses the upload with any other content type or
-    /// length. Follow it with [`S3BlobStore::complete_upload`].
-    pub async fn presign_upload(
-        &self,
-        tenant: &TenantId,
-        id: &BlobId,
-        content_type: &str,
-        size: u64,
-        expires_at: Timestamp,
-    ) -> Result<PresignedUpload> {
-        check_content_type(content_type)?;
-        let limit = self.inner.config.max_blob_size;
-        if size > limit as u64 {
-            return Err(Error::PayloadTooLarge {
-                field: "blob".into(),
-                size: usize::try_from(size).unwrap_or(usize::MAX),
-                limit,
-            });
-        }
-        let headers = vec![
-            ("content-type".to_owned(), content_type.to_owned()),
-            ("content-length".to_owned(), size.to_string()),
-        ];
-        let url = self.presigned_url(tenant, id, Method::PUT, &headers, expires_at)?;
-        Ok(PresignedUpload { url, headers })
-    }
-
-    /// Finishes a direct upload: reads the object back (bounded by the size
-    /// limit), checks that it is `size` bytes, and stores it again with its
-    /// content type, checksum and creation time recorded. The object must have
-    /// arrived through a URL from [`S3BlobStore::presign_upload`] with the same
-    /// `content_type` and `size`. [`Error::NotFound`] when nothing was uploaded.
-    pub async fn complete_upload(
-        &self,
-        tenant: &TenantId,
-        id: &BlobId,
-        content_type: &str,
-        size: u64,
-        at: Timestamp,
-    ) -> Result<BlobMeta> {
-        check_content_type(content_type)?;
-        let key = self.key(tenant, id)?;
-        let Some((_, bytes)) = self.fetch(&key, "read an uploaded object").await? else {
-            return Err(Error::not_found(caas_core::EntityKind::Blob, id));
-        };
-        if bytes.len() as u64 != size {
-            return Err(Error::invalid(
-                "size",
-                format!("the upload is {} bytes, not {size}", bytes.len()),
-            ));
-        }
-        self.put(tenant, id, content_type, bytes, at).await
     }
 
     fn presigned_url(
@@ -909,6 +845,61 @@ impl BlobStore for S3BlobStore {
             UrlMethod::Put => Method::PUT,
         };
         self.presigned_url(tenant, id, method, &[], expires_at)
+    }
+
+    /// A presigned PUT that binds `content_type` and the exact `size` into the
+    /// signature: the server refuses the upload with any other content type or
+    /// length. Follow it with [`BlobStore::complete_upload`].
+    async fn presign_upload(
+        &self,
+        tenant: &TenantId,
+        id: &BlobId,
+        content_type: &str,
+        size: u64,
+        expires_at: Timestamp,
+    ) -> Result<PresignedUpload> {
+        check_content_type(content_type)?;
+        let limit = self.inner.config.max_blob_size;
+        if size > limit as u64 {
+            return Err(Error::PayloadTooLarge {
+                field: "blob".into(),
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                limit,
+            });
+        }
+        let headers = vec![
+            ("content-type".to_owned(), content_type.to_owned()),
+            ("content-length".to_owned(), size.to_string()),
+        ];
+        let url = self.presigned_url(tenant, id, Method::PUT, &headers, expires_at)?;
+        Ok(PresignedUpload { url, headers })
+    }
+
+    /// Finishes a direct upload: reads the object back (bounded by the size
+    /// limit), checks that it is `size` bytes, and stores it again with its
+    /// content type, checksum and creation time recorded. The object must have
+    /// arrived through a URL from [`BlobStore::presign_upload`] with the same
+    /// `content_type` and `size`. [`Error::NotFound`] when nothing was uploaded.
+    async fn complete_upload(
+        &self,
+        tenant: &TenantId,
+        id: &BlobId,
+        content_type: &str,
+        size: u64,
+        at: Timestamp,
+    ) -> Result<BlobMeta> {
+        check_content_type(content_type)?;
+        let key = self.key(tenant, id)?;
+        let Some((_, bytes)) = self.fetch(&key, "read an uploaded object").await? else {
+            return Err(Error::not_found(caas_core::EntityKind::Blob, id));
+        };
+        if bytes.len() as u64 != size {
+            return Err(Error::invalid(
+                "size",
+                format!("the upload is {} bytes, not {size}", bytes.len()),
+            ));
+        }
+        self.put(tenant, id, content_type, bytes, at).await
     }
 }
 

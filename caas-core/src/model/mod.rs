@@ -16,7 +16,7 @@ mod user;
 pub use audit::{AuditRecord, AuditVerification, ChainBreak, ChainCheck};
 pub use conversation::{Conversation, ConversationKind, Member, Role};
 pub use keys::{DeviceKeys, KeyBundle, OneTimePrekey, SignedPrekey};
-pub use media::BlobMeta;
+pub use media::{BlobMeta, Media};
 pub use message::{
     Attachment, Ciphertext, Edit, ForwardRef, MAX_DISTINCT_REACTIONS, MAX_EDIT_HISTORY, Message,
     NewMessage, Pin, Tombstone,

@@ -23,6 +23,16 @@ pub enum UrlMethod {
     Put,
 }
 
+/// A direct upload: PUT the body to `url` with exactly these `headers` (a store
+/// may make their values part of the signature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedUpload {
+    /// The URL: absolute, or a path the gateway serves (starting with `/`).
+    pub url: String,
+    /// The headers the request must carry, with their values.
+    pub headers: Vec<(String, String)>,
+}
+
 /// Where media bytes live.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
@@ -61,4 +71,74 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         method: UrlMethod,
         expires_at: Timestamp,
     ) -> Result<String>;
+
+    /// A URL for a direct upload of exactly `size` bytes of `content_type`,
+    /// valid until `expires_at`. The default is [`BlobStore::presign`] for PUT
+    /// with the content type to send; stores that can bind the type and length
+    /// into the signature do.
+    async fn presign_upload(
+        &self,
+        tenant: &TenantId,
+        id: &BlobId,
+        content_type: &str,
+        size: u64,
+        expires_at: Timestamp,
+    ) -> Result<PresignedUpload> {
+        let _ = size;
+        let url = self.presign(tenant, id, UrlMethod::Put, expires_at).await?;
+        Ok(PresignedUpload {
+            url,
+            headers: vec![("content-type".to_owned(), content_type.to_owned())],
+        })
+    }
+
+    /// Finishes a direct upload: the stored blob's metadata once it is checked to
+    /// be `size` bytes of `content_type`. [`crate::Error::NotFound`] when nothing
+    /// arrived, [`crate::Error::Invalid`] when what arrived differs. The default
+    /// reads the metadata a [`BlobStore::put`] recorded; stores whose uploads
+    /// bypass `put` record it here.
+    async fn complete_upload(
+        &self,
+        tenant: &TenantId,
+        id: &BlobId,
+        content_type: &str,
+        size: u64,
+        at: Timestamp,
+    ) -> Result<BlobMeta> {
+        let _ = at;
+        let meta = self
+            .head(tenant, id)
+            .await?
+            .ok_or_else(|| crate::Error::not_found(crate::EntityKind::Blob, id))?;
+        if meta.size != size {
+            return Err(crate::Error::invalid(
+                "size",
+                format!("the upload is {} bytes, not {size}", meta.size),
+            ));
+        }
+        if meta.content_type != content_type {
+            return Err(crate::Error::invalid(
+                "content_type",
+                format!("the upload is `{}`, not `{content_type}`", meta.content_type),
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// For stores whose URLs the gateway serves (paths starting with `/`):
+    /// checks a request for such a URL — `path` and `query` as received, `now`
+    /// the current time — and names the blob it grants `method` on.
+    /// [`crate::Error::Unauthenticated`] for a wrong, expired or other-method
+    /// signature. The default, for stores whose URLs point elsewhere or that mint
+    /// none, is [`crate::Error::NotFound`].
+    fn verify_url(
+        &self,
+        method: UrlMethod,
+        path: &str,
+        query: &str,
+        now: Timestamp,
+    ) -> Result<(TenantId, BlobId)> {
+        let _ = (method, query, now);
+        Err(crate::Error::not_found(crate::EntityKind::Blob, path))
+    }
 }

@@ -16,6 +16,7 @@ mod conversations;
 mod credentials;
 mod events;
 mod keys;
+mod media;
 mod messages;
 #[cfg(feature = "metrics")]
 pub mod metered;
@@ -31,12 +32,13 @@ use std::sync::Arc;
 
 pub use audit::AuditStore;
 pub use auth::{AccessClaims, Authority, IssuedSecret, PasswordCheck, PasswordHasher};
-pub use blobs::{BlobCapabilities, BlobStore, UrlMethod};
+pub use blobs::{BlobCapabilities, BlobStore, PresignedUpload, UrlMethod};
 pub use bus::{BusMessage, EventBus, Subscription};
 pub use conversations::{ConversationStore, Created};
 pub use credentials::{CredentialStore, PasswordLogin, RefreshSession, SessionStatus, TotpFactor};
 pub use events::EventLog;
 pub use keys::{KeyDirectory, KeyVerifier};
+pub use media::MediaStore;
 pub use messages::{Appended, Changed, ConversationHead, HistoryPage, MessageStore};
 pub use presence::{PresenceChange, PresenceStore};
 pub use ratelimit::RateLimitStore;
@@ -74,8 +76,10 @@ pub struct Backends {
     pub audit: Arc<dyn AuditStore>,
     /// Fan-out of events to every node.
     pub bus: Arc<dyn EventBus>,
-    /// Media.
+    /// Media bytes.
     pub blobs: Arc<dyn BlobStore>,
+    /// Upload records: what each blob is, whose, and where it may be used.
+    pub media: Arc<dyn MediaStore>,
     /// Full-text search.
     pub search: Arc<dyn SearchIndex>,
     /// Presence with expiry.

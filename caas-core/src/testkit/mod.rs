@@ -21,6 +21,7 @@ pub mod conversations;
 pub mod credentials;
 pub mod events;
 pub mod keys;
+pub mod media;
 pub mod messages;
 pub mod presence;
 pub mod ratelimit;
@@ -62,7 +63,7 @@ pub fn t(secs: u64) -> Timestamp {
 /// case: `contract_suites!(make; port, port, …)` with ports among `tenants`,
 /// `users`, `conversations`, `messages` (with the event log it writes to),
 /// `receipts`, `events`, `keys`, `audit`, `credentials`, `search`, `bus`,
-/// `blobs`, `presence`, `rate_limits`, `revocations`. Each port becomes a module of
+/// `blobs`, `media`, `presence`, `rate_limits`, `revocations`. Each port becomes a module of
 /// `#[tokio::test]`s, one per case.
 #[macro_export]
 macro_rules! contract_suites {
@@ -229,6 +230,20 @@ macro_rules! __contract_suite {
             presence,
             $make,
             [aggregates_devices_with_expiry, heartbeat_is_not_a_change,]
+        );
+    };
+    (media, $make:expr) => {
+        $crate::__contract_cases!(
+            media,
+            media,
+            $make,
+            [
+                announce_then_complete,
+                expired_uploads_are_listed_and_removed,
+                share_and_delete,
+                concurrent_shares,
+                by_owner_pages,
+            ]
         );
     };
     (revocations, $make:expr) => {

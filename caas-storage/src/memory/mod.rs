@@ -11,6 +11,7 @@ mod conversations;
 mod credentials;
 mod events;
 mod keys;
+mod media;
 mod messages;
 mod presence;
 mod ratelimit;
@@ -32,6 +33,7 @@ pub use conversations::MemoryConversationStore;
 pub use credentials::MemoryCredentialStore;
 pub use events::MemoryEventLog;
 pub use keys::MemoryKeyDirectory;
+pub use media::MemoryMediaStore;
 pub use messages::MemoryMessageStore;
 pub use presence::MemoryPresenceStore;
 pub use ratelimit::MemoryRateLimitStore;
@@ -62,6 +64,7 @@ pub fn backends_with_clock(clock: Arc<dyn Clock>) -> Backends {
         audit: Arc::new(MemoryAuditStore::default()),
         bus: Arc::new(MemoryBus::default()),
         blobs: Arc::new(MemoryBlobStore::default()),
+        media: Arc::new(MemoryMediaStore::default()),
         search: Arc::new(MemorySearchIndex::default()),
         presence: Arc::new(MemoryPresenceStore::default()),
         rate_limits: Arc::new(MemoryRateLimitStore::default()),
@@ -87,5 +90,5 @@ mod contract {
     //! Every memory backend runs its port's contract suite.
     caas_core::contract_suites!(crate::memory::backends();
         tenants, users, conversations, messages, receipts, events, keys, audit,
-        credentials, search, bus, blobs, presence, rate_limits, revocations);
+        credentials, search, bus, blobs, media, presence, rate_limits, revocations);
 }
