@@ -17,7 +17,8 @@ use caas_core::{Caas, Error, Principal};
 
 use crate::requests::{
     ConversationsRequest, DEFAULT_PAGE, DEFAULT_SEARCH_PAGE, ForwardRequest, HistoryRequest,
-    PinRequest, PinsRequest, PresenceQuery, ReceiptsRequest, SearchRequest,
+    MediaRequest, MediaUploadRequest, PinRequest, PinsRequest, PresenceQuery, ReceiptsRequest,
+    SearchRequest,
 };
 use crate::ws::frames::{
     CallSignalRequest, DeleteRequest, EditRequest, PingRequest, PresenceRequest, ReactionRequest,
@@ -268,6 +269,61 @@ impl Operation for PresenceQuery {
 
     async fn run(self, caas: &Caas, p: &Principal) -> Result<Vec<Presence>, Error> {
         caas.presence(p, &self.users).await
+    }
+}
+
+impl Operation for MediaUploadRequest {
+    type Output = caas_core::service::UploadTicket;
+    const NAME: &'static str = "media_upload";
+
+    async fn run(self, caas: &Caas, p: &Principal) -> Result<Self::Output, Error> {
+        let upload = caas_core::service::NewUpload {
+            conversation_id: self.conversation_id,
+            content_type: self.content_type,
+            size: self.size,
+            sha256: self.sha256,
+            name: self.name,
+        };
+        caas.request_upload(p, upload).await
+    }
+}
+
+/// `media_complete`: [`MediaRequest`] finishing an upload.
+#[derive(Debug)]
+pub struct CompleteMedia(pub MediaRequest);
+
+impl Operation for CompleteMedia {
+    type Output = caas_core::model::Media;
+    const NAME: &'static str = "media_complete";
+
+    async fn run(self, caas: &Caas, p: &Principal) -> Result<Self::Output, Error> {
+        caas.complete_upload(p, &self.0.blob_id).await
+    }
+}
+
+/// `media_url`: [`MediaRequest`] asking for a download URL.
+#[derive(Debug)]
+pub struct MediaUrl(pub MediaRequest);
+
+impl Operation for MediaUrl {
+    type Output = caas_core::service::DownloadUrl;
+    const NAME: &'static str = "media_url";
+
+    async fn run(self, caas: &Caas, p: &Principal) -> Result<Self::Output, Error> {
+        caas.download_url(p, &self.0.blob_id).await
+    }
+}
+
+/// `media_delete`: [`MediaRequest`] deleting an upload.
+#[derive(Debug)]
+pub struct DeleteMedia(pub MediaRequest);
+
+impl Operation for DeleteMedia {
+    type Output = ();
+    const NAME: &'static str = "media_delete";
+
+    async fn run(self, caas: &Caas, p: &Principal) -> Result<(), Error> {
+        caas.delete_media(p, &self.0.blob_id).await
     }
 }
 

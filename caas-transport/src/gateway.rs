@@ -85,7 +85,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let cors = mw::cors(&state.config.cors_origins);
-    let router = crate::routes::routes()
+    let router = crate::routes::routes(state.caas.config().max_media_bytes)
         .route_layer(axum::middleware::from_fn(crate::metrics::record))
         .route("/metrics", axum::routing::get(crate::metrics::render))
         .fallback(|| async { ApiError::not_found("no such route") })

@@ -162,6 +162,9 @@ fn is_probe(path: &str) -> bool {
 /// Refuses a request whose declared `Content-Length` is over the body limit at
 /// once, before any of the body is read (a client that announces a terabyte
 /// and sends a kilobyte would otherwise hold the request until it times out).
+/// Where the URLs this server signs for blob stores live.
+pub(crate) const BLOB_PATH: &str = "/v1/blobs/";
+
 pub(crate) async fn declared_length(
     State(state): State<AppState>,
     req: Request,
@@ -172,7 +175,13 @@ pub(crate) async fn declared_length(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let limit = state.config.max_body_bytes;
+    // An upload to a signed blob URL carries a whole file, up to the media limit.
+    let limit =
+        if req.method() == axum::http::Method::PUT && req.uri().path().starts_with(BLOB_PATH) {
+            usize::try_from(state.caas.config().max_media_bytes).unwrap_or(usize::MAX)
+        } else {
+            state.config.max_body_bytes
+        };
     match declared {
         Some(n) if n > u64::try_from(limit).unwrap_or(u64::MAX) => {
             ApiError::too_large(format!("the body is {n} bytes, over the limit of {limit}"))

@@ -3,7 +3,7 @@
 //! after `type` and `ref`; REST handlers build them from paths, queries and
 //! bodies). What each one does is in [`crate::dispatch`].
 
-use caas_core::ids::{ConversationId, MessageId, Seq, UserId};
+use caas_core::ids::{BlobId, ConversationId, MessageId, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
 /// `pin` / `unpin` a message (moderators, per policy): the result is the message.
@@ -105,6 +105,34 @@ pub struct SearchRequest {
     /// The `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// `media_upload` (also `media:request-upload`): announces an upload into a
+/// conversation (members); the result says where to PUT the bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaUploadRequest {
+    /// The conversation it is for.
+    pub conversation_id: ConversationId,
+    /// Its MIME type.
+    pub content_type: String,
+    /// Its exact size in bytes.
+    pub size: u64,
+    /// Its hex SHA-256, checked on completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `media_complete`, `media_url`, `media_delete` (also `media:upload-complete`,
+/// `media:get-download-url`, `media:delete`): one upload by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaRequest {
+    /// The upload.
+    pub blob_id: BlobId,
 }
 
 /// The default page sizes.

@@ -206,6 +206,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             },
             ..caas_transport::WsConfig::default()
         });
+    tokio::spawn(expire_uploads(Arc::downgrade(&state.caas)));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| PlatformError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -248,6 +249,22 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         shutdown: Some(tx),
         server,
     })
+}
+
+/// Removes uploads not completed in time, every minute, until the service is
+/// gone. Every node runs it; the store makes concurrent sweeps safe.
+async fn expire_uploads(caas: std::sync::Weak<Caas>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(caas) = caas.upgrade() else { return };
+        match caas.expire_uploads().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "expired uploads removed"),
+            Err(e) => tracing::warn!(error = %e, "removing expired uploads failed"),
+        }
+    }
 }
 
 impl Platform {

@@ -5,6 +5,7 @@
 mod cluster;
 mod crash;
 mod keys;
+mod media;
 mod pipeline;
 mod platform;
 mod props;

@@ -12,6 +12,7 @@ use caas::core::ports::Backends;
 use caas::core::time::ManualClock;
 use caas::storage::embedded::{self, EmbeddedConfig};
 use caas::storage::encrypted::{self, ManagedKeyrings};
+use caas::storage::fs::FsBlobStore;
 use caas::storage::sqlite::{Durability, SqliteConfig};
 use caas_crypto::KeyId;
 use caas_crypto::keys::KeyEncryptionKey;
@@ -33,7 +34,7 @@ pub(crate) enum Set {
     /// What each node of a scaled-out platform runs on: every store and search on
     /// PostgreSQL (`caas_adapters::postgres`, a fresh schema per test), presence,
     /// rate limits, the bus, revocations and the conversation read cache on Redis
-    /// (`caas_adapters::redis`, a fresh key prefix per test), blobs in memory. On
+    /// (`caas_adapters::redis`, a fresh key prefix per test), blobs on files. On
     /// the servers `CAAS_TEST_POSTGRES_URL` and `CAAS_TEST_REDIS_URL` name.
     PostgresRedis,
 }
@@ -61,8 +62,13 @@ impl Set {
                     dir: None,
                 }
             }
+            // Blobs on files, as the platform keeps them beside any store:
+            // the memory blob store mints no URLs.
             Set::Memory => Opened {
-                backends: caas::storage::memory::backends_with_clock(clock),
+                backends: Backends {
+                    blobs: Arc::new(FsBlobStore::open_temp().unwrap()),
+                    ..caas::storage::memory::backends_with_clock(clock)
+                },
                 dir: None,
             },
             Set::Sqlite | Set::SqliteEncrypted => {
@@ -181,6 +187,7 @@ mod scaled_out {
         .unwrap();
         let backends = Backends {
             clock,
+            blobs: Arc::new(caas::storage::fs::FsBlobStore::open_temp().unwrap()),
             ..redis.backends(store.backends())
         };
         caas::core::ports::metered::metered(backends)

@@ -86,7 +86,25 @@ pub struct TenantSettings {
     /// [`MAX_BLOCKLIST`] words of up to [`MAX_BLOCKED_WORD_BYTES`] bytes, each
     /// a single word.
     pub blocklist: Vec<String>,
+    /// What members may upload.
+    pub media: MediaSettings,
 }
+
+/// A tenant's upload limits.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Largest upload in bytes; at most the platform's limit (16 MiB unless the
+    /// operator changed it), which also applies when this is unset.
+    pub max_bytes: Option<u64>,
+    /// The content types accepted, as `type/subtype` or `type/*`; empty accepts
+    /// every well-formed type. At most [`MAX_MEDIA_TYPES`] entries.
+    pub content_types: Vec<String>,
+}
+
+/// The most entries of [`MediaSettings::content_types`].
+pub const MAX_MEDIA_TYPES: usize = 100;
 
 /// The most words a tenant's blocklist holds.
 pub const MAX_BLOCKLIST: usize = 1_000;

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::{Caas, audit_record};
 use crate::error::{EntityKind, Error, Result};
-use crate::ids::{ConversationId, MessageId, Seq, TenantId, UserId};
-use crate::model::{Conversation, KeyBundle, Member, Message, Receipt, User};
+use crate::ids::{BlobId, ConversationId, MessageId, Seq, TenantId, UserId};
+use crate::model::{Conversation, KeyBundle, Media, Member, Message, Receipt, User};
 use crate::policy::{Action, Attrs};
 use crate::ports::HistoryPage;
 use crate::principal::Principal;
@@ -40,6 +40,12 @@ pub enum ExportItem {
     DeviceKeys {
         /// The device's bundle.
         bundle: KeyBundle,
+    },
+    /// An upload of the user's (pending or complete): its metadata, not its
+    /// bytes (download those with a media URL).
+    Media {
+        /// The upload.
+        media: Media,
     },
     /// A message the user sent, with its edit history and reactions
     /// (tombstones included: they keep their seq).
@@ -74,6 +80,9 @@ pub struct UserExport {
     /// from `after` on.
     conversations: VecDeque<ConversationId>,
     after: Seq,
+    /// Where the user's uploads continue: `Some(None)` before the first page,
+    /// `None` once all were read.
+    media_after: Option<Option<BlobId>>,
     items: u64,
 }
 
@@ -84,6 +93,20 @@ impl UserExport {
             if let Some(item) = self.ready.pop_front() {
                 self.items += 1;
                 return Ok(Some(item));
+            }
+            if let Some(after) = self.media_after.take() {
+                let page = self
+                    .caas
+                    .b
+                    .media
+                    .by_owner(&self.tenant, &self.user, after.as_ref(), EXPORT_PAGE)
+                    .await?;
+                if page.len() == EXPORT_PAGE {
+                    self.media_after = Some(page.last().map(|m| m.id.clone()));
+                }
+                self.ready
+                    .extend(page.into_iter().map(|media| ExportItem::Media { media }));
+                continue;
             }
             let Some(conversation) = self.conversations.front().cloned() else {
                 return Ok(None);
@@ -139,7 +162,7 @@ impl UserExport {
 impl Caas {
     /// Starts an export of everything the caller's tenant holds about `user`:
     /// the profile, memberships, receipts and device keys first, then, a page
-    /// at a time as the export is read, the messages the user sent and the
+    /// at a time as the export is read, their uploads, the messages they sent and the
     /// reactions they put on others' messages, in each conversation they are
     /// a member of. Tenant servers (and what a tenant's policy allows); the
     /// export is audited before anything is read.
@@ -203,6 +226,7 @@ impl Caas {
             ready,
             conversations,
             after: Seq(0),
+            media_after: Some(None),
             items: 0,
         })
     }

@@ -19,6 +19,13 @@ pub struct Config {
     pub tenant_cache_ttl: Duration,
     /// How long a presence report lasts without a heartbeat.
     pub presence_ttl: Duration,
+    /// Largest upload in bytes, unless the tenant sets a smaller one.
+    pub max_media_bytes: u64,
+    /// How long an upload URL is valid; an upload not completed by then is
+    /// removed by [`crate::service::Caas::expire_uploads`].
+    pub upload_ttl: Duration,
+    /// How long a download URL is valid.
+    pub download_url_ttl: Duration,
 }
 
 impl Default for Config {
@@ -32,6 +39,9 @@ impl Default for Config {
             max_signal_bytes: 32 * 1024,
             tenant_cache_ttl: Duration::from_secs(5),
             presence_ttl: Duration::from_secs(60),
+            max_media_bytes: 16 * 1024 * 1024,
+            upload_ttl: Duration::from_secs(15 * 60),
+            download_url_ttl: Duration::from_secs(15 * 60),
         }
     }
 }

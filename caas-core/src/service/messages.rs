@@ -184,9 +184,11 @@ impl Caas {
         conv: &Conversation,
         members: Vec<Member>,
         sender: UserId,
-        msg: SendMessage,
+        mut msg: SendMessage,
         forwarded_from: Option<ForwardRef>,
     ) -> Result<Sent> {
+        self.check_attachments(ctx, &conv.id, &mut msg.attachments)
+            .await?;
         let active = |u: &UserId| members.iter().any(|m| &m.user == u && !m.banned);
         for (i, u) in msg.mentions.iter().enumerate() {
             if !active(u) {

@@ -13,6 +13,7 @@ mod config;
 mod conversations;
 mod ephemeral;
 mod keys;
+mod media;
 mod members;
 mod messages;
 mod reads;
@@ -32,6 +33,7 @@ pub use auth::{
 pub use compliance::{ExportItem, UserExport};
 pub use config::Config;
 pub use conversations::{ConversationDetails, NewConversation};
+pub use media::{DownloadUrl, NewUpload, UploadTicket};
 pub use members::MemberChange;
 pub use messages::{SendMessage, Sent};
 pub use reads::{ConversationSummary, Page, SyncPage};

@@ -70,6 +70,7 @@ fn check_settings(s: &TenantSettings) -> Result<()> {
             ));
         }
     }
+    super::media::check_media_settings(&s.media)?;
     if s.max_message_bytes == Some(0) || s.max_members.is_some_and(|m| m < 2) {
         return Err(Error::invalid(
             "settings",

@@ -18,7 +18,7 @@ use crate::problem::ApiError;
 
 /// `GET /v1/compliance/users/{user_id}/export` (tenant): everything the tenant
 /// holds about the user as JSON lines, streamed as the stores are read. Each
-/// line has a `kind` (`user`, `membership`, `receipt`, `device_keys`,
+/// line has a `kind` (`user`, `membership`, `receipt`, `device_keys`, `media`,
 /// `message`, `reaction`); the last line is `{"kind":"end","items":N}`, or
 /// `{"kind":"error",…}` when a store failed part-way, so a reader knows
 /// whether it holds the whole export.

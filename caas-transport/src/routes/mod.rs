@@ -6,6 +6,7 @@ pub(crate) mod compliance;
 pub(crate) mod conversations;
 pub(crate) mod health;
 pub(crate) mod keys;
+pub(crate) mod media;
 pub(crate) mod messages;
 pub(crate) mod presence;
 pub(crate) mod receipts;
@@ -15,13 +16,18 @@ pub(crate) mod tenants;
 pub(crate) mod users;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::routing::{get, post, put};
 use serde::Serialize;
 
 use crate::gateway::AppState;
 use crate::problem::ApiError;
 
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes(max_media_bytes: u64) -> Router<AppState> {
+    // Uploads to a URL this server signed carry the whole file: their own body
+    // limit, checked again against the announced size.
+    let upload_limit = usize::try_from(max_media_bytes).unwrap_or(usize::MAX);
     Router::new()
         .route("/openapi.json", get(crate::openapi::json))
         .route("/docs", get(crate::openapi::docs))
@@ -92,6 +98,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/v1/compliance/users/{user_id}/export",
             get(compliance::export),
+        )
+        .route("/v1/media/uploads", post(media::upload))
+        .route("/v1/media/{blob_id}/complete", post(media::complete))
+        .route("/v1/media/{blob_id}/url", get(media::url))
+        .route("/v1/media/{blob_id}", axum::routing::delete(media::delete))
+        .route(
+            "/v1/blobs/{tenant}/{blob_id}",
+            get(media::get_bytes).put(media::put_bytes.layer(DefaultBodyLimit::max(upload_limit))),
         )
         .route("/v1/sync", get(sync::sync))
         .route("/v1/ws", get(crate::ws::upgrade))

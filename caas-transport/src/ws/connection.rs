@@ -28,12 +28,12 @@ use tokio::time::Instant;
 use super::codec::{self, Encoded};
 use super::config::WsConfig;
 use super::frames::{
-    Ack, AckResult, ClientFrame, DoneResult, EditedResult, ErrorFrame, MessageRef, MessagesResult,
-    PongResult, PresenceResult, PresencesResult, ReceiptResult, ReceiptsResult, Request,
-    SentResult, SyncedResult, TypingResult,
+    Ack, AckResult, ClientFrame, DoneResult, EditedResult, ErrorFrame, MediaResult, MessageRef,
+    MessagesResult, PongResult, PresenceResult, PresencesResult, ReceiptResult, ReceiptsResult,
+    Request, SentResult, SyncedResult, TypingResult,
 };
 use super::registry::{CloseReason, ConnHandle, Next, Registration, message};
-use crate::dispatch::{Pinning, Reaction, Sync, dispatch};
+use crate::dispatch::{CompleteMedia, DeleteMedia, MediaUrl, Pinning, Reaction, Sync, dispatch};
 use crate::problem::ApiError;
 
 /// Everything a connection needs once upgraded.
@@ -44,6 +44,9 @@ pub(crate) struct Session {
     pub(crate) registration: Registration,
     /// When the access token stops being valid (expiry plus leeway).
     pub(crate) expires_at: Option<Timestamp>,
+    /// The upgrade request's `Host` and `X-Forwarded-*` headers: URLs this
+    /// server serves are made absolute with them, as on REST.
+    pub(crate) origin: axum::http::HeaderMap,
 }
 
 /// Serves one upgraded connection until it closes.
@@ -53,6 +56,7 @@ pub(crate) async fn run(mut socket: WebSocket, session: Session) {
         config,
         mut registration,
         expires_at,
+        origin,
     } = session;
     let handle = registration.handle().clone();
     let principal = handle.principal.clone();
@@ -64,6 +68,7 @@ pub(crate) async fn run(mut socket: WebSocket, session: Session) {
         handle: &handle,
         principal: &principal,
         expires_at,
+        origin: &origin,
         frame_tat: None,
         flood_tat: None,
         typing: Vec::new(),
@@ -167,6 +172,7 @@ struct Conn<'a> {
     handle: &'a ConnHandle,
     principal: &'a Principal,
     expires_at: Option<Timestamp>,
+    origin: &'a axum::http::HeaderMap,
     frame_tat: Option<u64>,
     flood_tat: Option<u64>,
     typing: Vec<TypingSlot>,
@@ -455,6 +461,21 @@ impl Conn<'_> {
             }),
             Request::CallSignal(c) => {
                 dispatch(caas, p, c).await?;
+                AckResult::Done(DoneResult {})
+            }
+            Request::MediaUpload(r) => {
+                let ticket = dispatch(caas, p, r).await?;
+                AckResult::Upload(crate::routes::media::ticket(ticket, self.origin))
+            }
+            Request::MediaComplete(r) => AckResult::Media(MediaResult {
+                media: dispatch(caas, p, CompleteMedia(r)).await?,
+            }),
+            Request::MediaUrl(r) => {
+                let url = dispatch(caas, p, MediaUrl(r)).await?;
+                AckResult::Download(crate::routes::media::download(url, self.origin))
+            }
+            Request::MediaDelete(r) => {
+                dispatch(caas, p, DeleteMedia(r)).await?;
                 AckResult::Done(DoneResult {})
             }
             Request::Sync(request) => {

@@ -13,7 +13,9 @@ use caas_core::model::{Attachment, Ciphertext, Message, Presence, PresenceStatus
 use caas_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub use crate::requests::{PinRequest, PinsRequest, PresenceQuery, ReceiptsRequest};
+pub use crate::requests::{
+    MediaRequest, MediaUploadRequest, PinRequest, PinsRequest, PresenceQuery, ReceiptsRequest,
+};
 
 /// The sub-protocol of JSON text frames.
 pub const JSON_PROTOCOL: &str = "caas.v1.json";
@@ -101,6 +103,18 @@ pub enum Request {
     Sync(SyncRequest),
     /// Liveness check; the ack carries the server time.
     Ping(PingRequest),
+    /// Announce an upload; the ack says where to PUT the bytes.
+    #[serde(alias = "media:request-upload")]
+    MediaUpload(MediaUploadRequest),
+    /// Complete an upload; the ack carries the completed record.
+    #[serde(alias = "media:upload-complete")]
+    MediaComplete(MediaRequest),
+    /// A download URL for an upload.
+    #[serde(alias = "media:get-download-url")]
+    MediaUrl(MediaRequest),
+    /// Delete an upload.
+    #[serde(alias = "media:delete")]
+    MediaDelete(MediaRequest),
 }
 
 impl Request {
@@ -123,6 +137,10 @@ impl Request {
             Request::CallSignal(_) => "call_signal",
             Request::Sync(_) => "sync",
             Request::Ping(_) => "ping",
+            Request::MediaUpload(_) => "media_upload",
+            Request::MediaComplete(_) => "media_complete",
+            Request::MediaUrl(_) => "media_url",
+            Request::MediaDelete(_) => "media_delete",
         }
     }
 }
@@ -370,7 +388,13 @@ pub enum AckResult {
     Receipts(ReceiptsResult),
     /// `presence_of`: the users' presence.
     Presences(PresencesResult),
-    /// `call_signal`: relayed (`{}`).
+    /// `media_upload`: where to put the bytes.
+    Upload(UploadResult),
+    /// `media_url`: where to get the bytes.
+    Download(DownloadResult),
+    /// `media_complete`: the completed upload.
+    Media(MediaResult),
+    /// `call_signal`, `media_delete`: done (`{}`).
     Done(DoneResult),
 }
 
@@ -485,6 +509,41 @@ pub struct ReceiptsResult {
 pub struct PresencesResult {
     /// In the order asked.
     pub presences: Vec<Presence>,
+}
+
+/// The result of `media_upload` (and of `POST /v1/media/uploads`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadResult {
+    /// The upload's id: complete it, attach it to messages, download it.
+    #[schema(value_type = String)]
+    pub blob_id: caas_core::ids::BlobId,
+    /// PUT the bytes here, with `upload_headers`.
+    pub upload_url: String,
+    /// Headers the PUT must carry, with their values.
+    pub upload_headers: std::collections::BTreeMap<String, String>,
+    /// When the URL stops working; an upload not completed by then is removed.
+    #[schema(value_type = String)]
+    pub expires_at: Timestamp,
+}
+
+/// The result of `media_url` (and of `GET /v1/media/{blob_id}/url`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadResult {
+    /// GET the bytes here.
+    pub url: String,
+    /// When it stops working.
+    #[schema(value_type = String)]
+    pub expires_at: Timestamp,
+}
+
+/// The result of `media_complete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaResult {
+    /// The completed upload.
+    pub media: caas_core::model::Media,
 }
 
 /// The result of requests that produce nothing but success.

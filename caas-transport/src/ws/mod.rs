@@ -264,6 +264,11 @@ async fn accept(
         config,
         registration,
         expires_at,
+        origin: ["host", "x-forwarded-host", "x-forwarded-proto"]
+            .into_iter()
+            .filter_map(|name| Some((name, headers.get(name)?.clone())))
+            .filter_map(|(name, v)| Some((axum::http::HeaderName::from_static(name), v)))
+            .collect(),
     };
     Ok(upgrade
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"))

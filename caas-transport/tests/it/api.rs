@@ -1166,3 +1166,173 @@ async fn forward_takes_an_optional_client_msg_id() {
     assert_ne!(fresh.body["id"], once.body["id"]);
     assert_eq!(fresh.body["seq"], 2);
 }
+
+#[tokio::test]
+async fn media_goes_up_to_a_signed_url_and_down_to_members_only() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob", "carol"]).await;
+    let (alice, bob, carol) = (
+        s.token(&secret, "alice").await,
+        s.token(&secret, "bob").await,
+        s.token(&secret, "carol").await,
+    );
+    let conv = group(&s, &alice, &["bob"], "files").await;
+    let bytes = b"%PDF-1.7 not really".to_vec();
+    let announce = json!({"conversation_id": conv, "content_type": "application/pdf",
+        "size": bytes.len(), "name": "report.pdf"});
+
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/media/uploads",
+            Some(&carol),
+            Some(announce.clone()),
+        )
+        .await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/media/uploads",
+            Some(&alice),
+            Some(announce),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let blob = r.body["blob_id"].as_str().unwrap().to_owned();
+    let upload_url = r.body["upload_url"].as_str().unwrap().to_owned();
+    assert!(
+        upload_url.starts_with(&format!("{}/v1/blobs/", s.base)),
+        "{upload_url}"
+    );
+    assert_eq!(r.body["upload_headers"]["content-type"], "application/pdf");
+    assert!(r.body["expires_at"].is_string());
+
+    // Not complete before the bytes arrive; attaching it is refused meanwhile.
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/media/{blob}/complete"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+
+    // The signed URL is the credential: no bearer, exact type and size.
+    let put = |body: Vec<u8>, content_type: &'static str, url: String| {
+        let http = s.http.clone();
+        async move {
+            http.put(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = put(bytes.clone(), "text/html", upload_url.clone()).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = put(
+        vec![0; bytes.len() + 1],
+        "application/pdf",
+        upload_url.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = put(
+        bytes.clone(),
+        "application/pdf",
+        upload_url.replace("signature=", "signature=x"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = put(bytes.clone(), "application/pdf", upload_url.clone()).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/media/{blob}/complete"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/media/{blob}/complete"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["size"], bytes.len());
+    assert!(r.body["completed_at"].is_string());
+    assert_eq!(r.body["sha256"].as_str().unwrap().len(), 64);
+
+    let sent = s
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&alice),
+            Some(json!({"client_msg_id": "m-1", "attachments": [
+                {"blob_id": blob, "content_type": "application/pdf", "size": bytes.len()}]})),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{:?}", sent.body);
+    assert_eq!(sent.body["attachments"][0]["name"], "report.pdf");
+
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/media/{blob}/url"),
+            Some(&carol),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/media/{blob}/url"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let url = r.body["url"].as_str().unwrap().to_owned();
+    let got = s.http.get(&url).send().await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.headers()["content-type"], "application/pdf");
+    assert_eq!(got.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(got.bytes().await.unwrap().to_vec(), bytes);
+
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/media/{blob}"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/media/{blob}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.http.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = s
+        .call(Method::GET, "/v1/media/not%20an%20id/url", Some(&bob), None)
+        .await;
+    problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+}

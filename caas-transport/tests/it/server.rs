@@ -80,9 +80,11 @@ impl Server {
         serve: ServeConfig,
     ) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
-        let backends = caas_core::ports::metered::metered(
-            caas_storage::memory::backends_with_clock(clock.clone()),
-        );
+        // Blobs on files: their URLs are signed here and served by the gateway.
+        let backends = caas_core::ports::metered::metered(caas_core::ports::Backends {
+            blobs: Arc::new(caas_storage::fs::FsBlobStore::open_temp().unwrap()),
+            ..caas_storage::memory::backends_with_clock(clock.clone())
+        });
         let operator = TenantSecret::generate().unwrap();
         let authority = CryptoAuthority::new(operator.hash(), &SIGNING_SEED, "test-1").unwrap();
         let passwords =

@@ -1292,3 +1292,87 @@ async fn pins_receipts_and_presence_lookups_over_json() {
 async fn pins_receipts_and_presence_lookups_over_protobuf() {
     pins_receipts_and_presence_lookups(Codec::Proto).await;
 }
+
+#[tokio::test]
+async fn media_requests_over_json_with_the_earlier_names_and_over_protobuf() {
+    let s = Server::start().await;
+    let f = fixture(&s, json!({})).await;
+    let mut alice = raw(&s, Some(&f.alice), Some("caas.v1.json")).await.unwrap();
+    send_json(
+        &mut alice,
+        json!({"type": "media:request-upload", "ref": "u", "conversation_id": f.conv,
+            "content_type": "text/plain", "size": 5}),
+    )
+    .await;
+    let ack = reply(&mut alice).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let blob = ack["result"]["blob_id"].as_str().unwrap().to_owned();
+    let upload_url = ack["result"]["upload_url"].as_str().unwrap().to_owned();
+    assert!(upload_url.starts_with("http://"), "{upload_url}");
+    let put = s
+        .http
+        .put(&upload_url)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::NO_CONTENT);
+    send_json(
+        &mut alice,
+        json!({"type": "media_complete", "ref": "c", "blob_id": blob}),
+    )
+    .await;
+    let ack = reply(&mut alice).await;
+    assert_eq!(ack["result"]["media"]["size"], 5, "{ack}");
+
+    // Bob, a member, over protobuf: a download URL that serves the bytes; his
+    // delete is refused (only the uploader deletes).
+    let (bob, _) = client(&s, &f.bob, Codec::Proto).await;
+    let request = caas_transport::ws::frames::MediaRequest {
+        blob_id: caas_core::ids::BlobId::parse(&blob).unwrap(),
+    };
+    let Ok(AckResult::Download(d)) = bob.request(Request::MediaUrl(request.clone())).await else {
+        panic!("a download URL")
+    };
+    let got = s.http.get(&d.url).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"hello");
+    match bob.request(Request::MediaDelete(request.clone())).await {
+        Err(ClientError::Server { code, .. }) => assert_eq!(code, "forbidden"),
+        other => panic!("expected forbidden, got {other:?}"),
+    }
+    let Ok(AckResult::Upload(u)) = bob
+        .request(Request::MediaUpload(
+            caas_transport::ws::frames::MediaUploadRequest {
+                conversation_id: f.conv.clone(),
+                content_type: "image/png".into(),
+                size: 3,
+                sha256: None,
+                name: None,
+            },
+        ))
+        .await
+    else {
+        panic!("an upload ticket")
+    };
+    assert_eq!(u.upload_headers["content-type"], "image/png");
+
+    send_json(
+        &mut alice,
+        json!({"type": "media:delete", "ref": "d", "blob_id": blob}),
+    )
+    .await;
+    let ack = reply(&mut alice).await;
+    assert_eq!(
+        (&ack["ok"], &ack["result"]),
+        (&json!(true), &json!({})),
+        "{ack}"
+    );
+    send_json(
+        &mut alice,
+        json!({"type": "media:get-download-url", "ref": "g", "blob_id": blob}),
+    )
+    .await;
+    let ack = reply(&mut alice).await;
+    assert_eq!(ack["error"]["code"], "not_found", "{ack}");
+}

@@ -5,15 +5,15 @@
 //! form's fields do.
 
 use caas_core::ids::{Cursor, Seq};
-use caas_core::model::{Presence, Receipt};
+use caas_core::model::{Media, Presence, Receipt};
 
 use super::events::{message_from, message_to};
 use super::values::{presence_from, presence_to, required_presence};
-use super::{id, pb, time, ts};
+use super::{id, ids, pb, strs, time, ts};
 use crate::ws::frames::{
-    self, Ack, AckResult, DoneResult, EditedResult, ErrorBody, MessageRef, MessagesResult,
-    PongResult, PresenceResult, PresencesResult, ReceiptResult, ReceiptsResult, SentResult,
-    SyncedResult, TypingResult,
+    self, Ack, AckResult, DoneResult, DownloadResult, EditedResult, ErrorBody, MediaResult,
+    MessageRef, MessagesResult, PongResult, PresenceResult, PresencesResult, ReceiptResult,
+    ReceiptsResult, SentResult, SyncedResult, TypingResult, UploadResult,
 };
 
 #[inline]
@@ -123,9 +123,54 @@ fn result_to(r: &AckResult) -> pb::AckResult {
                 items: l.presences.iter().map(presence_item_to).collect(),
             });
         }
+        AckResult::Upload(u) => {
+            m.blob_id = Some(u.blob_id.to_string());
+            m.upload_url = Some(u.upload_url.clone());
+            m.upload_headers = u.upload_headers.clone().into_iter().collect();
+            m.expires_at = Some(ts(u.expires_at));
+        }
+        AckResult::Download(d) => {
+            m.url = Some(d.url.clone());
+            m.expires_at = Some(ts(d.expires_at));
+        }
+        AckResult::Media(r) => m.media = Some(media_to(&r.media)),
         AckResult::Done(_) => {}
     }
     m
+}
+
+fn media_to(m: &Media) -> pb::Media {
+    pb::Media {
+        tenant: m.tenant.to_string(),
+        id: m.id.to_string(),
+        owner: m.owner.to_string(),
+        conversation_id: m.conversation_id.to_string(),
+        content_type: m.content_type.clone(),
+        size: m.size,
+        sha256: m.sha256.clone(),
+        name: m.name.clone(),
+        created_at: ts(m.created_at),
+        expires_at: ts(m.expires_at),
+        completed_at: m.completed_at.map(ts),
+        shared_in: strs(&m.shared_in),
+    }
+}
+
+fn media_from(m: pb::Media) -> Result<Media, String> {
+    Ok(Media {
+        tenant: id(&m.tenant)?,
+        id: id(&m.id)?,
+        owner: id(&m.owner)?,
+        conversation_id: id(&m.conversation_id)?,
+        content_type: m.content_type,
+        size: m.size,
+        sha256: m.sha256,
+        name: m.name,
+        created_at: time(m.created_at),
+        expires_at: time(m.expires_at),
+        completed_at: m.completed_at.map(time),
+        shared_in: ids(&m.shared_in)?,
+    })
 }
 
 /// The shape whose fields `r` sets, tried in the order of [`AckResult`]'s JSON
@@ -157,6 +202,11 @@ fn result_from(r: pb::AckResult) -> Result<AckResult, String> {
         r.messages.is_some(),
         r.receipts.is_some(),
         r.presences.is_some(),
+        r.blob_id.is_some(),
+        r.upload_url.is_some(),
+        r.expires_at.is_some(),
+        r.url.is_some(),
+        r.media.is_some(),
     ];
     // Whether exactly these fields are set (the `optional` ones may be too).
     let shape = |required: &[usize], optional: &[usize]| {
@@ -237,7 +287,24 @@ fn result_from(r: pb::AckResult) -> Result<AckResult, String> {
                 .map(presence_item_from)
                 .collect::<Result<_, _>>()?,
         })
-    } else if only(&[]) {
+    } else if only(&[18, 19, 20]) {
+        AckResult::Upload(UploadResult {
+            blob_id: id(r.blob_id.as_deref().unwrap_or_default())?,
+            upload_url: r.upload_url.unwrap_or_default(),
+            upload_headers: r.upload_headers.into_iter().collect(),
+            expires_at: time(r.expires_at.unwrap_or_default()),
+        })
+    } else if only(&[20, 21]) {
+        AckResult::Download(DownloadResult {
+            url: r.url.unwrap_or_default(),
+            expires_at: time(r.expires_at.unwrap_or_default()),
+        })
+    } else if only(&[22]) {
+        let media = r.media.ok_or("a media result needs its record")?;
+        AckResult::Media(MediaResult {
+            media: media_from(media)?,
+        })
+    } else if only(&[]) && r.upload_headers.is_empty() {
         AckResult::Done(DoneResult {})
     } else {
         return Err("an ack result with fields of no single request".into());

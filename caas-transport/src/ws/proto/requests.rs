@@ -66,7 +66,29 @@ pub(super) fn request_to(r: &Request) -> Msg {
         Request::PresenceOf(q) => Msg::PresenceOf(pb::PresenceQuery {
             users: strs(&q.users),
         }),
+        Request::MediaUpload(u) => Msg::MediaUpload(pb::MediaUploadRequest {
+            conversation_id: u.conversation_id.to_string(),
+            content_type: u.content_type.clone(),
+            size: u.size,
+            sha256: u.sha256.clone(),
+            name: u.name.clone(),
+        }),
+        Request::MediaComplete(m) => Msg::MediaComplete(media_to(m)),
+        Request::MediaUrl(m) => Msg::MediaUrl(media_to(m)),
+        Request::MediaDelete(m) => Msg::MediaDelete(media_to(m)),
     }
+}
+
+fn media_to(m: &frames::MediaRequest) -> pb::MediaRequest {
+    pb::MediaRequest {
+        blob_id: m.blob_id.to_string(),
+    }
+}
+
+fn media_from(m: pb::MediaRequest) -> Result<frames::MediaRequest, String> {
+    Ok(frames::MediaRequest {
+        blob_id: id(&m.blob_id)?,
+    })
 }
 
 fn pin_to(p: &frames::PinRequest) -> pb::PinRequest {
@@ -161,5 +183,15 @@ pub(super) fn request_from(r: Msg) -> Result<Request, String> {
         Msg::PresenceOf(q) => Request::PresenceOf(frames::PresenceQuery {
             users: ids(&q.users)?,
         }),
+        Msg::MediaUpload(u) => Request::MediaUpload(frames::MediaUploadRequest {
+            conversation_id: id(&u.conversation_id)?,
+            content_type: u.content_type,
+            size: u.size,
+            sha256: u.sha256,
+            name: u.name,
+        }),
+        Msg::MediaComplete(m) => Request::MediaComplete(media_from(m)?),
+        Msg::MediaUrl(m) => Request::MediaUrl(media_from(m)?),
+        Msg::MediaDelete(m) => Request::MediaDelete(media_from(m)?),
     })
 }
