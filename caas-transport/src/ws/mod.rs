@@ -267,7 +267,7 @@ async fn accept(
         origin: ["host", "x-forwarded-host", "x-forwarded-proto"]
             .into_iter()
             .filter_map(|name| Some((name, headers.get(name)?.clone())))
-            .filter_map(|(name, v)| Some((axum::http::HeaderName::from_static(name), v)))
+            .map(|(name, v)| (axum::http::HeaderName::from_static(name), v))
             .collect(),
     };
     Ok(upgrade
