@@ -119,7 +119,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         if meta.content_type != content_type {
             return Err(crate::Error::invalid(
                 "content_type",
-                format!("the upload is `{}`, not `{content_type}`", meta.content_type),
+                format!(
+                    "the upload is `{}`, not `{content_type}`",
+                    meta.content_type
+                ),
             ));
         }
         Ok(meta)

@@ -55,8 +55,7 @@ pub trait MediaStore: Send + Sync + std::fmt::Debug {
     /// Removes the record only if it is still pending with its deadline at or
     /// before `now`; returns whether it did. The cleanup's delete, which can
     /// never remove an upload completed meanwhile.
-    async fn remove_expired(&self, tenant: &TenantId, id: &BlobId, now: Timestamp)
-    -> Result<bool>;
+    async fn remove_expired(&self, tenant: &TenantId, id: &BlobId, now: Timestamp) -> Result<bool>;
 
     /// The records `owner` uploaded, pending or complete, in blob id order after
     /// `after`, at most `limit`.

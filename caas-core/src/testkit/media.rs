@@ -38,10 +38,7 @@ pub async fn announce_then_complete(b: Backends) {
     let m = pending(&tn, blob(1), "alice", t(100));
     s.announce(&m).await.unwrap();
     assert_eq!(s.get(&tn, &m.id).await.unwrap(), Some(m.clone()));
-    assert!(matches!(
-        s.announce(&m).await,
-        Err(Error::Conflict { .. })
-    ));
+    assert!(matches!(s.announce(&m).await, Err(Error::Conflict { .. })));
     assert_eq!(s.get(&tenant(), &m.id).await.unwrap(), None);
 
     let sum = "cd".repeat(32);
@@ -55,8 +52,11 @@ pub async fn announce_then_complete(b: Backends) {
         }
     );
     // Completing again changes nothing, even past the deadline.
-    let again = s.complete(&tn, &m.id, &"ef".repeat(32), t(500)).await.unwrap();
-    assert_eq!(again.sha256, Some(sum));
+    let again = s
+        .complete(&tn, &m.id, &"ef".repeat(32), t(500))
+        .await
+        .unwrap();
+    assert_eq!(again.sha256, Some(sum.clone()));
     assert_eq!(again.completed_at, Some(t(10)));
     assert_eq!(s.get(&tn, &m.id).await.unwrap(), Some(done));
     assert!(matches!(
@@ -99,7 +99,10 @@ pub async fn expired_uploads_are_listed_and_removed(b: Backends) {
         ours(s.expired(t(20), 10_000).await.unwrap()),
         vec![early.id.clone(), late.id.clone()]
     );
-    assert_eq!(ours(s.expired(t(12), 10_000).await.unwrap()), vec![early.id.clone()]);
+    assert_eq!(
+        ours(s.expired(t(12), 10_000).await.unwrap()),
+        vec![early.id.clone()]
+    );
     assert!(s.expired(t(20), 1).await.unwrap().len() <= 1);
 
     assert!(!s.remove_expired(&tn, &done.id, t(20)).await.unwrap());
@@ -108,7 +111,10 @@ pub async fn expired_uploads_are_listed_and_removed(b: Backends) {
     assert!(s.remove_expired(&tn, &late.id, t(20)).await.unwrap());
     assert!(!s.remove_expired(&tn, &late.id, t(20)).await.unwrap());
     assert!(s.remove_expired(&tn, &early.id, t(20)).await.unwrap());
-    assert_eq!(ours(s.expired(t(2_000), 10_000).await.unwrap()), vec![open.id.clone()]);
+    assert_eq!(
+        ours(s.expired(t(2_000), 10_000).await.unwrap()),
+        vec![open.id.clone()]
+    );
     assert!(s.get(&tn, &done.id).await.unwrap().is_some());
     assert!(s.get(&tn, &late.id).await.unwrap().is_none());
 }
@@ -146,7 +152,9 @@ pub async fn concurrent_shares(b: Backends) {
     let mut hs = Vec::new();
     for c in convs.clone() {
         let (s, tn, id) = (Arc::clone(&s), tn.clone(), m.id.clone());
-        hs.push(tokio::spawn(async move { s.share(&tn, &id, &c).await.unwrap() }));
+        hs.push(tokio::spawn(
+            async move { s.share(&tn, &id, &c).await.unwrap() },
+        ));
     }
     for h in hs {
         h.await.unwrap();
@@ -163,11 +171,17 @@ pub async fn by_owner_pages(b: Backends) {
     let s = b.media;
     let tn = tenant();
     for n in [5, 1, 4, 2, 3] {
-        s.announce(&pending(&tn, blob(n), "alice", t(100))).await.unwrap();
+        s.announce(&pending(&tn, blob(n), "alice", t(100)))
+            .await
+            .unwrap();
     }
-    s.announce(&pending(&tn, blob(6), "bob", t(100))).await.unwrap();
+    s.announce(&pending(&tn, blob(6), "bob", t(100)))
+        .await
+        .unwrap();
     let other = tenant();
-    s.announce(&pending(&other, blob(7), "alice", t(100))).await.unwrap();
+    s.announce(&pending(&other, blob(7), "alice", t(100)))
+        .await
+        .unwrap();
 
     let ids = |v: Vec<Media>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
     let alice = user("alice");
@@ -177,5 +191,10 @@ pub async fn by_owner_pages(b: Backends) {
     assert_eq!(ids(rest), vec![blob(3), blob(4), blob(5)]);
     let bob = s.by_owner(&tn, &user("bob"), None, 10).await.unwrap();
     assert_eq!(ids(bob), vec![blob(6)]);
-    assert!(s.by_owner(&tn, &user("carol"), None, 10).await.unwrap().is_empty());
+    assert!(
+        s.by_owner(&tn, &user("carol"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -97,12 +97,7 @@ impl MediaStore for MemoryMediaStore {
         Ok(due)
     }
 
-    async fn remove_expired(
-        &self,
-        tenant: &TenantId,
-        id: &BlobId,
-        now: Timestamp,
-    ) -> Result<bool> {
+    async fn remove_expired(&self, tenant: &TenantId, id: &BlobId, now: Timestamp) -> Result<bool> {
         let mut map = self.records.write().map_err(poisoned)?;
         let Some(records) = map.get_mut(tenant) else {
             return Ok(false);

@@ -3,7 +3,7 @@
 
 use caas_core::ids::{ClientMsgId, ConversationId, MessageId, Seq, TenantId, UserId};
 use caas_core::model::{NewMessage, TenantSettings};
-use caas_core::ports::{HistoryPage, MessageStore, UrlMethod};
+use caas_core::ports::{BlobStore, HistoryPage, MessageStore, UrlMethod};
 use caas_core::service::{NewConversation, SendMessage};
 use caas_core::time::{Clock, SystemClock};
 use caas_core::{Caas, Config, Principal};
