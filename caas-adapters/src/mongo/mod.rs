@@ -4,8 +4,8 @@
 //! One [`MongoStore`] (cheap to clone) implements every store port:
 //! [`TenantStore`], [`UserStore`], [`ConversationStore`], [`MessageStore`],
 //! [`ReceiptStore`], [`EventLog`], [`KeyDirectory`], [`AuditStore`],
-//! [`CredentialStore`] and [`SearchIndex`], so nodes on one database share
-//! one search index. The crate README says what is stored where and what
+//! [`CredentialStore`], [`MediaStore`] and [`SearchIndex`], so nodes on one
+//! database share one search index. The crate README says what is stored where and what
 //! each part promises; in short:
 //!
 //! * **Replica sets only.** An append stores the message, advances its
@@ -40,6 +40,7 @@
 //! [`KeyDirectory`]: caas_core::ports::KeyDirectory
 //! [`AuditStore`]: caas_core::ports::AuditStore
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
+//! [`MediaStore`]: caas_core::ports::MediaStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -49,6 +50,7 @@ mod credentials;
 mod error;
 mod events;
 mod keys;
+mod media;
 mod messages;
 mod receipts;
 mod search;
@@ -156,6 +158,8 @@ pub(crate) mod names {
     pub(crate) const SEARCH_CONVERSATIONS: &str = "search_conversations";
     /// Search entries of users: keys and the words of the name and id.
     pub(crate) const SEARCH_USERS: &str = "search_users";
+    /// Upload records.
+    pub(crate) const MEDIA: &str = "media";
 }
 
 /// Letters, digits, `_` and `-` only (a database name may not hold `/\. "$`
@@ -197,6 +201,7 @@ fn create_indexes() -> Vec<Document> {
         search_messages,
         search_conversations,
         search_users,
+        media::commands::create_indexes(),
     ]
 }
 
@@ -295,6 +300,7 @@ impl MongoStore {
             credentials: db.clone(),
             keys: db.clone(),
             audit: db.clone(),
+            media: db.clone(),
             search: db,
             ..caas_storage::memory::backends()
         }
@@ -419,6 +425,7 @@ mod tests {
                 "search_messages",
                 "search_conversations",
                 "search_users",
+                "media",
             ]
         );
         // Each names its indexes, so a re-run at the next start is a no-op

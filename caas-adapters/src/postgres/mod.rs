@@ -3,9 +3,9 @@
 //!
 //! One [`PostgresStore`] (cheap to clone) implements [`TenantStore`],
 //! [`UserStore`], [`ConversationStore`], [`MessageStore`], [`ReceiptStore`],
-//! [`EventLog`], [`KeyDirectory`], [`AuditStore`], [`CredentialStore`] and
-//! [`SearchIndex`]. The crate README says what is stored where and what each
-//! part promises; in short:
+//! [`EventLog`], [`KeyDirectory`], [`AuditStore`], [`CredentialStore`],
+//! [`MediaStore`] and [`SearchIndex`]. The crate README says what is stored
+//! where and what each part promises; in short:
 //!
 //! * **Seqs**: an append locks its conversation's head row (`streams`) until it
 //!   commits and takes the next seq from it, so seqs are gap-free and unique
@@ -29,6 +29,7 @@
 //! [`KeyDirectory`]: caas_core::ports::KeyDirectory
 //! [`AuditStore`]: caas_core::ports::AuditStore
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
+//! [`MediaStore`]: caas_core::ports::MediaStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -39,6 +40,7 @@ mod credentials;
 mod error;
 mod events;
 mod keys;
+mod media;
 mod messages;
 mod pool;
 mod receipts;
@@ -295,6 +297,7 @@ impl PostgresStore {
             credentials: db.clone(),
             keys: db.clone(),
             audit: db.clone(),
+            media: db.clone(),
             search: db,
             ..caas_storage::memory::backends()
         }

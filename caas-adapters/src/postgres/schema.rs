@@ -18,7 +18,30 @@ use super::pool::Lease;
 
 /// Migration `i` takes a schema from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// Version 3: upload records (`MediaStore`). What changes after the
+/// announcement is in columns, so each change is one conditional statement:
+/// `completed_at` and `sha256` (set by completion), `shared_in` (appended to in
+/// the order shares arrive) and `pending_until`, the deadline while the upload
+/// is pending and NULL once complete, so the cleanup scans a partial index of
+/// pending uploads only. The document holds the rest as announced.
+const V3: &str = r#"
+CREATE TABLE media (
+    tenant        text COLLATE "C" NOT NULL,
+    id            text COLLATE "C" NOT NULL,
+    owner         text COLLATE "C" NOT NULL,
+    conversation  text COLLATE "C" NOT NULL,
+    pending_until bigint,
+    completed_at  bigint,
+    sha256        text,
+    shared_in     text[] NOT NULL DEFAULT '{}',
+    doc           text NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX media_pending ON media (pending_until) WHERE pending_until IS NOT NULL;
+CREATE INDEX media_by_owner ON media (tenant, owner, id);
+"#;
 
 /// Version 2: the audit log's hash chain; each tenant's head keeps the hash
 /// of its last record (records written before this have none, and a chain

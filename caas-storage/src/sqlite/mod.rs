@@ -3,8 +3,8 @@
 //!
 //! One [`SqliteStore`] (cheap to clone) implements [`TenantStore`], [`UserStore`],
 //! [`ConversationStore`], [`MessageStore`], [`ReceiptStore`], [`EventLog`],
-//! [`KeyDirectory`], [`AuditStore`], [`CredentialStore`], [`Revocations`] and
-//! [`SearchIndex`].
+//! [`KeyDirectory`], [`AuditStore`], [`CredentialStore`], [`Revocations`],
+//! [`MediaStore`] and [`SearchIndex`].
 //!
 //! * **WAL mode, one writer with group commit.** Every write is a command sent to a
 //!   single writer thread, which commits whatever has queued in one transaction and
@@ -29,6 +29,7 @@
 //! [`AuditStore`]: caas_core::ports::AuditStore
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
 //! [`Revocations`]: caas_core::ports::Revocations
+//! [`MediaStore`]: caas_core::ports::MediaStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -40,6 +41,7 @@ mod events;
 #[cfg(feature = "encryption")]
 mod keyrings;
 mod keys;
+mod media;
 mod messages;
 mod read_cache;
 mod readers;
@@ -197,6 +199,7 @@ impl SqliteStore {
             revocations: db.clone(),
             keys: db.clone(),
             audit: db.clone(),
+            media: db.clone(),
             search: db,
             ..crate::memory::backends()
         }

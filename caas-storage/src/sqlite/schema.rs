@@ -17,7 +17,7 @@ pub(super) const APPLICATION_ID: i32 = 0x6361_6173;
 
 /// Migration `i` takes a database from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this binary writes.
 #[cfg(test)]
@@ -248,6 +248,23 @@ CREATE TABLE revocations (
     PRIMARY KEY (tenant, family)
 ) WITHOUT ROWID;
 CREATE INDEX revocations_by_until ON revocations (until);
+"#;
+
+/// Version 4: upload records (`MediaStore`). The record, shares included, is the
+/// JSON document; `pending_until` is the deadline while the upload is pending
+/// and NULL once it is complete, so the cleanup scans an index of pending
+/// uploads only.
+const V4: &str = r#"
+CREATE TABLE media (
+    tenant        TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    owner         TEXT NOT NULL,
+    pending_until INTEGER,
+    doc           TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX media_pending ON media (pending_until) WHERE pending_until IS NOT NULL;
+CREATE INDEX media_by_owner ON media (tenant, owner, id);
 "#;
 
 /// Checks that the file is a caas database this binary understands and brings its
