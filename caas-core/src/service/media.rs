@@ -93,6 +93,13 @@ fn is_token(s: &str) -> bool {
 /// returns its essence, lowercased.
 fn media_type(field: &str, content_type: &str) -> Result<String> {
     check_text(field, content_type, 1, MAX_CONTENT_TYPE_BYTES)?;
+    // It becomes a header on the upload and the download.
+    if !content_type
+        .bytes()
+        .all(|b| b == b' ' || b.is_ascii_graphic())
+    {
+        return Err(Error::invalid(field, "must be printable ASCII"));
+    }
     let essence = content_type
         .split(';')
         .next()
@@ -255,9 +262,11 @@ impl Caas {
                 ),
             ));
         }
+        // The time now, not the request's start: the sweep judges the
+        // deadline by its own clock, after this call's slow reads.
         self.b
             .media
-            .complete(&ctx.tenant, id, &meta.sha256, ctx.now)
+            .complete(&ctx.tenant, id, &meta.sha256, self.now())
             .await
     }
 
@@ -353,17 +362,16 @@ impl Caas {
         }
     }
 
-    /// Stores bytes PUT to an upload URL the gateway serves: the URL must be
-    /// valid, the upload still pending, the body exactly the announced size and
-    /// the content type the announced one. Bytes of a completed upload cannot
-    /// be replaced.
-    pub async fn put_by_url(
+    /// Checks an upload URL the gateway serves before its body is read: the
+    /// signature, that the upload is still pending and in time, and the
+    /// content type. Returns the size the body must have, so the door reads no
+    /// more than that.
+    pub async fn upload_target(
         &self,
         path: &str,
         query: &str,
         content_type: Option<&str>,
-        bytes: Vec<u8>,
-    ) -> Result<BlobMeta> {
+    ) -> Result<u64> {
         let now = self.now();
         let (tenant, id) = self.b.blobs.verify_url(UrlMethod::Put, path, query, now)?;
         self.active_tenant(&tenant, now).await?;
@@ -379,30 +387,54 @@ impl Caas {
                 "the upload is complete; its bytes are final",
             ));
         }
-        let size = bytes.len() as u64;
-        if size > m.size {
-            return Err(Error::PayloadTooLarge {
-                field: "body".into(),
-                size: bytes.len(),
-                limit: usize::try_from(m.size).unwrap_or(usize::MAX),
-            });
-        }
-        if size != m.size {
-            return Err(Error::invalid(
-                "body",
-                format!("{size} bytes, not the announced {}", m.size),
-            ));
-        }
         if content_type != Some(m.content_type.as_str()) {
             return Err(Error::invalid(
                 "content-type",
                 format!("must be the announced `{}`", m.content_type),
             ));
         }
-        self.b
+        Ok(m.size)
+    }
+
+    /// Stores bytes PUT to an upload URL the gateway serves: everything
+    /// [`Caas::upload_target`] checks, and the body exactly the announced size.
+    /// Bytes of a completed upload cannot be replaced.
+    pub async fn put_by_url(
+        &self,
+        path: &str,
+        query: &str,
+        content_type: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Result<BlobMeta> {
+        let size = self.upload_target(path, query, content_type).await?;
+        let now = self.now();
+        let (tenant, id) = self.b.blobs.verify_url(UrlMethod::Put, path, query, now)?;
+        let got = bytes.len() as u64;
+        if got > size {
+            return Err(Error::PayloadTooLarge {
+                field: "body".into(),
+                size: bytes.len(),
+                limit: usize::try_from(size).unwrap_or(usize::MAX),
+            });
+        }
+        if got != size {
+            return Err(Error::invalid(
+                "body",
+                format!("{got} bytes, not the announced {size}"),
+            ));
+        }
+        let content_type = content_type.unwrap_or_default();
+        let meta = self
+            .b
             .blobs
-            .put(&tenant, &id, &m.content_type, bytes, now)
-            .await
+            .put(&tenant, &id, content_type, bytes, now)
+            .await?;
+        // Deleted or swept while the bytes arrived: drop them, or nothing would.
+        if self.b.media.get(&tenant, &id).await?.is_none() {
+            self.b.blobs.delete(&tenant, &id).await?;
+            return Err(Error::not_found(EntityKind::Blob, &id));
+        }
+        Ok(meta)
     }
 
     /// The bytes behind a download URL the gateway serves, while the upload
@@ -434,16 +466,17 @@ impl Caas {
 
     /// Checks a message's attachments: each names a completed upload the sender
     /// may use (theirs, or shared in a conversation they are a member of), and
-    /// takes its type and size from the record. Uploads from elsewhere are
-    /// shared into `conversation`, so its members can download them.
+    /// takes its type and size from the record. Returns the uploads from
+    /// elsewhere, to [`Caas::share_attachments`] once the message is stored.
     pub(super) async fn check_attachments(
         &self,
         ctx: &Ctx<'_>,
         conversation: &ConversationId,
         attachments: &mut [Attachment],
-    ) -> Result<()> {
+    ) -> Result<Vec<BlobId>> {
+        let mut foreign = Vec::new();
         let Some(sender) = ctx.p.user.as_ref() else {
-            return Ok(());
+            return Ok(foreign);
         };
         for (i, a) in attachments.iter_mut().enumerate() {
             let field = || format!("attachments[{i}].blob_id");
@@ -469,11 +502,22 @@ impl Caas {
                 a.name.clone_from(&m.name);
             }
             if m.conversations().all(|c| c != conversation) {
-                self.b
-                    .media
-                    .share(&ctx.tenant, &a.blob_id, conversation)
-                    .await?;
+                foreign.push(m.id);
             }
+        }
+        Ok(foreign)
+    }
+
+    /// Shares uploads into the conversation a stored message carries them to,
+    /// so its members can download them.
+    pub(super) async fn share_attachments(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        blobs: &[BlobId],
+    ) -> Result<()> {
+        for blob in blobs {
+            self.b.media.share(tenant, blob, conversation).await?;
         }
         Ok(())
     }

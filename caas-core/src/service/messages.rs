@@ -187,7 +187,8 @@ impl Caas {
         mut msg: SendMessage,
         forwarded_from: Option<ForwardRef>,
     ) -> Result<Sent> {
-        self.check_attachments(ctx, &conv.id, &mut msg.attachments)
+        let shares = self
+            .check_attachments(ctx, &conv.id, &mut msg.attachments)
             .await?;
         let active = |u: &UserId| members.iter().any(|m| &m.user == u && !m.banned);
         for (i, u) in msg.mentions.iter().enumerate() {
@@ -238,11 +239,20 @@ impl Caas {
             correlation_id: ctx.p.correlation_id.clone(),
         };
         match self.b.messages.append(new, announce).await? {
-            Appended::Existing(message) => Ok(Sent {
-                message,
-                duplicate: true,
-            }),
+            Appended::Existing(message) => {
+                self.share_attachments(&ctx.tenant, &conv.id, &shares)
+                    .await?;
+                Ok(Sent {
+                    message,
+                    duplicate: true,
+                })
+            }
             Appended::Created { message, event, .. } => {
+                // Shared once stored, so a refused send shares nothing; a
+                // retry shares again (sharing is idempotent), which heals a
+                // failure here.
+                self.share_attachments(&ctx.tenant, &conv.id, &shares)
+                    .await?;
                 // Published before indexing, so delivery does not wait on the
                 // search backend (a store that indexes inside its own write has
                 // already done so; its `index_message` is then a check).

@@ -3,7 +3,7 @@
 //! URL endpoint, such as the local filesystem).
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -151,23 +151,30 @@ pub(super) async fn delete(
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "exactly the announced bytes, with the announced Content-Type"),
     responses((status = 204, description = "stored; now complete the upload"), crate::problem::Problems))]
 /// `PUT` to an upload URL this server signed: the signature is the credential.
+/// The URL, the upload and the type are checked before the body is read, and
+/// no more than the announced size is read.
 pub(super) async fn put_bytes(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    let (path, query) = (uri.path(), uri.query().unwrap_or(""));
+    let size = state.caas.upload_target(path, query, content_type).await?;
+    let limit = usize::try_from(size).unwrap_or(usize::MAX);
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::from(caas_core::Error::PayloadTooLarge {
+            field: "body".into(),
+            size: limit.saturating_add(1),
+            limit,
+        })
+    })?;
     state
         .caas
-        .put_by_url(
-            uri.path(),
-            uri.query().unwrap_or(""),
-            content_type,
-            body.to_vec(),
-        )
+        .put_by_url(path, query, content_type, Vec::from(bytes))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
