@@ -26,6 +26,7 @@ mod receipts;
 mod revocations;
 mod search;
 mod tenants;
+mod usage;
 mod users;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub use receipts::ReceiptStore;
 pub use revocations::Revocations;
 pub use search::{MessageHit, SearchIndex, tokenize};
 pub use tenants::TenantStore;
+pub use usage::{UsageRow, UsageStore};
 pub use users::UserStore;
 
 use crate::time::Clock;
@@ -80,6 +82,8 @@ pub struct Backends {
     pub blobs: Arc<dyn BlobStore>,
     /// Upload records: what each blob is, whose, and where it may be used.
     pub media: Arc<dyn MediaStore>,
+    /// Usage meters per tenant.
+    pub usage: Arc<dyn UsageStore>,
     /// Full-text search.
     pub search: Arc<dyn SearchIndex>,
     /// Presence with expiry.

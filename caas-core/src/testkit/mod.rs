@@ -29,6 +29,7 @@ pub mod receipts;
 pub mod revocations;
 pub mod search;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
 use crate::ids::{ConversationId, TenantId, UserId};
@@ -63,7 +64,7 @@ pub fn t(secs: u64) -> Timestamp {
 /// case: `contract_suites!(make; port, port, …)` with ports among `tenants`,
 /// `users`, `conversations`, `messages` (with the event log it writes to),
 /// `receipts`, `events`, `keys`, `audit`, `credentials`, `search`, `bus`,
-/// `blobs`, `media`, `presence`, `rate_limits`, `revocations`. Each port becomes a module of
+/// `blobs`, `media`, `usage`, `presence`, `rate_limits`, `revocations`. Each port becomes a module of
 /// `#[tokio::test]`s, one per case.
 #[macro_export]
 macro_rules! contract_suites {
@@ -243,6 +244,18 @@ macro_rules! __contract_suite {
                 share_and_delete,
                 concurrent_shares,
                 by_owner_pages,
+            ]
+        );
+    };
+    (usage, $make:expr) => {
+        $crate::__contract_cases!(
+            usage,
+            usage,
+            $make,
+            [
+                counters_add_and_peaks_rise,
+                active_users_count_once_a_month,
+                concurrent_writers_all_count,
             ]
         );
     };

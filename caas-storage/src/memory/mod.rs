@@ -19,6 +19,7 @@ mod receipts;
 mod revocations;
 mod search;
 mod tenants;
+mod usage;
 mod users;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use receipts::MemoryReceiptStore;
 pub use revocations::MemoryRevocations;
 pub use search::MemorySearchIndex;
 pub use tenants::MemoryTenantStore;
+pub use usage::MemoryUsageStore;
 pub use users::MemoryUserStore;
 
 /// Every port in memory, on the system clock.
@@ -65,6 +67,7 @@ pub fn backends_with_clock(clock: Arc<dyn Clock>) -> Backends {
         bus: Arc::new(MemoryBus::default()),
         blobs: Arc::new(MemoryBlobStore::default()),
         media: Arc::new(MemoryMediaStore::default()),
+        usage: Arc::new(MemoryUsageStore::default()),
         search: Arc::new(MemorySearchIndex::default()),
         presence: Arc::new(MemoryPresenceStore::default()),
         rate_limits: Arc::new(MemoryRateLimitStore::default()),
@@ -90,5 +93,5 @@ mod contract {
     //! Every memory backend runs its port's contract suite.
     caas_core::contract_suites!(crate::memory::backends();
         tenants, users, conversations, messages, receipts, events, keys, audit,
-        credentials, search, bus, blobs, media, presence, rate_limits, revocations);
+        credentials, search, bus, blobs, media, usage, presence, rate_limits, revocations);
 }
