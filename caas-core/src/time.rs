@@ -159,6 +159,60 @@ impl Timestamp {
     }
 }
 
+/// A UTC calendar day, as days since 1970-01-01: what usage is metered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub u32);
+
+impl Day {
+    /// The day `t` falls on (UTC).
+    pub fn of(t: Timestamp) -> Self {
+        Day(u32::try_from(t.as_secs() / 86_400).unwrap_or(u32::MAX))
+    }
+
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse(s: &str) -> Result<Self, crate::Error> {
+        let bad = || crate::Error::invalid("date", format!("`{s}` is not a date (YYYY-MM-DD)"));
+        let b = s.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return Err(bad());
+        }
+        let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok());
+        let (y, m, d) = match (num(0..4), num(5..7), num(8..10)) {
+            (Some(y), Some(m), Some(d)) => (y, m, d),
+            _ => return Err(bad()),
+        };
+        if y < 1970
+            || !(1..=12).contains(&m)
+            || d == 0
+            || u64::from(d) > days_in_month(u64::from(y), u64::from(m))
+        {
+            return Err(bad());
+        }
+        u32::try_from(days_from_civil(i64::from(y), m, d))
+            .map(Day)
+            .map_err(|_| bad())
+    }
+
+    /// Its month as `YYYYMM`.
+    pub fn month(self) -> u32 {
+        let (y, m, _) = civil_from_days(i64::from(self.0));
+        u32::try_from(y).unwrap_or(0) * 100 + m
+    }
+
+    /// The first day of its month.
+    pub fn month_start(self) -> Day {
+        let (y, m, _) = civil_from_days(i64::from(self.0));
+        Day(u32::try_from(days_from_civil(y, m, 1)).unwrap_or(0))
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, m, d) = civil_from_days(i64::from(self.0));
+        write!(f, "{y:04}-{m:02}-{d:02}")
+    }
+}
+
 fn days_in_month(y: u64, m: u64) -> u64 {
     match m {
         2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
@@ -368,6 +422,26 @@ mod tests {
         #[test]
         fn parsing_never_panics(s in ".{0,40}") {
             let _ = Timestamp::parse_rfc3339(&s);
+        }
+    }
+
+    #[test]
+    fn days_parse_format_and_name_their_month() {
+        let d = Day::parse("2026-12-07").unwrap();
+        assert_eq!(d.to_string(), "2026-12-07");
+        assert_eq!(d.month(), 202_612);
+        assert_eq!(d.month_start().to_string(), "2026-12-01");
+        assert_eq!(Day::of(Timestamp::from_secs(0)).to_string(), "1970-01-01");
+        assert_eq!(Day::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
+        for bad in [
+            "2023-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "1969-12-31",
+            "x",
+            "2026-12-07T00",
+        ] {
+            assert!(Day::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -58,6 +58,13 @@ pub struct Platform {
     pub storage: Option<Embedded>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    housekeeping: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.housekeeping.abort();
+    }
 }
 
 /// The backends of the embedded default.
@@ -206,7 +213,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             },
             ..caas_transport::WsConfig::default()
         });
-    tokio::spawn(expire_uploads(Arc::downgrade(&state.caas)));
+    let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&state.caas)));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| PlatformError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -248,21 +255,28 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         storage,
         shutdown: Some(tx),
         server,
+        housekeeping,
     })
 }
 
-/// Removes uploads not completed in time, every minute, until the service is
-/// gone. Every node runs it; the store makes concurrent sweeps safe.
-async fn expire_uploads(caas: std::sync::Weak<Caas>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+/// The node's housekeeping until the service is gone: usage counts reach the
+/// store every 10 s, and uploads not completed in time are removed every
+/// minute. Every node runs it; the stores make concurrent runs safe.
+async fn housekeeping(caas: std::sync::Weak<Caas>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for tick in 0u64.. {
         every.tick().await;
         let Some(caas) = caas.upgrade() else { return };
-        match caas.expire_uploads().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "expired uploads removed"),
-            Err(e) => tracing::warn!(error = %e, "removing expired uploads failed"),
+        if let Err(e) = caas.flush_usage().await {
+            tracing::warn!(error = %e, "usage counts not stored yet; kept for the next flush");
+        }
+        if tick % 6 == 0 {
+            match caas.expire_uploads().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired uploads removed"),
+                Err(e) => tracing::warn!(error = %e, "removing expired uploads failed"),
+            }
         }
     }
 }
@@ -274,9 +288,18 @@ impl Platform {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        match (&mut self.server).await {
+        let served = match (&mut self.server).await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
+        };
+        // Stopped and awaited, so nothing of the service outlives shutdown (the
+        // data dir's lock goes with the last reference to the stores).
+        self.housekeeping.abort();
+        let _ = (&mut self.housekeeping).await;
+        // The last requests' usage, before the process goes.
+        if let Err(e) = self.state.caas.flush_usage().await {
+            tracing::warn!(error = %e, "usage counts of the last seconds were not stored");
         }
+        served
     }
 }

@@ -10,4 +10,5 @@ mod pipeline;
 mod platform;
 mod props;
 mod sets;
+mod usage;
 mod world;

@@ -26,7 +26,7 @@ pub use presence::{Presence, PresenceStatus};
 pub use receipt::{Receipt, ReceiptKind};
 pub use tenant::{
     MAX_BLOCKED_WORD_BYTES, MAX_BLOCKLIST, MAX_MEDIA_TYPES, MediaSettings, PolicySource, Tenant,
-    TenantCredential, TenantSettings, TenantStatus,
+    TenantCredential, TenantSettings, TenantStatus, UsageQuotas,
 };
 pub use user::User;
 

@@ -88,6 +88,21 @@ pub struct TenantSettings {
     pub blocklist: Vec<String>,
     /// What members may upload.
     pub media: MediaSettings,
+    /// The tenant's plan quotas.
+    pub quotas: UsageQuotas,
+}
+
+/// Plan quotas: past one, the operations that would add to it answer
+/// `quota_exceeded` until the next month (or a higher quota). Unset is
+/// unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageQuotas {
+    /// Messages sent per calendar month (UTC).
+    pub messages_per_month: Option<u64>,
+    /// Bytes of completed uploads kept at once.
+    pub media_bytes: Option<u64>,
 }
 
 /// A tenant's upload limits.

@@ -174,6 +174,7 @@ impl Caas {
             return Err(Error::invalid("size", "must be at least 1 byte"));
         }
         let sha256 = u.sha256.as_deref().map(checksum).transpose()?;
+        self.check_media_quota(&ctx, u.size).await?;
         if let Some(n) = &u.name {
             check_text("name", n, 1, 256)?;
         }
@@ -264,10 +265,17 @@ impl Caas {
         }
         // The time now, not the request's start: the sweep judges the
         // deadline by its own clock, after this call's slow reads.
-        self.b
+        let done = self
+            .b
             .media
             .complete(&ctx.tenant, id, &meta.sha256, self.now())
-            .await
+            .await?;
+        self.meter_media(
+            &ctx.tenant,
+            ctx.now,
+            i64::try_from(done.size).unwrap_or(i64::MAX),
+        );
+        Ok(done)
     }
 
     /// A download URL for a completed upload, valid for
@@ -321,7 +329,13 @@ impl Caas {
         // Bytes first: a record without bytes is cleaned up by a retry, bytes
         // without a record would be kept for ever.
         self.b.blobs.delete(&ctx.tenant, id).await?;
-        self.b.media.delete(&ctx.tenant, id).await?;
+        if self.b.media.delete(&ctx.tenant, id).await? && m.is_complete() {
+            self.meter_media(
+                &ctx.tenant,
+                ctx.now,
+                -i64::try_from(m.size).unwrap_or(i64::MAX),
+            );
+        }
         self.audit(
             &ctx.tenant,
             audit_record(

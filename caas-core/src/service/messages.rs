@@ -164,6 +164,7 @@ impl Caas {
             Self::conversation_resource(&conv),
         )?;
         self.rate_limit(&ctx, Action::MessageSend).await?;
+        self.check_message_quota(&ctx).await?;
         self.check_content(&ctx, &msg)?;
         if let Some(original) = self
             .slow_mode(&ctx, &conv, me, &sender, &msg.client_msg_id)
@@ -248,6 +249,9 @@ impl Caas {
                 })
             }
             Appended::Created { message, event, .. } => {
+                let bytes = message.body.as_ref().map_or(0, String::len)
+                    + message.ciphertext.as_ref().map_or(0, |c| c.data.len());
+                self.meter_message(&ctx.tenant, ctx.now, bytes);
                 // Shared once stored, so a refused send shares nothing; a
                 // retry shares again (sharing is idempotent), which heals a
                 // failure here.
@@ -286,6 +290,7 @@ impl Caas {
             .conversation_action(&ctx, to, Action::MessageSend)
             .await?;
         self.rate_limit(&ctx, Action::MessageSend).await?;
+        self.check_message_quota(&ctx).await?;
         let original = self.message(&ctx, from, id).await?;
         if original.is_deleted() {
             return Err(Error::conflict("the message was deleted"));

@@ -20,6 +20,7 @@ mod reads;
 mod search;
 mod slow_mode;
 mod tenants;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,9 @@ pub use messages::{SendMessage, Sent};
 pub use reads::{ConversationSummary, Page, SyncPage};
 pub use slow_mode::{MAX_SLOW_MODE_SECS, SLOW_MODE_ATTRIBUTE};
 pub use tenants::TenantChange;
+pub use usage::{
+    API_CALLS, CONNECTIONS, DayUsage, MEDIA_BYTES, MESSAGES, STORAGE_BYTES, UsageReport,
+};
 
 use crate::error::{EntityKind, Error, Result};
 use crate::events::{Event, EventPayload};
@@ -80,6 +84,7 @@ pub struct Caas {
     // apply at once, through another node within the TTL).
     users: RwLock<HashMap<(TenantId, UserId), KnownUser>>,
     index_failures: AtomicU64,
+    meters: usage::Meters,
 }
 
 /// A user as the pipeline needs it between store reads.
@@ -126,6 +131,7 @@ impl Caas {
             tenants: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             index_failures: AtomicU64::new(0),
+            meters: usage::Meters::default(),
         }
     }
 
@@ -215,13 +221,15 @@ impl Caas {
             (PrincipalKind::User, Some(u)) => Some(self.known_user(&tenant, u, now).await?),
             _ => None,
         };
-        Ok(Ctx {
+        let ctx = Ctx {
             p,
             tenant,
             rt,
             now,
             user_attributes,
-        })
+        };
+        self.meter_call(&ctx);
+        Ok(ctx)
     }
 
     /// Checks that `p` may act at all: its tenant exists and is active, and its

@@ -13,6 +13,7 @@ pub(crate) mod receipts;
 pub(crate) mod search;
 pub(crate) mod sync;
 pub(crate) mod tenants;
+pub(crate) mod usage;
 pub(crate) mod users;
 
 use axum::Router;
@@ -107,6 +108,7 @@ pub(crate) fn routes(max_media_bytes: u64) -> Router<AppState> {
             "/v1/blobs/{tenant}/{blob_id}",
             get(media::get_bytes).put(media::put_bytes.layer(DefaultBodyLimit::max(upload_limit))),
         )
+        .route("/v1/usage", get(usage::usage))
         .route("/v1/sync", get(sync::sync))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/search/messages", get(search::messages))

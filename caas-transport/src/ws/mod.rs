@@ -223,6 +223,7 @@ async fn accept(
         principal = principal.with_device(DeviceId::parse(d)?);
     }
     hub.start(&state.caas).await?;
+    state.caas.meter_connection(&principal);
 
     let config = hub.config.clone();
     let upgrade = upgrade

@@ -1336,3 +1336,54 @@ async fn media_goes_up_to_a_signed_url_and_down_to_members_only() {
         .await;
     problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
 }
+
+#[tokio::test]
+async fn usage_reports_meters_and_quotas_answer_quota_exceeded() {
+    let s = Server::start().await;
+    let (_, secret) = s
+        .tenant_with(&["alice"], json!({"quotas": {"messages_per_month": 2}}))
+        .await;
+    let alice = s.token(&secret, "alice").await;
+    let conv = group(&s, &alice, &[], "metered").await;
+    say(&s, &alice, &conv, "m1", "one").await;
+    say(&s, &alice, &conv, "m2", "two").await;
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&alice),
+            Some(json!({"client_msg_id": "m3", "body": "three"})),
+        )
+        .await;
+    problem(&r, StatusCode::TOO_MANY_REQUESTS, "quota_exceeded");
+
+    let r = s.call(Method::GET, "/v1/usage", Some(&secret), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["totals"]["messages"], 2, "{:?}", r.body);
+    assert_eq!(r.body["totals"]["storage_bytes"], 6);
+    assert!(r.body["totals"]["api_calls"].as_i64().unwrap() >= 3);
+    assert_eq!(r.body["days"][0]["messages"], 2);
+    let month = &r.body["from"].as_str().unwrap()[..7];
+    assert_eq!(r.body["active_users"][month], 1);
+
+    let r = s.call(Method::GET, "/v1/usage", Some(&alice), None).await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = s
+        .call(
+            Method::GET,
+            "/v1/usage?from=2026-02-30",
+            Some(&secret),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    let r = s
+        .call(
+            Method::GET,
+            "/v1/usage?since=2026-01-01",
+            Some(&secret),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+}
