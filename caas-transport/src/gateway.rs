@@ -28,6 +28,18 @@ pub struct GatewayConfig {
     /// Browser origins allowed to call the API (CORS); empty sends no CORS headers,
     /// so browsers refuse cross-origin calls. `*` allows any origin.
     pub cors_origins: Vec<String>,
+    /// Checks the payment provider's webhook signatures: `POST
+    /// /v1/billing/stripe` is served only with one.
+    pub payment_webhook: Option<std::sync::Arc<dyn WebhookVerifier>>,
+}
+
+/// Checks a signed webhook delivery (`caas_crypto::webhook::WebhookSigner`
+/// does, with Stripe's scheme).
+pub trait WebhookVerifier: Send + Sync + std::fmt::Debug {
+    /// Whether `signature` (the header's value) signs `body`, made within
+    /// `tolerance_secs` of `now` (Unix seconds); why not, if not.
+    fn verify(&self, signature: &str, body: &[u8], now: i64, tolerance_secs: u64)
+    -> Result<(), String>;
 }
 
 impl Default for GatewayConfig {
@@ -38,6 +50,7 @@ impl Default for GatewayConfig {
             edge_quota: Some(Quota::per_minute(100)),
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
+            payment_webhook: None,
         }
     }
 }

@@ -15,7 +15,7 @@ mod routes;
 pub mod server;
 pub mod ws;
 
-pub use gateway::{AppState, GatewayConfig, router};
+pub use gateway::{AppState, GatewayConfig, WebhookVerifier, router};
 pub use problem::ApiError;
 pub use server::{ServeConfig, serve};
 pub use ws::{WsConfig, WsHub};

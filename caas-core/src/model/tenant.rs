@@ -90,6 +90,20 @@ pub struct TenantSettings {
     pub media: MediaSettings,
     /// The tenant's plan quotas.
     pub quotas: UsageQuotas,
+    /// What the payment provider last said about the tenant.
+    pub billing: BillingState,
+}
+
+/// The tenant's standing with the payment provider, kept by its webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingState {
+    /// The plan subscribed to (a name of the platform's plan catalog).
+    pub plan: Option<String>,
+    /// Whether the tenant is suspended because a payment failed (a paid
+    /// invoice lifts that suspension, and only that one).
+    pub payment_failed: bool,
 }
 
 /// Plan quotas: past one, the operations that would add to it answer

@@ -1,4 +1,22 @@
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use crate::model::UsageQuotas;
+
+/// A plan of the platform's catalog: the quotas it grants and its prices, for
+/// invoices. Prices are in millionths of the currency unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Plan {
+    /// The quotas a tenant on this plan gets.
+    pub quotas: UsageQuotas,
+    /// The fixed monthly fee.
+    pub monthly_fee_micros: u64,
+    /// The price of one unit of a meter (`messages`, `media_bytes`, …).
+    pub unit_price_micros: BTreeMap<String, u64>,
+    /// The currency (ISO 4217, e.g. `usd`).
+    pub currency: String,
+}
 
 /// Service-wide limits and timings; tenants may lower some of them.
 #[derive(Debug, Clone)]
@@ -26,6 +44,8 @@ pub struct Config {
     pub upload_ttl: Duration,
     /// How long a download URL is valid.
     pub download_url_ttl: Duration,
+    /// The plans the payment provider's events may name.
+    pub plans: BTreeMap<String, Plan>,
 }
 
 impl Default for Config {
@@ -42,6 +62,7 @@ impl Default for Config {
             max_media_bytes: 16 * 1024 * 1024,
             upload_ttl: Duration::from_secs(15 * 60),
             download_url_ttl: Duration::from_secs(15 * 60),
+            plans: BTreeMap::new(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! tenant, so another tenant's data cannot even be named.
 
 mod auth;
+mod billing;
 mod compliance;
 mod config;
 mod conversations;
@@ -31,8 +32,9 @@ pub use auth::{
     NewTenantSecret, REFRESH_TTL, REVOCATION_MARGIN, SESSION_ACCESS_TTL, SessionTokens,
     TotpEnrolment,
 };
+pub use billing::{Invoice, InvoiceLine, PaymentChange, PaymentEvent, PaymentOutcome};
 pub use compliance::{ExportItem, UserExport};
-pub use config::Config;
+pub use config::{Config, Plan};
 pub use conversations::{ConversationDetails, NewConversation};
 pub use media::{DownloadUrl, NewUpload, UploadTicket};
 pub use members::MemberChange;
@@ -85,6 +87,7 @@ pub struct Caas {
     users: RwLock<HashMap<(TenantId, UserId), KnownUser>>,
     index_failures: AtomicU64,
     meters: usage::Meters,
+    billing_seen: billing::SeenEvents,
 }
 
 /// A user as the pipeline needs it between store reads.
@@ -132,6 +135,7 @@ impl Caas {
             users: RwLock::new(HashMap::new()),
             index_failures: AtomicU64::new(0),
             meters: usage::Meters::default(),
+            billing_seen: billing::SeenEvents::default(),
         }
     }
 

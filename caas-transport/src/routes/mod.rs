@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod billing;
 pub(crate) mod compliance;
 pub(crate) mod conversations;
 pub(crate) mod health;
@@ -109,6 +110,8 @@ pub(crate) fn routes(max_media_bytes: u64) -> Router<AppState> {
             get(media::get_bytes).put(media::put_bytes.layer(DefaultBodyLimit::max(upload_limit))),
         )
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/usage/invoice", get(billing::invoice))
+        .route("/v1/billing/stripe", post(billing::stripe))
         .route("/v1/sync", get(sync::sync))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/search/messages", get(search::messages))
