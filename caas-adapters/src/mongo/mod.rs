@@ -4,9 +4,9 @@
 //! One [`MongoStore`] (cheap to clone) implements every store port:
 //! [`TenantStore`], [`UserStore`], [`ConversationStore`], [`MessageStore`],
 //! [`ReceiptStore`], [`EventLog`], [`KeyDirectory`], [`AuditStore`],
-//! [`CredentialStore`], [`MediaStore`] and [`SearchIndex`], so nodes on one
-//! database share one search index. The crate README says what is stored where and what
-//! each part promises; in short:
+//! [`CredentialStore`], [`MediaStore`], [`UsageStore`] and [`SearchIndex`],
+//! so nodes on one database share one search index. The crate README says
+//! what is stored where and what each part promises; in short:
 //!
 //! * **Replica sets only.** An append stores the message, advances its
 //!   conversation's head and logs its event in one multi-document transaction,
@@ -41,6 +41,7 @@
 //! [`AuditStore`]: caas_core::ports::AuditStore
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
 //! [`MediaStore`]: caas_core::ports::MediaStore
+//! [`UsageStore`]: caas_core::ports::UsageStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -56,6 +57,7 @@ mod receipts;
 mod search;
 mod tenants;
 mod txn;
+mod usage;
 mod users;
 
 use std::sync::Arc;
@@ -160,6 +162,10 @@ pub(crate) mod names {
     pub(crate) const SEARCH_USERS: &str = "search_users";
     /// Upload records.
     pub(crate) const MEDIA: &str = "media";
+    /// Usage meters: one document per tenant, day and meter.
+    pub(crate) const USAGE: &str = "usage";
+    /// Monthly active users: one document per tenant, month and user.
+    pub(crate) const ACTIVE_USERS: &str = "active_users";
 }
 
 /// Letters, digits, `_` and `-` only (a database name may not hold `/\. "$`
@@ -185,6 +191,7 @@ fn create_indexes() -> Vec<Document> {
     let [devices, one_time_prekeys] = keys::commands::create_indexes();
     let [logins, sessions] = credentials::commands::create_indexes();
     let [search_messages, search_conversations, search_users] = search::commands::create_indexes();
+    let [usage, active_users] = usage::commands::create_indexes();
     vec![
         messages::commands::create_indexes(),
         events::commands::create_indexes(),
@@ -202,6 +209,8 @@ fn create_indexes() -> Vec<Document> {
         search_conversations,
         search_users,
         media::commands::create_indexes(),
+        usage,
+        active_users,
     ]
 }
 
@@ -301,6 +310,7 @@ impl MongoStore {
             keys: db.clone(),
             audit: db.clone(),
             media: db.clone(),
+            usage: db.clone(),
             search: db,
             ..caas_storage::memory::backends()
         }
@@ -426,6 +436,8 @@ mod tests {
                 "search_conversations",
                 "search_users",
                 "media",
+                "usage",
+                "active_users",
             ]
         );
         // Each names its indexes, so a re-run at the next start is a no-op

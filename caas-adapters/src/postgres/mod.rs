@@ -4,8 +4,8 @@
 //! One [`PostgresStore`] (cheap to clone) implements [`TenantStore`],
 //! [`UserStore`], [`ConversationStore`], [`MessageStore`], [`ReceiptStore`],
 //! [`EventLog`], [`KeyDirectory`], [`AuditStore`], [`CredentialStore`],
-//! [`MediaStore`] and [`SearchIndex`]. The crate README says what is stored
-//! where and what each part promises; in short:
+//! [`MediaStore`], [`UsageStore`] and [`SearchIndex`]. The crate README says
+//! what is stored where and what each part promises; in short:
 //!
 //! * **Seqs**: an append locks its conversation's head row (`streams`) until it
 //!   commits and takes the next seq from it, so seqs are gap-free and unique
@@ -30,6 +30,7 @@
 //! [`AuditStore`]: caas_core::ports::AuditStore
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
 //! [`MediaStore`]: caas_core::ports::MediaStore
+//! [`UsageStore`]: caas_core::ports::UsageStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -47,6 +48,7 @@ mod receipts;
 mod schema;
 mod search;
 mod tenants;
+mod usage;
 mod users;
 mod writer;
 
@@ -298,6 +300,7 @@ impl PostgresStore {
             keys: db.clone(),
             audit: db.clone(),
             media: db.clone(),
+            usage: db.clone(),
             search: db,
             ..caas_storage::memory::backends()
         }

@@ -18,7 +18,27 @@ use super::pool::Lease;
 
 /// Migration `i` takes a schema from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+
+/// Version 4: usage meters (`UsageStore`). One row per tenant, day (since the
+/// Unix epoch) and meter, holding a sum or a peak; and one row per user active
+/// in a month (`YYYYMM`), so the month's count is a range of the key. Days and
+/// months are `bigint` so every `u32` of the port fits.
+const V4: &str = r#"
+CREATE TABLE usage (
+    tenant text COLLATE "C" NOT NULL,
+    day    bigint NOT NULL,
+    meter  text COLLATE "C" NOT NULL,
+    value  bigint NOT NULL,
+    PRIMARY KEY (tenant, day, meter)
+);
+CREATE TABLE active_users (
+    tenant  text COLLATE "C" NOT NULL,
+    month   bigint NOT NULL,
+    user_id text COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant, month, user_id)
+);
+"#;
 
 /// Version 3: upload records (`MediaStore`). What changes after the
 /// announcement is in columns, so each change is one conditional statement:

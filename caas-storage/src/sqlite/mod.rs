@@ -4,7 +4,7 @@
 //! One [`SqliteStore`] (cheap to clone) implements [`TenantStore`], [`UserStore`],
 //! [`ConversationStore`], [`MessageStore`], [`ReceiptStore`], [`EventLog`],
 //! [`KeyDirectory`], [`AuditStore`], [`CredentialStore`], [`Revocations`],
-//! [`MediaStore`] and [`SearchIndex`].
+//! [`MediaStore`], [`UsageStore`] and [`SearchIndex`].
 //!
 //! * **WAL mode, one writer with group commit.** Every write is a command sent to a
 //!   single writer thread, which commits whatever has queued in one transaction and
@@ -30,6 +30,7 @@
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
 //! [`Revocations`]: caas_core::ports::Revocations
 //! [`MediaStore`]: caas_core::ports::MediaStore
+//! [`UsageStore`]: caas_core::ports::UsageStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -50,6 +51,7 @@ mod revocations;
 mod schema;
 mod search;
 mod tenants;
+mod usage;
 mod users;
 mod writer;
 
@@ -200,6 +202,7 @@ impl SqliteStore {
             keys: db.clone(),
             audit: db.clone(),
             media: db.clone(),
+            usage: db.clone(),
             search: db,
             ..crate::memory::backends()
         }

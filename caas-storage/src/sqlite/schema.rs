@@ -17,7 +17,7 @@ pub(super) const APPLICATION_ID: i32 = 0x6361_6173;
 
 /// Migration `i` takes a database from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this binary writes.
 #[cfg(test)]
@@ -265,6 +265,25 @@ CREATE TABLE media (
 ) WITHOUT ROWID;
 CREATE INDEX media_pending ON media (pending_until) WHERE pending_until IS NOT NULL;
 CREATE INDEX media_by_owner ON media (tenant, owner, id);
+"#;
+
+/// Version 5: usage meters (`UsageStore`). One row per tenant, day (since the
+/// Unix epoch) and meter, holding a sum or a peak; and one row per user active
+/// in a month (`YYYYMM`), so the month's count is a range of the key.
+const V5: &str = r#"
+CREATE TABLE usage (
+    tenant TEXT NOT NULL,
+    day    INTEGER NOT NULL,
+    meter  TEXT NOT NULL,
+    value  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, day, meter)
+) WITHOUT ROWID;
+CREATE TABLE active_users (
+    tenant  TEXT NOT NULL,
+    month   INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, month, user_id)
+) WITHOUT ROWID;
 "#;
 
 /// Checks that the file is a caas database this binary understands and brings its

@@ -1,4 +1,5 @@
-//! PostgreSQL: the contract suites, concurrency, faults, schema and errors.
+//! PostgreSQL: the contract suites, concurrency, faults, schema, errors and
+//! usage meters.
 
 mod cache;
 mod concurrency;
@@ -6,3 +7,4 @@ mod contract;
 mod faults;
 mod schema;
 pub(crate) mod support;
+mod usage;
