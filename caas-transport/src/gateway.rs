@@ -38,8 +38,13 @@ pub struct GatewayConfig {
 pub trait WebhookVerifier: Send + Sync + std::fmt::Debug {
     /// Whether `signature` (the header's value) signs `body`, made within
     /// `tolerance_secs` of `now` (Unix seconds); why not, if not.
-    fn verify(&self, signature: &str, body: &[u8], now: i64, tolerance_secs: u64)
-    -> Result<(), String>;
+    fn verify(
+        &self,
+        signature: &str,
+        body: &[u8],
+        now: i64,
+        tolerance_secs: u64,
+    ) -> Result<(), String>;
 }
 
 impl Default for GatewayConfig {

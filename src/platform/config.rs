@@ -50,6 +50,8 @@ pub struct PlatformConfig {
     pub storage: Storage,
     /// At-rest encryption of message bodies (`[encryption]`).
     pub encryption: EncryptionConfig,
+    /// The payment provider's webhook and the plan catalog (`[billing]`).
+    pub billing: BillingConfig,
     /// The live bus between nodes (`CAAS_BUS`): `local` (in process, the
     /// default), `redis`, `nats`, `rabbitmq` or `kafka`.
     pub bus: BusKind,
@@ -170,6 +172,20 @@ pub struct EncryptionConfig {
     pub key: Option<Secret>,
 }
 
+/// `[billing]`: the payment provider's webhook and the plans its events name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingConfig {
+    /// The webhook endpoint's signing secret, Stripe's `whsec_…`
+    /// (`CAAS_STRIPE_WEBHOOK_SECRET`); without one `POST /v1/billing/stripe`
+    /// answers 404.
+    pub stripe_webhook_secret: Option<Secret>,
+    /// The plan catalog: `[billing.plans.pro]` with `monthly_fee_micros`,
+    /// `currency`, `[billing.plans.pro.quotas]` and
+    /// `[billing.plans.pro.unit_price_micros]`.
+    pub plans: std::collections::BTreeMap<String, caas_core::service::Plan>,
+}
+
 /// A configured secret: its `Debug` never shows it, so no configuration dump
 /// or log line can leak it.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -226,6 +242,7 @@ impl Default for PlatformConfig {
             ws_frames_per_second: 30,
             storage: Storage::Embedded,
             encryption: EncryptionConfig::default(),
+            billing: BillingConfig::default(),
             bus: BusKind::Local,
             presence: PresenceKind::Memory,
             blobs: BlobsKind::Fs,
@@ -376,6 +393,9 @@ impl PlatformConfig {
         }
         if let Some(v) = env("CAAS_ENCRYPTION_KEY") {
             c.encryption.key = Some(Secret(v));
+        }
+        if let Some(v) = env("CAAS_STRIPE_WEBHOOK_SECRET") {
+            c.billing.stripe_webhook_secret = Some(Secret(v));
         }
         if c.ws_frames_per_second == 0 {
             return Err(ConfigError(

@@ -193,13 +193,30 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         edge_quota: (config.edge_requests_per_minute > 0)
             .then(|| Quota::per_minute(config.edge_requests_per_minute)),
         cors_origins: config.cors_origins.clone(),
+        payment_webhook: config
+            .billing
+            .stripe_webhook_secret
+            .as_ref()
+            .map(|s| {
+                caas_crypto::webhook::WebhookSigner::new(s.as_bytes())
+                    .map(|signer| {
+                        Arc::new(PaymentWebhook(signer)) as Arc<dyn caas_transport::WebhookVerifier>
+                    })
+                    .map_err(|e| {
+                        PlatformError::Config(format!("[billing] stripe_webhook_secret: {e}"))
+                    })
+            })
+            .transpose()?,
         ..GatewayConfig::default()
     };
     let passwords = caas_crypto::ports::Argon2Passwords::new(Default::default())
         .map_err(|e| PlatformError::Io(e.to_string()))?;
     let caas = Caas::new(
         caas_core::ports::metered::metered(backends),
-        Config::default(),
+        Config {
+            plans: config.billing.plans.clone(),
+            ..Config::default()
+        },
     )
     .with_key_verifier(Arc::new(caas_crypto::ports::DeviceKeyVerifier))
     .with_auth(Arc::new(authority), Arc::new(passwords));
@@ -257,6 +274,25 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         server,
         housekeeping,
     })
+}
+
+/// The payment provider's signatures, checked with Stripe's scheme.
+#[derive(Debug)]
+struct PaymentWebhook(caas_crypto::webhook::WebhookSigner);
+
+impl caas_transport::WebhookVerifier for PaymentWebhook {
+    fn verify(
+        &self,
+        signature: &str,
+        body: &[u8],
+        now: i64,
+        tolerance_secs: u64,
+    ) -> Result<(), String> {
+        self.0
+            .verify(signature, body, now, tolerance_secs)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The node's housekeeping until the service is gone: usage counts reach the

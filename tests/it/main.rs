@@ -1,6 +1,7 @@
 //! End-to-end tests of the caas-core service on every backend set (`sets.rs`), and
 //! of the platform as a process (one binary).
 
+mod billing;
 #[cfg(all(feature = "postgres", feature = "redis", feature = "nats"))]
 mod cluster;
 mod crash;

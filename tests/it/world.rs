@@ -33,9 +33,18 @@ impl World {
     }
 
     pub(crate) async fn with_settings(set: Set, users: &[&str], settings: TenantSettings) -> Self {
+        Self::with_config(set, users, settings, Config::default()).await
+    }
+
+    pub(crate) async fn with_config(
+        set: Set,
+        users: &[&str],
+        settings: TenantSettings,
+        config: Config,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
         let opened = set.open(clock.clone()).await;
-        let caas = Arc::new(Caas::new(opened.backends, Config::default()));
+        let caas = Arc::new(Caas::new(opened.backends, config));
         let tenant = caas
             .create_tenant(&Principal::operator(), "test", settings)
             .await

@@ -46,7 +46,8 @@ pub(super) async fn invoice(
 fn change_of(kind: &str, object: &Value) -> Option<PaymentChange> {
     let plan = object["metadata"]["plan"].as_str();
     match kind {
-        "customer.subscription.created" | "customer.subscription.updated"
+        "customer.subscription.created"
+        | "customer.subscription.updated"
         | "customer.subscription.resumed" => match object["status"].as_str() {
             Some("active" | "trialing") => plan.map(|p| PaymentChange::Plan(p.to_owned())),
             Some("canceled" | "incomplete_expired") => Some(PaymentChange::Cancelled),

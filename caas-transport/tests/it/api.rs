@@ -1387,3 +1387,101 @@ async fn usage_reports_meters_and_quotas_answer_quota_exceeded() {
         .await;
     problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
 }
+
+/// Stripe's signature scheme, as the platform wires it.
+#[derive(Debug)]
+struct StripeSignatures(caas_crypto::webhook::WebhookSigner);
+
+impl caas_transport::WebhookVerifier for StripeSignatures {
+    fn verify(&self, signature: &str, body: &[u8], now: i64, tolerance: u64) -> Result<(), String> {
+        self.0
+            .verify(signature, body, now, tolerance)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[tokio::test]
+async fn the_payment_webhook_checks_stripe_signatures_and_suspends_and_resumes() {
+    const SECRET: &[u8] = b"whsec_0123456789abcdefghijklmnopqrstuvwxyz";
+    let s = Server::with_config(caas_transport::GatewayConfig {
+        edge_quota: None,
+        payment_webhook: Some(std::sync::Arc::new(StripeSignatures(
+            caas_crypto::webhook::WebhookSigner::new(SECRET).unwrap(),
+        ))),
+        ..caas_transport::GatewayConfig::default()
+    })
+    .await;
+    let (tenant, secret) = s.tenant(&["alice"]).await;
+    let signer = caas_crypto::webhook::WebhookSigner::new(SECRET).unwrap();
+    let now = i64::try_from(caas_core::time::Clock::now(s.clock.as_ref()).as_secs()).unwrap();
+    let deliver = |body: serde_json::Value, signature: Option<String>| {
+        let http = s.http.clone();
+        let url = format!("{}/v1/billing/stripe", s.base);
+        async move {
+            let mut r = http.post(url).header("content-type", "application/json");
+            if let Some(sig) = signature {
+                r = r.header("stripe-signature", sig);
+            }
+            let r = r.body(body.to_string()).send().await.unwrap();
+            let status = r.status();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let failed = json!({"id": "evt_1", "type": "invoice.payment_failed",
+        "data": {"object": {"metadata": {"tenant_id": tenant}}}});
+    let sign = |body: &serde_json::Value, at: i64| signer.sign(at, body.to_string().as_bytes());
+
+    let (status, _) = deliver(failed.clone(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = deliver(failed.clone(), Some(sign(&failed, now - 301))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let other = caas_crypto::webhook::WebhookSigner::new(&[7u8; 32]).unwrap();
+    let forged = other.sign(now, failed.to_string().as_bytes());
+    let (status, _) = deliver(failed.clone(), Some(forged)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, body) = deliver(failed.clone(), Some(sign(&failed, now))).await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (StatusCode::OK, &json!("applied")),
+        "{body}"
+    );
+    let r = s.call(Method::GET, "/v1/usage", Some(&secret), None).await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    // The same delivery again is a replay.
+    let (_, body) = deliver(failed.clone(), Some(sign(&failed, now))).await;
+    assert_eq!(body["outcome"], "duplicate");
+
+    let paid = json!({"id": "evt_2", "type": "invoice.paid",
+        "data": {"object": {"metadata": {"tenant_id": tenant}}}});
+    let (_, body) = deliver(paid.clone(), Some(sign(&paid, now))).await;
+    assert_eq!(body["outcome"], "applied");
+    let r = s.call(Method::GET, "/v1/usage", Some(&secret), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    // Events it does not act on are acknowledged; malformed ones are not.
+    let other_kind = json!({"id": "evt_3", "type": "charge.refunded", "data": {"object": {}}});
+    let (status, body) = deliver(other_kind.clone(), Some(sign(&other_kind, now))).await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (StatusCode::OK, &json!("ignored"))
+    );
+    let nonsense = json!({"type": "invoice.paid"});
+    let (status, _) = deliver(nonsense.clone(), Some(sign(&nonsense, now))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let r = s
+        .call(
+            Method::GET,
+            "/v1/usage/invoice?period=2027-01",
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["period"], "2027-01");
+}
