@@ -235,6 +235,34 @@ pub enum EventPayload {
     },
 }
 
+impl Event {
+    /// Removes the content of the message this event carries, when it is one
+    /// of `messages` (`message.created`, `message.edited`): body, ciphertext,
+    /// attachments, edit history and mentions go; ids, seq, sender and times
+    /// stay. Returns whether anything changed. What erasure does to the log.
+    pub fn scrub_messages(&mut self, messages: &std::collections::HashSet<MessageId>) -> bool {
+        let (EventPayload::MessageCreated { message } | EventPayload::MessageEdited { message }) =
+            &mut self.payload
+        else {
+            return false;
+        };
+        if !messages.contains(&message.id) {
+            return false;
+        }
+        let had = message.body.is_some()
+            || message.ciphertext.is_some()
+            || !message.attachments.is_empty()
+            || !message.edits.is_empty()
+            || !message.mentions.is_empty();
+        message.body = None;
+        message.ciphertext = None;
+        message.attachments.clear();
+        message.edits.clear();
+        message.mentions.clear();
+        had
+    }
+}
+
 impl EventPayload {
     /// The name clients see, e.g. `message.created`.
     pub fn kind(&self) -> &'static str {

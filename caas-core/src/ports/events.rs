@@ -2,7 +2,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::events::{Event, LoggedEvent};
-use crate::ids::{Cursor, TenantId, UserId};
+use crate::ids::{Cursor, MessageId, TenantId, UserId};
 
 /// The per-tenant log of durable events, read per user by `sync`.
 #[async_trait]
@@ -24,4 +24,22 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
 
     /// The cursor of the tenant's newest event (0 when empty).
     async fn head(&self, tenant: &TenantId) -> Result<Cursor>;
+
+    /// Removes the content of `messages` from the tenant's logged events: each
+    /// event gets [`Event::scrub_messages`] and keeps its cursor and audience.
+    /// For erasure, which is rare: it may read the tenant's whole log. Returns
+    /// how many events changed.
+    async fn scrub_messages(
+        &self,
+        tenant: &TenantId,
+        messages: &std::collections::HashSet<MessageId>,
+    ) -> Result<u64> {
+        let _ = (tenant, messages);
+        Err(crate::Error::Unavailable {
+            backend: "events",
+            context: "this event log cannot scrub messages".into(),
+            temporary: false,
+            source: None,
+        })
+    }
 }

@@ -197,6 +197,14 @@ impl EventLog for Metered<dyn EventLog> {
     async fn head(&self, t: &TenantId) -> Result<Cursor> {
         self.time("head", self.inner.head(t)).await
     }
+    async fn scrub_messages(
+        &self,
+        t: &TenantId,
+        messages: &std::collections::HashSet<crate::ids::MessageId>,
+    ) -> Result<u64> {
+        self.time("scrub", self.inner.scrub_messages(t, messages))
+            .await
+    }
 }
 
 #[async_trait]

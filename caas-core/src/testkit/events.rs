@@ -148,3 +148,81 @@ pub async fn concurrent_appends(b: Backends) {
         .collect();
     assert_eq!(read, all);
 }
+
+/// Scrubbing takes the content of the named messages out of the logged events
+/// (a send's `message.created`, an edit's `message.edited`), keeps their
+/// cursors, ids and seqs, and leaves other messages and tenants alone.
+pub async fn scrub_removes_message_content(b: Backends) {
+    use crate::testkit::messages::{announce, new_message};
+    let tn = tenant();
+    let c = conversation();
+    let mut ids = Vec::new();
+    for (who, key, body) in [
+        ("alice", "k1", "secret one"),
+        ("bob", "k2", "bob's words"),
+        ("alice", "k3", "secret two"),
+    ] {
+        let m = new_message(&tn, &c, who, key, body);
+        ids.push(m.id.clone());
+        b.messages.append(m, announce()).await.unwrap();
+    }
+    let mut edited = b.messages.get(&tn, &c, &ids[2]).await.unwrap().unwrap();
+    edited.apply_edit("secret three".into(), t(50));
+    b.events
+        .append(Arc::new(Event {
+            tenant: tn.clone(),
+            correlation_id: CorrelationId::generate(t(50)),
+            at: t(50),
+            audience: vec![user("alice"), user("bob")].into(),
+            payload: EventPayload::MessageEdited { message: edited },
+        }))
+        .await
+        .unwrap();
+    let other = tenant();
+    let theirs = new_message(&other, &c, "alice", "k1", "secret elsewhere");
+    b.messages.append(theirs, announce()).await.unwrap();
+
+    let before = b
+        .events
+        .read(&tn, &user("bob"), Cursor(0), 100)
+        .await
+        .unwrap();
+    let alice: std::collections::HashSet<_> = [ids[0].clone(), ids[2].clone()].into();
+    assert_eq!(b.events.scrub_messages(&tn, &alice).await.unwrap(), 3);
+    assert_eq!(b.events.scrub_messages(&tn, &alice).await.unwrap(), 0);
+
+    let after = b
+        .events
+        .read(&tn, &user("bob"), Cursor(0), 100)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), before.len());
+    for (was, now) in before.iter().zip(&after) {
+        assert_eq!(was.cursor, now.cursor);
+        let (EventPayload::MessageCreated { message: m0 }
+        | EventPayload::MessageEdited { message: m0 }) = &was.event.payload
+        else {
+            panic!("a message event");
+        };
+        let (EventPayload::MessageCreated { message: m1 }
+        | EventPayload::MessageEdited { message: m1 }) = &now.event.payload
+        else {
+            panic!("a message event");
+        };
+        assert_eq!((&m0.id, m0.seq), (&m1.id, m1.seq));
+        if alice.contains(&m1.id) {
+            assert_eq!((&m1.body, m1.edits.len()), (&None, 0), "{m1:?}");
+        } else {
+            assert_eq!(m1.body.as_deref(), Some("bob's words"));
+        }
+    }
+    let elsewhere = b
+        .events
+        .read(&other, &user("alice"), Cursor(0), 10)
+        .await
+        .unwrap();
+    let EventPayload::MessageCreated { message } = &elsewhere[0].event.payload else {
+        panic!("a message event");
+    };
+    assert_eq!(message.body.as_deref(), Some("secret elsewhere"));
+}

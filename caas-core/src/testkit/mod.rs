@@ -160,6 +160,7 @@ macro_rules! __contract_suite {
                 events_round_trip,
                 ephemeral_events_are_refused,
                 concurrent_appends,
+                scrub_removes_message_content,
             ]
         );
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use caas_core::Result;
 use caas_core::events::{Event, LoggedEvent};
-use caas_core::ids::{Cursor, TenantId, UserId};
+use caas_core::ids::{Cursor, MessageId, TenantId, UserId};
 use caas_core::ports::EventLog;
 
 use super::{BodyKeys, Sealer};
@@ -57,5 +57,14 @@ impl EventLog for EncryptedEventLog {
 
     async fn head(&self, tenant: &TenantId) -> Result<Cursor> {
         self.inner.head(tenant).await
+    }
+
+    /// Scrubbing removes the sealed bodies whole: nothing to open.
+    async fn scrub_messages(
+        &self,
+        tenant: &TenantId,
+        messages: &std::collections::HashSet<MessageId>,
+    ) -> Result<u64> {
+        self.inner.scrub_messages(tenant, messages).await
     }
 }

@@ -2,7 +2,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use caas_core::events::{Event, LoggedEvent};
-use caas_core::ids::{Cursor, TenantId, UserId};
+use caas_core::ids::{Cursor, MessageId, TenantId, UserId};
 use caas_core::ports::EventLog;
 use caas_core::{Error, Result};
 
@@ -87,5 +87,25 @@ impl EventLog for MemoryEventLog {
         };
         let log = log.lock().map_err(poisoned)?;
         Ok(Cursor(log.events.len() as u64))
+    }
+
+    async fn scrub_messages(
+        &self,
+        tenant: &TenantId,
+        messages: &std::collections::HashSet<MessageId>,
+    ) -> Result<u64> {
+        let Some(log) = self.tenants.get(tenant).map(|l| l.clone()) else {
+            return Ok(0);
+        };
+        let mut log = log.lock().map_err(poisoned)?;
+        let mut changed = 0;
+        for event in &mut log.events {
+            let mut scrubbed = Event::clone(event);
+            if scrubbed.scrub_messages(messages) {
+                *event = Arc::new(scrubbed);
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 }
