@@ -45,7 +45,7 @@ impl Modify for BearerAuth {
         crate::routes::messages::unpin, crate::routes::messages::pins,
         crate::routes::receipts::read, crate::routes::receipts::list,
         crate::routes::presence::lookup,
-        crate::routes::keys::publish, crate::routes::keys::claim, crate::routes::audit::list, crate::routes::audit::verify, crate::routes::compliance::export,
+        crate::routes::keys::publish, crate::routes::keys::claim, crate::routes::audit::list, crate::routes::audit::verify, crate::routes::compliance::export, crate::routes::compliance::erase,
         crate::routes::media::upload, crate::routes::media::complete, crate::routes::media::url,
         crate::routes::media::delete, crate::routes::media::put_bytes, crate::routes::media::get_bytes,
         crate::routes::usage::usage, crate::routes::billing::invoice, crate::routes::billing::stripe,

@@ -5,6 +5,7 @@ mod billing;
 #[cfg(all(feature = "postgres", feature = "redis", feature = "nats"))]
 mod cluster;
 mod crash;
+mod erasure;
 mod keys;
 mod media;
 mod pipeline;

@@ -84,6 +84,11 @@ impl World {
         t.id
     }
 
+    /// Where the backends keep their files, for sets on disk.
+    pub(crate) fn data_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
+
     pub(crate) fn server(&self) -> Principal {
         Principal::tenant_server(self.tenant.clone())
     }

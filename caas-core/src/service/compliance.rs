@@ -1,18 +1,21 @@
 //! GDPR: everything a tenant holds about one user, exported as a stream of
 //! items (the REST front door writes them as JSON lines).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
 use super::{Caas, audit_record};
 use crate::error::{EntityKind, Error, Result};
+use crate::events::EventPayload;
 use crate::ids::{BlobId, ConversationId, MessageId, Seq, TenantId, UserId};
 use crate::model::{Conversation, KeyBundle, Media, Member, Message, Receipt, User};
 use crate::policy::{Action, Attrs};
 use crate::ports::HistoryPage;
 use crate::principal::Principal;
+use crate::time::Timestamp;
 
 /// One item of a user's data export; as JSON, `kind` names it.
 #[derive(Debug, Clone, Serialize)]
@@ -229,5 +232,282 @@ impl Caas {
             media_after: Some(None),
             items: 0,
         })
+    }
+}
+
+/// What an erasure removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Erasure {
+    /// The user erased.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user_id: UserId,
+    /// Messages of theirs turned into tombstones (their seqs stay).
+    pub messages: u64,
+    /// Their reactions taken off others' messages.
+    pub reactions: u64,
+    /// Conversations they were removed from.
+    pub memberships: u64,
+    /// Uploads deleted, bytes and records.
+    pub uploads: u64,
+    /// Devices whose public keys were removed.
+    pub devices: u64,
+    /// Logged events whose copy of their messages was scrubbed.
+    pub events_scrubbed: u64,
+}
+
+/// The attribute that marks an erased user: such a user can no longer act.
+pub const ERASED_ATTRIBUTE: &str = "erased";
+
+impl Caas {
+    /// Erases everything the caller's tenant holds about `user` (GDPR art. 17):
+    /// the profile is replaced by a tombstone that can no longer act or log in;
+    /// every message they sent in a conversation they belong to becomes a
+    /// tombstone (its seq stays, `message.deleted` is published) and its copies
+    /// in the event log and the search index go; their reactions come off
+    /// others' messages; they leave every conversation; their uploads and
+    /// device keys are deleted. Tenant servers (`compliance.erase`); audited
+    /// before anything changes. Safe to repeat: a second run finishes what an
+    /// interrupted one left.
+    pub async fn erase_user(&self, p: &Principal, user: &UserId) -> Result<Erasure> {
+        let ctx = self.ctx(p).await?;
+        let rule = Self::authorize(
+            &ctx,
+            Action::ComplianceErase,
+            Self::subject(&ctx, None),
+            Attrs::default()
+                .with("kind", "user")
+                .with("owner", user.shared()),
+        )?;
+        self.rate_limit(&ctx, Action::ComplianceErase).await?;
+        let profile = self
+            .b
+            .users
+            .get(&ctx.tenant, user)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::User, user))?;
+        self.audit(
+            &ctx.tenant,
+            audit_record(
+                p,
+                Action::ComplianceErase,
+                format!("user:{user}"),
+                &rule,
+                serde_json::Value::Null,
+                ctx.now,
+            ),
+        )
+        .await?;
+        let mut done = Erasure {
+            user_id: user.clone(),
+            messages: 0,
+            reactions: 0,
+            memberships: 0,
+            uploads: 0,
+            devices: 0,
+            events_scrubbed: 0,
+        };
+
+        // First, so the user cannot add anything while the rest goes.
+        let tombstone = User {
+            name: "erased user".into(),
+            attributes: std::collections::BTreeMap::from([(
+                ERASED_ATTRIBUTE.to_owned(),
+                serde_json::Value::Bool(true),
+            )]),
+            updated_at: ctx.now,
+            ..profile
+        };
+        let tombstone = self.b.users.upsert(&tombstone).await?;
+        self.remember_user(tombstone.clone(), ctx.now);
+        if self.b.search.index_user(&tombstone).await.is_err() {
+            self.index_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.lock_out_password(&ctx.tenant, user, ctx.now).await?;
+
+        let mut erased = HashSet::new();
+        for (conversation, _) in self
+            .b
+            .conversations
+            .list_for_user(&ctx.tenant, user)
+            .await?
+        {
+            let audience = self.audience(&ctx.tenant, &conversation.id).await?;
+            let mut after = Seq(0);
+            loop {
+                let page = self
+                    .b
+                    .messages
+                    .history(
+                        &ctx.tenant,
+                        &conversation.id,
+                        HistoryPage::After(after),
+                        EXPORT_PAGE,
+                    )
+                    .await?;
+                let full = page.len() == EXPORT_PAGE;
+                for m in page {
+                    after = m.seq;
+                    if &m.sender == user {
+                        erased.insert(m.id.clone());
+                        self.erase_message(&ctx, &audience, &m, user, &mut done)
+                            .await?;
+                    } else {
+                        self.take_reactions(&ctx, &audience, &m, user, &mut done)
+                            .await?;
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+            if self
+                .b
+                .conversations
+                .remove_member(&ctx.tenant, &conversation.id, user)
+                .await?
+            {
+                done.memberships += 1;
+                let payload = EventPayload::MemberLeft {
+                    conversation_id: conversation.id.clone(),
+                    user_id: user.clone(),
+                    by: user.clone(),
+                };
+                self.emit(&ctx, audience, payload).await?;
+            }
+        }
+        done.events_scrubbed = self.b.events.scrub_messages(&ctx.tenant, &erased).await?;
+
+        loop {
+            let uploads = self
+                .b
+                .media
+                .by_owner(&ctx.tenant, user, None, EXPORT_PAGE)
+                .await?;
+            if uploads.is_empty() {
+                break;
+            }
+            for m in uploads {
+                self.b.blobs.delete(&ctx.tenant, &m.id).await?;
+                if self.b.media.delete(&ctx.tenant, &m.id).await? {
+                    done.uploads += 1;
+                    if m.is_complete() {
+                        self.meter_media(
+                            &ctx.tenant,
+                            ctx.now,
+                            -i64::try_from(m.size).unwrap_or(i64::MAX),
+                        );
+                    }
+                }
+            }
+        }
+        for bundle in self.b.keys.claim(&ctx.tenant, user, false).await? {
+            if self
+                .b
+                .keys
+                .remove_device(&ctx.tenant, user, &bundle.device)
+                .await?
+            {
+                done.devices += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Tombstones one of the erased user's messages (if it is not one already)
+    /// and takes it out of search.
+    async fn erase_message(
+        &self,
+        ctx: &super::Ctx<'_>,
+        audience: &Arc<[UserId]>,
+        m: &Message,
+        user: &UserId,
+        done: &mut Erasure,
+    ) -> Result<()> {
+        if !m.is_deleted() {
+            let changed = self
+                .b
+                .messages
+                .delete(&ctx.tenant, &m.conversation, &m.id, user, ctx.now)
+                .await?;
+            if changed.changed {
+                done.messages += 1;
+                let payload = EventPayload::MessageDeleted {
+                    conversation_id: m.conversation.clone(),
+                    message_id: m.id.clone(),
+                    seq: m.seq,
+                    deleted_by: user.clone(),
+                };
+                // `emit` also takes it out of the search index.
+                self.emit(ctx, audience.clone(), payload).await?;
+                return Ok(());
+            }
+        }
+        if self
+            .b
+            .search
+            .remove_message(&ctx.tenant, &m.conversation, &m.id)
+            .await
+            .is_err()
+        {
+            self.index_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Takes the erased user's reactions off someone else's message.
+    async fn take_reactions(
+        &self,
+        ctx: &super::Ctx<'_>,
+        audience: &Arc<[UserId]>,
+        m: &Message,
+        user: &UserId,
+        done: &mut Erasure,
+    ) -> Result<()> {
+        for (emoji, users) in &m.reactions {
+            if !users.contains(user) {
+                continue;
+            }
+            let changed = self
+                .b
+                .messages
+                .react(&ctx.tenant, &m.conversation, &m.id, user, emoji, false)
+                .await?;
+            if changed.changed {
+                done.reactions += 1;
+                let payload = EventPayload::ReactionRemoved {
+                    conversation_id: m.conversation.clone(),
+                    message_id: m.id.clone(),
+                    seq: m.seq,
+                    user_id: user.clone(),
+                    emoji: emoji.clone(),
+                };
+                self.emit(ctx, audience.clone(), payload).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces an erased user's password hash by one of a random secret
+    /// nobody holds, so the login can never succeed again.
+    async fn lock_out_password(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<()> {
+        let (Some(auth), Some(mut login)) = (
+            self.auth.as_ref(),
+            self.b.credentials.login(tenant, user).await?,
+        ) else {
+            return Ok(());
+        };
+        let secret: String = (0..32)
+            .map(|_| char::from(b'a' + fastrand::u8(..26)))
+            .collect();
+        login.phc = auth.passwords.hash(&secret).await?;
+        login.totp = None;
+        login.updated_at = now;
+        self.b.credentials.update_login(&login).await
     }
 }

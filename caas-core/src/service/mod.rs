@@ -33,7 +33,7 @@ pub use auth::{
     TotpEnrolment,
 };
 pub use billing::{Invoice, InvoiceLine, PaymentChange, PaymentEvent, PaymentOutcome};
-pub use compliance::{ExportItem, UserExport};
+pub use compliance::{ERASED_ATTRIBUTE, Erasure, ExportItem, UserExport};
 pub use config::{Config, Plan};
 pub use conversations::{ConversationDetails, NewConversation};
 pub use media::{DownloadUrl, NewUpload, UploadTicket};
@@ -259,7 +259,7 @@ impl Caas {
             && let Some(known) = cache.get(&key)
             && now.since(known.loaded_at) < self.cfg.tenant_cache_ttl
         {
-            return Ok(known.attributes.clone());
+            return not_erased(user, known.attributes.clone());
         }
         let stored =
             self.b
@@ -269,7 +269,7 @@ impl Caas {
                 .ok_or_else(|| Error::Unauthenticated {
                     reason: format!("the credential's user `{user}` does not exist"),
                 })?;
-        Ok(self.remember_user(stored, now))
+        not_erased(user, self.remember_user(stored, now))
     }
 
     fn remember_user(
@@ -458,6 +458,20 @@ impl Caas {
     async fn audit(&self, tenant: &TenantId, record: AuditRecord) -> Result<()> {
         self.b.audit.append(tenant, record).await.map(|_| ())
     }
+}
+
+/// A user's attributes, unless the user was erased: an erased user's tokens
+/// and sessions are refused like those of a user that does not exist.
+fn not_erased(
+    user: &UserId,
+    attributes: Arc<crate::model::Attributes>,
+) -> Result<Arc<crate::model::Attributes>> {
+    if attributes.get(compliance::ERASED_ATTRIBUTE) == Some(&serde_json::Value::Bool(true)) {
+        return Err(Error::Unauthenticated {
+            reason: format!("the credential's user `{user}` was erased"),
+        });
+    }
+    Ok(attributes)
 }
 
 /// An audit record of `p` doing `action` to `target`, allowed by `rule`.

@@ -1,4 +1,4 @@
-//! GDPR: a user's data export.
+//! GDPR: a user's data export and erasure.
 
 use std::convert::Infallible;
 
@@ -72,4 +72,22 @@ async fn next_line(export: &mut UserExport) -> (serde_json::Value, bool) {
 
 fn error_line(e: &ApiError) -> serde_json::Value {
     json!({"kind": "error", "code": e.code(), "detail": e.detail()})
+}
+
+/// `DELETE /v1/compliance/users/{user_id}` (tenant): erases the user (GDPR
+/// art. 17): their messages become tombstones (seqs kept) and leave the event
+/// log and search, their reactions, memberships, uploads and device keys go,
+/// and the profile becomes a tombstone that can no longer act or log in.
+/// Audited; repeating it finishes an interrupted erasure.
+#[utoipa::path(delete, path = "/v1/compliance/users/{user_id}", tag = "compliance",
+    params(("user_id" = String, Path, description = "user id")), security(("bearer" = [])),
+    responses((status = 200, description = "what was erased", body = caas_core::service::Erasure),
+        crate::problem::Problems))]
+pub(super) async fn erase(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Api(Path(u)): Api<Path<String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let u: UserId = id(&u)?;
+    Ok(axum::Json(state.caas.erase_user(&p, &u).await?))
 }

@@ -101,6 +101,10 @@ pub(crate) fn routes(max_media_bytes: u64) -> Router<AppState> {
             "/v1/compliance/users/{user_id}/export",
             get(compliance::export),
         )
+        .route(
+            "/v1/compliance/users/{user_id}",
+            axum::routing::delete(compliance::erase),
+        )
         .route("/v1/media/uploads", post(media::upload))
         .route("/v1/media/{blob_id}/complete", post(media::complete))
         .route("/v1/media/{blob_id}/url", get(media::url))

@@ -1,0 +1,176 @@
+//! GDPR erasure through the public service API, on every backend set: what
+//! the user wrote leaves history, the event log, search and (on disk) the
+//! files; seqs stay; the user can no longer act.
+
+use caas::Error;
+use caas::core::ids::Cursor;
+use caas::core::ports::HistoryPage;
+use caas::core::service::{ExportItem, NewUpload};
+
+use crate::sets::{Set, on_every_set};
+use crate::world::{World, forbidden};
+
+on_every_set!(async erasure_leaves_tombstones_and_no_trace_of_the_users_text,);
+
+/// A word only the erased user wrote.
+const SECRET: &str = "swordfishzebra";
+
+async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
+    let w = World::new(set, &["alice", "bob", "carol"]).await;
+    let conv = w.group("alice", &["bob", "carol"]).await;
+    let (alice, bob) = (w.user("alice"), w.user("bob"));
+    let first = w
+        .send("alice", &conv, "a1", &format!("the {SECRET} one"))
+        .await
+        .unwrap()
+        .message;
+    w.caas
+        .edit_message(&alice, &conv, &first.id, &format!("the {SECRET} edited"))
+        .await
+        .unwrap();
+    let second = w
+        .send("alice", &conv, "a2", &format!("{SECRET} again"))
+        .await
+        .unwrap()
+        .message;
+    let theirs = w
+        .send("bob", &conv, "b1", "bob's own words")
+        .await
+        .unwrap()
+        .message;
+    w.caas
+        .react(&alice, &conv, &theirs.id, "👍", true)
+        .await
+        .unwrap();
+    w.caas
+        .react(&bob, &conv, &second.id, "🎉", true)
+        .await
+        .unwrap();
+    let upload = w
+        .caas
+        .request_upload(
+            &alice,
+            NewUpload {
+                conversation_id: conv.clone(),
+                content_type: "text/plain".into(),
+                size: 3,
+                sha256: None,
+                name: None,
+            },
+        )
+        .await
+        .unwrap();
+    // Search finds it before.
+    assert_eq!(
+        w.caas
+            .search_messages(&bob, SECRET, 10, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+
+    forbidden(
+        w.caas
+            .erase_user(&bob, &caas::core::ids::UserId::parse("alice").unwrap())
+            .await,
+        "default-deny",
+    );
+    let alice_id = caas::core::ids::UserId::parse("alice").unwrap();
+    let done = w.caas.erase_user(&w.server(), &alice_id).await.unwrap();
+    assert_eq!(
+        (
+            done.messages,
+            done.reactions,
+            done.memberships,
+            done.uploads
+        ),
+        (2, 1, 1, 1),
+        "{done:?}"
+    );
+    assert!(done.events_scrubbed >= 3, "{done:?}");
+
+    // Tombstones keep their seqs; bob's message keeps bob's words, not alice's reaction.
+    let history = w
+        .caas
+        .history(&bob, &conv, HistoryPage::Latest, 50)
+        .await
+        .unwrap();
+    let by_id = |id| history.iter().find(|m| &m.id == id).unwrap();
+    for (id, seq) in [(&first.id, first.seq), (&second.id, second.seq)] {
+        let m = by_id(id);
+        assert!(
+            m.is_deleted() && m.body.is_none() && m.edits.is_empty(),
+            "{m:?}"
+        );
+        assert_eq!(m.seq, seq);
+    }
+    assert_eq!(by_id(&theirs.id).body.as_deref(), Some("bob's own words"));
+    assert!(by_id(&theirs.id).reactions.is_empty());
+    assert!(
+        w.caas
+            .search_messages(&bob, SECRET, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // Nothing bob can sync carries the text.
+    let synced = w.caas.sync(&bob, Cursor(0), 200).await.unwrap();
+    let json = serde_json::to_string(&synced.events).unwrap();
+    assert!(!json.contains(SECRET), "{json}");
+    assert!(json.contains("bob's own words"));
+
+    // The user can no longer act; the tenant's export holds only the tombstone.
+    assert!(matches!(
+        w.send("alice", &conv, "a3", "back").await,
+        Err(Error::Unauthenticated { .. })
+    ));
+    assert!(matches!(
+        w.caas.complete_upload(&alice, &upload.media.id).await,
+        Err(Error::Unauthenticated { .. })
+    ));
+    let mut export = w.caas.export_user(&w.server(), &alice_id).await.unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = export.next().await.unwrap() {
+        items.push(item);
+    }
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(matches!(&items[0], ExportItem::User { user } if user.name == "erased user"));
+    let audit = w.caas.audit_log(&w.server(), 0, 100).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "compliance.erase" && r.target == "user:alice")
+    );
+
+    // Repeating finds nothing left.
+    let again = w.caas.erase_user(&w.server(), &alice_id).await.unwrap();
+    assert_eq!((again.messages, again.reactions, again.uploads), (0, 0, 0));
+
+    // On disk, no file of the store holds the text any more.
+    if let Some(dir) = w.data_dir() {
+        let mut found = Vec::new();
+        for path in files_under(dir) {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            if bytes.windows(SECRET.len()).any(|b| b == SECRET.as_bytes()) {
+                found.push(path);
+            }
+        }
+        assert!(found.is_empty(), "the erased text is still in {found:?}");
+    }
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
