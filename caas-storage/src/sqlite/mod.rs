@@ -440,6 +440,7 @@ fn connect(path: &Path, config: &SqliteConfig, writer: bool) -> Result<Connectio
          PRAGMA cache_size = -{cache};
          PRAGMA journal_size_limit = 67108864;
          PRAGMA wal_autocheckpoint = 16384;
+         PRAGMA secure_delete = ON;
          PRAGMA query_only = {query_only};",
         sync = config.durability.pragma(),
         query_only = i32::from(!writer),
