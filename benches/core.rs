@@ -92,6 +92,14 @@ impl caas::core::ports::EventLog for Discard {
     async fn head(&self, _: &caas::core::ids::TenantId) -> caas::Result<caas::core::ids::Cursor> {
         Ok(caas::core::ids::Cursor(0))
     }
+    /// Nothing is kept, so nothing changes.
+    async fn scrub_messages(
+        &self,
+        _: &caas::core::ids::TenantId,
+        _: &std::collections::HashSet<caas::core::ids::MessageId>,
+    ) -> caas::Result<u64> {
+        Ok(0)
+    }
 }
 
 #[async_trait::async_trait]

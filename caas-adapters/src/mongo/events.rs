@@ -15,18 +15,19 @@
 //! the event is its JSON with an empty audience, so the users are not stored
 //! twice.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use caas_core::events::{Event, LoggedEvent};
-use caas_core::ids::{Cursor, TenantId, UserId};
+use caas_core::ids::{Cursor, MessageId, TenantId, UserId};
 use caas_core::ports::EventLog;
 use caas_core::{Error, Result};
 use mongodb::bson::Document;
 use mongodb::options::ReturnDocument;
 
 use super::MongoStore;
-use super::codec::{body, check_size, get_i64, id, page_limit, to_i64, to_json, to_u64};
+use super::codec::{body, check_size, get_i64, get_str, id, page_limit, to_i64, to_json, to_u64};
 use super::names::{EVENTS, LOG_HEADS};
 use super::txn::{Abort, OnDuplicate};
 
@@ -63,6 +64,37 @@ pub(super) mod commands {
                 "cursor": { "$gt": bound(after) },
             },
             doc! { "cursor": 1 },
+        )
+    }
+
+    /// A page of the tenant's message events after `after` (by `cursor`), for
+    /// a scrub, and its order (served by the `events_cursor` index). Only
+    /// `message.created` and `message.edited` events can change; their JSON
+    /// holds the quoted kind, and a body's quotes are escaped, so the pattern
+    /// never drops one (a false match is decoded and left alone).
+    pub(crate) fn scrub_page(tenant: &TenantId, after: i64) -> (Document, Document) {
+        (
+            doc! {
+                "tenant": tenant.as_str(),
+                "cursor": { "$gt": after },
+                "doc": { "$regex": r#""message\.(created|edited)""# },
+            },
+            doc! { "cursor": 1 },
+        )
+    }
+
+    /// The `update_one` of a scrubbed event's JSON body: matched only while the
+    /// body is still `old_doc`, so of two scrubs rewriting one event only one
+    /// counts it. The audience array and the cursor stay.
+    pub(crate) fn replace_body(
+        tenant: &TenantId,
+        cursor: i64,
+        old_doc: &str,
+        new_doc: &str,
+    ) -> (Document, Document) {
+        (
+            doc! { "tenant": tenant.as_str(), "cursor": cursor, "doc": old_doc },
+            doc! { "$set": { "doc": new_doc } },
         )
     }
 
@@ -144,6 +176,36 @@ fn decode(d: &Document, tenant: &TenantId) -> Result<LoggedEvent> {
     })
 }
 
+/// How many message events a scrub reads per `find`: it walks the tenant's
+/// whole log, and a page bounds what it holds in memory at once.
+const SCRUB_PAGE: usize = 1000;
+
+/// A stored event with the content of `messages` removed: its cursor, its body
+/// as stored and the scrubbed body, or `None` when the event does not change.
+fn scrubbed(
+    d: &Document,
+    tenant: &TenantId,
+    messages: &HashSet<MessageId>,
+) -> Result<Option<(i64, String, String)>> {
+    let old = get_str(d, "doc", "event")?;
+    let mut event: Event = body(d, "event")?;
+    if &event.tenant != tenant {
+        return Err(Error::internal(
+            "mongo: a stored event's body names another tenant",
+        ));
+    }
+    if !event.scrub_messages(messages) {
+        return Ok(None);
+    }
+    // The body holds no audience (the native array does), so encoding it as
+    // an append does keeps it that way.
+    Ok(Some((
+        get_i64(d, "cursor", "event")?,
+        old.to_owned(),
+        event_json(&event)?,
+    )))
+}
+
 #[async_trait]
 impl EventLog for MongoStore {
     async fn append(&self, event: Arc<Event>) -> Result<Cursor> {
@@ -210,6 +272,49 @@ impl EventLog for MongoStore {
             None => Ok(Cursor(0)),
         }
     }
+
+    /// Page by page through the tenant's message events, each scrubbed one
+    /// written back by its own conditional update. Not one transaction: the log
+    /// can be long and MongoDB bounds a transaction's time. A scrub that fails
+    /// part-way leaves some events scrubbed, which a retry (the scrub is
+    /// idempotent) completes.
+    async fn scrub_messages(
+        &self,
+        tenant: &TenantId,
+        messages: &HashSet<MessageId>,
+    ) -> Result<u64> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let coll = self.coll(EVENTS);
+        let (mut after, mut changed) = (0i64, 0u64);
+        loop {
+            let (filter, sort) = commands::scrub_page(tenant, after);
+            let page = self
+                .find_all(
+                    "read events to scrub",
+                    EVENTS,
+                    filter,
+                    sort,
+                    page_limit(SCRUB_PAGE),
+                )
+                .await?;
+            for d in &page {
+                after = get_i64(d, "cursor", "event")?;
+                let Some((cursor, old, new)) = scrubbed(d, tenant, messages)? else {
+                    continue;
+                };
+                let (filter, update) = commands::replace_body(tenant, cursor, &old, &new);
+                let done = self
+                    .bounded("scrub event", coll.update_one(filter, update))
+                    .await?;
+                changed += done.matched_count;
+            }
+            if page.len() < SCRUB_PAGE {
+                return Ok(changed);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +333,19 @@ mod tests {
 
     fn u(s: &str) -> UserId {
         UserId::parse(s).unwrap()
+    }
+
+    fn message() -> caas_core::model::Message {
+        let mut m = caas_core::testkit::messages::new_message(
+            &t(),
+            &ConversationId::parse("general").unwrap(),
+            "alice",
+            "k1",
+            "secret",
+        )
+        .into_message(Seq(2));
+        m.mentions = vec![u("bob")];
+        m
     }
 
     fn sample() -> Event {
@@ -269,6 +387,87 @@ mod tests {
                 .get_document("cursor")
                 .unwrap(),
             &doc! { "$gt": i64::MAX }
+        );
+    }
+
+    #[test]
+    fn a_scrub_pages_through_message_events_and_replaces_only_the_body() {
+        let (filter, sort) = scrub_page(&t(), 7);
+        assert_eq!(
+            filter,
+            doc! {
+                "tenant": "acme",
+                "cursor": { "$gt": 7_i64 },
+                "doc": { "$regex": "\"message\\.(created|edited)\"" },
+            }
+        );
+        assert_eq!(sort, doc! { "cursor": 1 });
+        assert_eq!(
+            replace_body(&t(), 9, "old", "new"),
+            (
+                doc! { "tenant": "acme", "cursor": 9_i64, "doc": "old" },
+                doc! { "$set": { "doc": "new" } }
+            )
+        );
+    }
+
+    /// What the scrub's pattern relies on: a message event's JSON holds its
+    /// kind quoted, and a body quoting a kind does not (its quotes are escaped).
+    #[test]
+    fn message_events_hold_their_quoted_kind_and_bodies_never_do() {
+        let mut m = message();
+        m.body = Some("say \"message.created\" or \"message.edited\"".into());
+        let created = event_json(&Event {
+            payload: EventPayload::MessageCreated { message: m.clone() },
+            ..sample()
+        })
+        .unwrap();
+        assert_eq!(
+            created.matches("\"message.created\"").count(),
+            1,
+            "{created}"
+        );
+        assert!(!created.contains("\"message.edited\""), "{created}");
+        let edited = event_json(&Event {
+            payload: EventPayload::MessageEdited { message: m },
+            ..sample()
+        })
+        .unwrap();
+        assert_eq!(edited.matches("\"message.edited\"").count(), 1, "{edited}");
+        let receipt = event_json(&sample()).unwrap();
+        assert!(!receipt.contains("\"message."), "{receipt}");
+    }
+
+    #[test]
+    fn a_scrubbed_event_keeps_its_cursor_and_audience_and_loses_the_content() {
+        let m = message();
+        let e = Event {
+            payload: EventPayload::MessageCreated { message: m.clone() },
+            ..sample()
+        };
+        let d = event_document(&e, 4).unwrap();
+        let other: HashSet<MessageId> = [MessageId::parse("m-other").unwrap()].into();
+        assert_eq!(scrubbed(&d, &t(), &other).unwrap(), None);
+        let ids: HashSet<MessageId> = [m.id.clone()].into();
+        let (cursor, old, new) = scrubbed(&d, &t(), &ids).unwrap().unwrap();
+        assert_eq!((cursor, old.as_str()), (4, d.get_str("doc").unwrap()));
+        // The update sets only the body; the stored audience array stays.
+        let mut after = d.clone();
+        after.insert("doc", new);
+        let back = decode(&after, &t()).unwrap();
+        assert_eq!(back.cursor, Cursor(4));
+        assert_eq!(back.event.audience, e.audience);
+        let EventPayload::MessageCreated { message } = &back.event.payload else {
+            panic!("a message event");
+        };
+        assert_eq!((&message.id, message.seq), (&m.id, m.seq));
+        assert_eq!((&message.body, message.mentions.len()), (&None, 0));
+        // Scrubbed once, nothing is left to change.
+        assert_eq!(scrubbed(&after, &t(), &ids).unwrap(), None);
+        let other_tenant = TenantId::parse("other").unwrap();
+        assert_eq!(
+            scrubbed(&d, &other_tenant, &ids).unwrap_err().code(),
+            "internal"
         );
     }
 

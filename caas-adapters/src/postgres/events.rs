@@ -18,11 +18,12 @@
 //! cursor from `events_by_audience`, and merges them: a page costs about the
 //! events it returns times the user's sets, however large the log is.
 
+use std::collections::HashSet;
 use std::sync::{Arc, PoisonError};
 
 use async_trait::async_trait;
 use caas_core::events::{Event, EventPayload, LoggedEvent};
-use caas_core::ids::{CorrelationId, Cursor, Seq, TenantId, UserId};
+use caas_core::ids::{CorrelationId, Cursor, MessageId, Seq, TenantId, UserId};
 use caas_core::ports::EventLog;
 use caas_core::time::Timestamp;
 use caas_core::{Error, Result};
@@ -30,6 +31,10 @@ use serde::Serialize;
 
 use super::codec::{bound, from_json, get, id, limit, to_json, to_u64};
 use super::{MAX_REMEMBERED, PostgresStore};
+
+/// How many message events a scrub reads per query: it walks the tenant's
+/// whole log, and a page bounds what it holds in memory at once.
+const SCRUB_PAGE: usize = 1000;
 
 /// An audience as stored: sorted, without duplicates, named by a digest.
 pub(super) struct AudienceSet {
@@ -257,6 +262,69 @@ impl EventLog for PostgresStore {
         match row {
             Some(r) => Ok(Cursor(to_u64(get(&r, 0)?, "cursor")?)),
             None => Ok(Cursor(0)),
+        }
+    }
+
+    /// Page by page through the tenant's message events, each page's scrubbed
+    /// documents written back by one statement. Not one transaction: the log
+    /// can be long, and a transaction held across it would hold back vacuum
+    /// for the whole database. A scrub that fails part-way leaves some events
+    /// scrubbed, which a retry (the scrub is idempotent) completes. Rows are not
+    /// locked while read: nothing but a scrub rewrites a logged event, and two
+    /// scrubs that both rewrite one event write the same document.
+    async fn scrub_messages(
+        &self,
+        tenant: &TenantId,
+        messages: &HashSet<MessageId>,
+    ) -> Result<u64> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let t = tenant.as_str();
+        let mut c = self.conn().await?;
+        let (mut after, mut changed) = (0i64, 0u64);
+        loop {
+            // Only message events can change. Their compact JSON holds the
+            // quoted kind, and a body's quotes are escaped, so the filter never
+            // drops one; a false match is decoded and left alone.
+            let rows = c
+                .query(
+                    "SELECT cur, doc FROM events
+                     WHERE tenant = $1 AND cur > $2
+                       AND (doc LIKE '%\"message.created\"%' OR doc LIKE '%\"message.edited\"%')
+                     ORDER BY cur LIMIT $3",
+                    &[&t, &after, &limit(SCRUB_PAGE)],
+                    "read events to scrub",
+                )
+                .await?;
+            let (mut curs, mut docs): (Vec<i64>, Vec<String>) = (Vec::new(), Vec::new());
+            for r in &rows {
+                let (cur, doc): (i64, String) = (get(r, 0)?, get(r, 1)?);
+                after = cur;
+                let mut event: Event = from_json(&doc, "event")?;
+                if event.scrub_messages(messages) {
+                    // The document is re-encoded as appends write it; the
+                    // `audience` and `msg_seq` columns that reads combine with
+                    // it stay as they are (a `message.created` document's seq
+                    // is the placeholder it was logged with).
+                    curs.push(cur);
+                    docs.push(event_doc(&event)?);
+                }
+            }
+            if !curs.is_empty() {
+                changed += c
+                    .execute(
+                        "UPDATE events e SET doc = u.doc
+                         FROM unnest($2::bigint[], $3::text[]) AS u(cur, doc)
+                         WHERE e.tenant = $1 AND e.cur = u.cur",
+                        &[&t, &curs, &docs],
+                        "scrub events",
+                    )
+                    .await?;
+            }
+            if rows.len() < SCRUB_PAGE {
+                return Ok(changed);
+            }
         }
     }
 }

@@ -33,13 +33,5 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
         &self,
         tenant: &TenantId,
         messages: &std::collections::HashSet<MessageId>,
-    ) -> Result<u64> {
-        let _ = (tenant, messages);
-        Err(crate::Error::Unavailable {
-            backend: "events",
-            context: "this event log cannot scrub messages".into(),
-            temporary: false,
-            source: None,
-        })
-    }
+    ) -> Result<u64>;
 }

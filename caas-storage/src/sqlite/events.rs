@@ -14,12 +14,12 @@
 //! Events logged by schema version 1 kept one `event_audience` row per user;
 //! reads still consult those.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use caas_core::events::{Event, EventPayload, LoggedEvent};
-use caas_core::ids::{CorrelationId, Cursor, TenantId, UserId};
+use caas_core::ids::{CorrelationId, Cursor, MessageId, TenantId, UserId};
 use caas_core::ports::EventLog;
 use caas_core::time::Timestamp;
 use caas_core::{Error, Result};
@@ -75,30 +75,35 @@ impl AudienceSet {
     }
 }
 
-/// [`Event`]'s stored form: the same fields with an empty audience.
+/// [`Event`]'s stored form: the same fields, with the audience empty for events
+/// that name an audience set (it is stored there instead).
 #[derive(Serialize)]
 struct EventDoc<'a> {
     tenant: &'a TenantId,
     correlation_id: &'a CorrelationId,
     at: Timestamp,
-    audience: [UserId; 0],
+    audience: &'a [UserId],
     payload: &'a EventPayload,
+}
+
+/// The stored document of `event` with `audience` in place of its own.
+fn event_doc(event: &Event, audience: &[UserId]) -> Result<String> {
+    to_json(
+        &EventDoc {
+            tenant: &event.tenant,
+            correlation_id: &event.correlation_id,
+            at: event.at,
+            audience,
+            payload: &event.payload,
+        },
+        "event",
+    )
 }
 
 impl PreparedEvent {
     pub(super) fn new(event: &Event) -> Result<Self> {
-        let doc = to_json(
-            &EventDoc {
-                tenant: &event.tenant,
-                correlation_id: &event.correlation_id,
-                at: event.at,
-                audience: [],
-                payload: &event.payload,
-            },
-            "event",
-        )?;
         Ok(Self {
-            doc,
+            doc: event_doc(event, &[])?,
             audience: AudienceSet::new(&event.audience)?,
         })
     }
@@ -239,6 +244,52 @@ fn read_rows(
     Ok(rows)
 }
 
+/// The writer's scrub of `tenant`'s log: every event carrying one of `messages`
+/// loses that message's content ([`Event::scrub_messages`]) and is written back
+/// under the same cursor. Returns how many events changed.
+fn scrub_rows(c: &Tx<'_, '_>, tenant: &str, messages: &HashSet<MessageId>) -> Result<u64> {
+    // Only message events can change. Their compact JSON always holds the
+    // quoted kind, and a body's quotes are escaped, so the filter never drops
+    // one; a false match is decoded and left alone below.
+    let mut select = c
+        .prepare(
+            "SELECT cursor, doc FROM events WHERE tenant = ?1
+             AND (doc LIKE '%\"message.created\"%' OR doc LIKE '%\"message.edited\"%')",
+        )
+        .ctx("read events to scrub")?;
+    let rows = select
+        .query_map([tenant], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .ctx("read events to scrub")?;
+    // The new documents are collected before any is written: updating rows of a
+    // table a statement is still walking leaves that walk undefined in SQLite.
+    // Only the scrubbed events are kept, so this holds the erased messages'
+    // events, not the log.
+    let mut changed: Vec<(i64, String)> = Vec::new();
+    for row in rows {
+        let (cursor, doc) = row.ctx("read events to scrub")?;
+        let mut event: Event = from_json(&doc, "event")?;
+        if event.scrub_messages(messages) {
+            // The document keeps the audience it had: empty for events that name
+            // a set, the users themselves for those logged by schema version 1,
+            // whose reads take it from the document.
+            let audience = event.audience.clone();
+            changed.push((cursor, event_doc(&event, &audience)?));
+        }
+    }
+    drop(select);
+    let mut update = c
+        .prepare("UPDATE events SET doc = ?1 WHERE tenant = ?2 AND cursor = ?3")
+        .ctx("scrub event")?;
+    for (cursor, doc) in &changed {
+        update
+            .execute(params![doc, tenant, cursor])
+            .ctx("scrub event")?;
+    }
+    u64::try_from(changed.len()).map_err(|_| Error::internal("sqlite: too many scrubbed events"))
+}
+
 /// The users of audience set `id`.
 fn audience_users(c: &Connection, tenant: &str, id: i64) -> Result<Arc<[UserId]>> {
     let json: String = c
@@ -307,6 +358,22 @@ impl EventLog for SqliteStore {
     async fn head(&self, tenant: &TenantId) -> Result<Cursor> {
         let tenant = tenant.clone();
         self.read(move |c| Ok(Cursor(to_u64(head(c, tenant.as_str())?, "cursor")?)))
+            .await
+    }
+
+    async fn scrub_messages(
+        &self,
+        tenant: &TenantId,
+        messages: &HashSet<MessageId>,
+    ) -> Result<u64> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let (tenant, messages) = (tenant.clone(), messages.clone());
+        // One write (under its savepoint): the scrub commits whole or not at
+        // all. It holds the writer while it scans the tenant's message events,
+        // which erasure, being rare, can afford.
+        self.write(move |c| scrub_rows(c, tenant.as_str(), &messages))
             .await
     }
 }
@@ -443,5 +510,54 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn scrub_keeps_the_audience_of_events_logged_before_audience_sets() {
+        use caas_core::testkit::messages::new_message;
+        let dir = crate::temp::TempDir::new("caas-events-scrub-v1").unwrap();
+        let path = dir.path().join("caas.db");
+        let t = TenantId::parse("t").unwrap();
+        let msg = new_message(
+            &t,
+            &ConversationId::parse("c").unwrap(),
+            "alice",
+            "k",
+            "gone",
+        )
+        .into_message(caas_core::ids::Seq(1));
+        let old = Event {
+            payload: EventPayload::MessageCreated {
+                message: msg.clone(),
+            },
+            ..event(&t, &["alice", "bob"], 1)
+        };
+        {
+            // A version 1 row: the audience lives in the document.
+            let c = Connection::open(&path).unwrap();
+            super::super::schema::migrate_with(&c, &super::super::schema::MIGRATIONS[..1]).unwrap();
+            c.execute(
+                "INSERT INTO events (tenant, cursor, doc) VALUES ('t', 1, ?1)",
+                [serde_json::to_string(&old).unwrap()],
+            )
+            .unwrap();
+            c.execute_batch(
+                "INSERT INTO event_audience (tenant, user, cursor) VALUES ('t', 'alice', 1), ('t', 'bob', 1);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, Default::default()).unwrap();
+        let ids: HashSet<MessageId> = [msg.id.clone()].into();
+        assert_eq!(store.scrub_messages(&t, &ids).await.unwrap(), 1);
+        let alice = UserId::parse("alice").unwrap();
+        let page = EventLog::read(&store, &t, &alice, Cursor(0), 10)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].event.audience.len(), 2);
+        let EventPayload::MessageCreated { message } = &page[0].event.payload else {
+            panic!("a message event");
+        };
+        assert_eq!((message.body.as_deref(), &message.id), (None, &msg.id));
     }
 }
