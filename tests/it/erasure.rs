@@ -154,8 +154,16 @@ async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
         let mut found = Vec::new();
         for path in files_under(dir) {
             let bytes = std::fs::read(&path).unwrap_or_default();
-            if bytes.windows(SECRET.len()).any(|b| b == SECRET.as_bytes()) {
-                found.push(path);
+            if let Some(at) = bytes
+                .windows(SECRET.len())
+                .position(|b| b == SECRET.as_bytes())
+            {
+                let around = &bytes[at.saturating_sub(120)..(at + 60).min(bytes.len())];
+                found.push(format!(
+                    "{} at {at}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(around)
+                ));
             }
         }
         assert!(found.is_empty(), "the erased text is still in {found:?}");

@@ -373,8 +373,14 @@ impl EventLog for SqliteStore {
         // One write (under its savepoint): the scrub commits whole or not at
         // all. It holds the writer while it scans the tenant's message events,
         // which erasure, being rare, can afford.
-        self.write(move |c| scrub_rows(c, tenant.as_str(), &messages))
-            .await
+        let changed = self
+            .write(move |c| scrub_rows(c, tenant.as_str(), &messages))
+            .await?;
+        // The scrubbed text must not live on in the WAL either.
+        if changed > 0 {
+            self.checkpoint_truncate().await?;
+        }
+        Ok(changed)
     }
 }
 

@@ -325,6 +325,31 @@ impl SqliteStore {
         answer.await.map_err(|_| error::stopped("backup"))?
     }
 
+    /// An erasure's last step on this store: merges the search index (dropping
+    /// removed entries' words), then copies every committed page from the WAL
+    /// into the database file and empties the WAL, so old versions of rewritten
+    /// rows do not survive there. Best effort while readers hold old snapshots: SQLite then
+    /// checkpoints what it can, and the rest goes at the next checkpoint.
+    pub(super) async fn checkpoint_truncate(&self) -> Result<()> {
+        let (config, path) = (self.inner.config.clone(), self.inner.path.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let conn = connect(&path, &config, false)?;
+            conn.execute_batch("PRAGMA query_only = 0; PRAGMA secure_delete = ON")
+                .ctx("prepare a checkpoint")?;
+            // FTS5 keeps a removed entry's words in its segments until they
+            // merge: merge them all now (pages freed on the way are zeroed).
+            conn.execute(
+                "INSERT INTO search_messages_fts (search_messages_fts) VALUES ('optimize')",
+                [],
+            )
+            .ctx("merge the search index")?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .ctx("checkpoint the WAL")
+        })
+        .await
+        .map_err(|_| error::stopped("checkpoint"))?
+    }
+
     /// SQLite's `PRAGMA integrity_check` of the whole file: the problems found, or
     /// an empty list when the database is sound. Reads every page: slow on big files.
     pub async fn integrity_check(&self) -> Result<Vec<String>> {
@@ -433,6 +458,8 @@ fn connect(path: &Path, config: &SqliteConfig, writer: bool) -> Result<Connectio
             });
         }
     }
+    // `secure_delete`: content a write removes is zeroed in the file, so a
+    // deleted or erased message's text does not linger in free space.
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync};
          PRAGMA foreign_keys = OFF;

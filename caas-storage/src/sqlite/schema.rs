@@ -17,7 +17,7 @@ pub(super) const APPLICATION_ID: i32 = 0x6361_6173;
 
 /// Migration `i` takes a database from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this binary writes.
 #[cfg(test)]
@@ -284,14 +284,6 @@ CREATE TABLE active_users (
     user_id TEXT NOT NULL,
     PRIMARY KEY (tenant, month, user_id)
 ) WITHOUT ROWID;
-"#;
-
-// Erasure must leave no word of a removed message in the file: the search
-// index drops a deleted entry's words at once instead of at the next merge.
-const V6: &str = r#"
-INSERT INTO search_messages_fts (search_messages_fts, rank) VALUES ('secure-delete', 1);
-INSERT INTO search_conversations_fts (search_conversations_fts, rank) VALUES ('secure-delete', 1);
-INSERT INTO search_users_fts (search_users_fts, rank) VALUES ('secure-delete', 1);
 "#;
 
 /// Checks that the file is a caas database this binary understands and brings its

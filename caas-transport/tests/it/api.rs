@@ -1485,3 +1485,71 @@ async fn the_payment_webhook_checks_stripe_signatures_and_suspends_and_resumes()
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["period"], "2027-01");
 }
+
+#[tokio::test]
+async fn erasure_over_rest_leaves_tombstones_and_locks_the_user_out() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let (alice, bob) = (
+        s.token(&secret, "alice").await,
+        s.token(&secret, "bob").await,
+    );
+    let conv = group(&s, &alice, &["bob"], "g").await;
+    let said = say(&s, &alice, &conv, "a1", "mine to forget").await;
+    say(&s, &bob, &conv, "b1", "bob stays").await;
+
+    let r = s
+        .call(
+            Method::DELETE,
+            "/v1/compliance/users/alice",
+            Some(&bob),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = s
+        .call(
+            Method::DELETE,
+            "/v1/compliance/users/alice",
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["messages"], 1);
+    assert_eq!(r.body["memberships"], 1);
+
+    let h = s
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    let items = h.body["items"].as_array().unwrap();
+    let gone = items.iter().find(|m| m["id"] == said["id"]).unwrap();
+    assert!(
+        gone["body"].is_null() && gone["deleted"].is_object(),
+        "{gone}"
+    );
+    assert_eq!(gone["seq"], said["seq"]);
+    let sync = s
+        .call(Method::GET, "/v1/sync?since=0", Some(&bob), None)
+        .await;
+    assert!(!sync.body.to_string().contains("mine to forget"));
+
+    let r = s
+        .call(Method::GET, "/v1/conversations", Some(&alice), None)
+        .await;
+    problem(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let r = s
+        .call(
+            Method::DELETE,
+            "/v1/compliance/users/nobody",
+            Some(&secret),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::NOT_FOUND, "not_found");
+}
