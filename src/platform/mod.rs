@@ -296,8 +296,8 @@ impl caas_transport::WebhookVerifier for PaymentWebhook {
 }
 
 /// The node's housekeeping until the service is gone: usage counts reach the
-/// store every 10 s, and uploads not completed in time are removed every
-/// minute. Every node runs it; the stores make concurrent runs safe.
+/// store every 10 s, uploads not completed in time are removed every minute,
+/// and tenants' retention policies are applied every hour. Every node runs it; the stores make concurrent runs safe.
 async fn housekeeping(caas: std::sync::Weak<Caas>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -312,6 +312,15 @@ async fn housekeeping(caas: std::sync::Weak<Caas>) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "expired uploads removed"),
                 Err(e) => tracing::warn!(error = %e, "removing expired uploads failed"),
+            }
+        }
+        if tick % 360 == 1 {
+            match caas.apply_retention().await {
+                Ok(run) if run.messages > 0 => {
+                    tracing::info!(tenants = run.tenants, conversations = run.conversations, messages = run.messages, "retention applied");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "applying retention failed; next hour again"),
             }
         }
     }

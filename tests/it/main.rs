@@ -11,6 +11,7 @@ mod media;
 mod pipeline;
 mod platform;
 mod props;
+mod retention;
 mod sets;
 mod usage;
 mod world;

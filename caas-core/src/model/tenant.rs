@@ -92,7 +92,43 @@ pub struct TenantSettings {
     pub quotas: UsageQuotas,
     /// What the payment provider last said about the tenant.
     pub billing: BillingState,
+    /// How long messages are kept, per conversation kind.
+    pub retention: RetentionPolicy,
 }
+
+/// How many days messages are kept, per conversation kind; unset keeps them
+/// for ever. A scheduled job tombstones older ones (their seq stays) and takes
+/// their text out of the event log and search. 1 to 36 500 days.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Direct conversations.
+    pub direct_days: Option<u32>,
+    /// Groups.
+    pub group_days: Option<u32>,
+    /// Channels.
+    pub channel_days: Option<u32>,
+}
+
+impl RetentionPolicy {
+    /// The days kept in a conversation of `kind`, if limited.
+    pub fn days(&self, kind: super::ConversationKind) -> Option<u32> {
+        match kind {
+            super::ConversationKind::Direct => self.direct_days,
+            super::ConversationKind::Group => self.group_days,
+            super::ConversationKind::Channel => self.channel_days,
+        }
+    }
+
+    /// Whether any kind is limited.
+    pub fn is_set(&self) -> bool {
+        self.direct_days.is_some() || self.group_days.is_some() || self.channel_days.is_some()
+    }
+}
+
+/// The longest retention a policy may name, in days (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 /// The tenant's standing with the payment provider, kept by its webhooks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ mod media;
 mod members;
 mod messages;
 mod reads;
+mod retention;
 mod search;
 mod slow_mode;
 mod tenants;
@@ -40,6 +41,7 @@ pub use media::{DownloadUrl, NewUpload, UploadTicket};
 pub use members::MemberChange;
 pub use messages::{SendMessage, Sent};
 pub use reads::{ConversationSummary, Page, SyncPage};
+pub use retention::{RETENTION_ACTOR, RetentionRun};
 pub use slow_mode::{MAX_SLOW_MODE_SECS, SLOW_MODE_ATTRIBUTE};
 pub use tenants::TenantChange;
 pub use usage::{

@@ -71,6 +71,18 @@ fn check_settings(s: &TenantSettings) -> Result<()> {
         }
     }
     super::media::check_media_settings(&s.media)?;
+    for (field, days) in [
+        ("direct_days", s.retention.direct_days),
+        ("group_days", s.retention.group_days),
+        ("channel_days", s.retention.channel_days),
+    ] {
+        if days.is_some_and(|d| d == 0 || d > crate::model::MAX_RETENTION_DAYS) {
+            return Err(Error::invalid(
+                format!("settings.retention.{field}"),
+                format!("1 to {} days", crate::model::MAX_RETENTION_DAYS),
+            ));
+        }
+    }
     if s.max_message_bytes == Some(0) || s.max_members.is_some_and(|m| m < 2) {
         return Err(Error::invalid(
             "settings",
