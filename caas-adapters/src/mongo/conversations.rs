@@ -15,7 +15,7 @@ use caas_core::ports::{ConversationStore, Created};
 use caas_core::{EntityKind, Error, Result};
 use mongodb::bson::Document;
 
-use super::codec::{body, check_size, get_str, to_json};
+use super::codec::{body, check_size, get_str, page_limit, to_json};
 use super::names::{CONVERSATIONS, MEMBERS};
 use super::txn::{Abort, OnDuplicate};
 use super::{MongoStore, error};
@@ -24,7 +24,7 @@ use super::{MongoStore, error};
 /// as pure functions of their arguments.
 pub(super) mod commands {
     use caas_core::ids::{ConversationId, TenantId, UserId};
-    use mongodb::bson::{Document, doc};
+    use mongodb::bson::{Bson, Document, doc};
 
     use super::super::names::{CONVERSATIONS, MEMBERS};
 
@@ -127,6 +127,22 @@ pub(super) mod commands {
     pub(crate) fn conversations(tenant: &TenantId, ids: &[&ConversationId]) -> Document {
         let ids: Vec<Document> = ids.iter().map(|c| conversation_id(tenant, c)).collect();
         doc! { "_id": { "$in": ids } }
+    }
+
+    /// A page of a tenant's conversations after `after`, and its order: a
+    /// range of the `_id` index. Ids are documents compared field by field,
+    /// type before value, so `{t, c: MinKey}` and `{t, c: MaxKey}` bound every
+    /// `{t, c: <string>}` of the tenant and no other tenant's.
+    pub(crate) fn list(tenant: &TenantId, after: Option<&ConversationId>) -> (Document, Document) {
+        let from = match after {
+            Some(a) => conversation_id(tenant, a),
+            None => doc! { "t": tenant.as_str(), "c": Bson::MinKey },
+        };
+        let to = doc! { "t": tenant.as_str(), "c": Bson::MaxKey };
+        (
+            doc! { "_id": { "$gt": from, "$lt": to } },
+            doc! { "_id": 1 },
+        )
     }
 
     /// The `createIndexes` commands of `conversations` and `members`.
@@ -418,6 +434,30 @@ impl ConversationStore for MongoStore {
             .filter_map(|m| conversations.remove(&m.conversation).map(|c| (c, m)))
             .collect())
     }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        // MongoDB reads a limit of 0 as "no limit".
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (filter, sort) = commands::list(tenant, after);
+        self.find_all(
+            "list conversations",
+            CONVERSATIONS,
+            filter,
+            sort,
+            page_limit(limit),
+        )
+        .await?
+        .iter()
+        .map(|d| decode_conversation(d, tenant))
+        .collect()
+    }
 }
 
 #[cfg(test)]
@@ -507,6 +547,28 @@ mod tests {
                 { "t": "acme", "c": "general" },
                 { "t": "acme", "c": "random" },
             ] } }
+        );
+    }
+
+    #[test]
+    fn list_is_a_range_of_the_tenants_ids() {
+        use mongodb::bson::Bson;
+        assert_eq!(
+            list(&t(), None),
+            (
+                doc! { "_id": {
+                    "$gt": { "t": "acme", "c": Bson::MinKey },
+                    "$lt": { "t": "acme", "c": Bson::MaxKey },
+                } },
+                doc! { "_id": 1 }
+            )
+        );
+        assert_eq!(
+            list(&t(), Some(&c())).0,
+            doc! { "_id": {
+                "$gt": { "t": "acme", "c": "general" },
+                "$lt": { "t": "acme", "c": Bson::MaxKey },
+            } }
         );
     }
 

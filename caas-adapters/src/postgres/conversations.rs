@@ -6,7 +6,7 @@ use caas_core::model::{Conversation, Member};
 use caas_core::ports::{ConversationStore, Created};
 use caas_core::{EntityKind, Error, Result};
 
-use super::codec::{from_json, get, to_json};
+use super::codec::{from_json, get, limit, to_json};
 use super::pool::Lease;
 use super::{PostgresStore, notify, search};
 
@@ -291,6 +291,29 @@ impl ConversationStore for PostgresStore {
                     from_json(&get::<String>(r, 1)?, "member")?,
                 ))
             })
+            .collect()
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ConversationId>,
+        n: usize,
+    ) -> Result<Vec<Conversation>> {
+        // A range of the primary key (tenant, id); "" sorts before every id.
+        let after = after.map_or("", |a| a.as_str());
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT doc FROM conversations WHERE tenant = $1 AND id > $2
+                 ORDER BY id LIMIT $3",
+                &[&tenant.as_str(), &after, &limit(n)],
+                "list conversations",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| from_json(&get::<String>(r, 0)?, "conversation"))
             .collect()
     }
 }

@@ -360,4 +360,14 @@ impl ConversationStore for CachedConversations {
     ) -> Result<Vec<(Conversation, Member)>> {
         self.inner.list_for_user(tenant, user).await
     }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        // A walk reads each conversation once: nothing to gain from caching it.
+        self.inner.list(tenant, after, limit).await
+    }
 }

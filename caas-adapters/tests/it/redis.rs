@@ -682,6 +682,14 @@ impl ConversationStore for DiesAfterWriting {
     ) -> caas_core::Result<Vec<(Conversation, Member)>> {
         self.inner.list_for_user(t, u).await
     }
+    async fn list(
+        &self,
+        t: &TenantId,
+        after: Option<&caas_core::ids::ConversationId>,
+        limit: usize,
+    ) -> caas_core::Result<Vec<Conversation>> {
+        self.inner.list(t, after, limit).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

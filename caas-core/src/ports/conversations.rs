@@ -82,4 +82,14 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<Vec<(Conversation, Member)>>;
+
+    /// The tenant's conversations in ascending id order, after `after` (from the
+    /// start when `None`), at most `limit`. For jobs that walk every
+    /// conversation (retention); not a user-facing list.
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>>;
 }

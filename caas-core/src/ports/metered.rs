@@ -178,6 +178,14 @@ impl ConversationStore for Metered<dyn ConversationStore> {
         self.time("list_for_user", self.inner.list_for_user(t, u))
             .await
     }
+    async fn list(
+        &self,
+        t: &TenantId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        self.time("list", self.inner.list(t, after, limit)).await
+    }
 }
 
 #[async_trait]

@@ -197,3 +197,74 @@ pub async fn create_taken_id_conflicts(b: Backends) {
         "a failed create stores no member"
     );
 }
+
+/// A tenant's conversations page in ascending id order, none skipped or
+/// repeated, none of another tenant's; a page after the last id is empty.
+pub async fn list_pages_in_id_order(b: Backends) {
+    let s = b.conversations;
+    let tn = tenant();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let c = if i == 2 {
+            conv(
+                &tn,
+                ConversationKind::Direct,
+                Some((&user("alice"), &user("bob"))),
+            )
+        } else {
+            conv(&tn, ConversationKind::Group, None)
+        };
+        s.create(&c, &members(&c, &["alice", "bob"])).await.unwrap();
+        ids.push(c.id);
+    }
+    ids.sort();
+    let other = conv(&tenant(), ConversationKind::Group, None);
+    s.create(&other, &members(&other, &["alice"]))
+        .await
+        .unwrap();
+
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list(&tn, after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2, "a page holds at most `limit`");
+        for c in &page {
+            assert_eq!(c.tenant, tn, "only the tenant's own conversations");
+            assert_eq!(s.get(&tn, &c.id).await.unwrap().as_ref(), Some(c));
+        }
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        walked.extend(page.into_iter().map(|c| c.id));
+    }
+    assert_eq!(walked, ids, "every conversation once, in id order");
+
+    let all: Vec<_> = s
+        .list(&tn, None, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(all, ids, "an unbounded page is the whole list");
+    let first = s.list(&tn, None, 2).await.unwrap();
+    let first: Vec<_> = first.into_iter().map(|c| c.id).collect();
+    assert_eq!(first, ids[..2]);
+    let rest: Vec<_> = s
+        .list(&tn, Some(&first[1]), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(rest, ids[2..], "after a page's last id: all the rest");
+    assert!(s.list(&tn, Some(&ids[4]), 10).await.unwrap().is_empty());
+    assert!(s.list(&tn, None, 0).await.unwrap().is_empty());
+    let theirs: Vec<_> = s
+        .list(&other.tenant, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(theirs, [other.id]);
+}

@@ -116,6 +116,7 @@ macro_rules! __contract_suite {
                 list_for_user,
                 update_conversation,
                 create_taken_id_conflicts,
+                list_pages_in_id_order,
             ]
         );
     };

@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -20,9 +21,11 @@ struct State {
     conversations: Map<(TenantId, ConversationId), Entry>,
     direct: Map<(TenantId, String), ConversationId>,
     by_user: Map<(TenantId, UserId), BTreeSet<ConversationId>>,
+    /// Each tenant's conversation ids, in order, for [`ConversationStore::list`].
+    by_tenant: Map<TenantId, BTreeSet<ConversationId>>,
 }
 
-/// Conversations and members in memory. One lock over the three indexes keeps them
+/// Conversations and members in memory. One lock over the four indexes keeps them
 /// consistent with each other (a create is all or nothing).
 #[derive(Debug, Default)]
 pub struct MemoryConversationStore {
@@ -61,6 +64,10 @@ impl ConversationStore for MemoryConversationStore {
                 .or_default()
                 .insert(conversation.id.clone());
         }
+        st.by_tenant
+            .entry(tenant.clone())
+            .or_default()
+            .insert(conversation.id.clone());
         st.conversations.insert(
             key,
             Entry {
@@ -172,6 +179,25 @@ impl ConversationStore for MemoryConversationStore {
                 let e = st.conversations.get(&(tenant.clone(), id.clone()))?;
                 Some((e.conversation.clone(), e.members.get(user)?.clone()))
             })
+            .collect())
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let st = self.state.read().map_err(poisoned)?;
+        let Some(ids) = st.by_tenant.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(ids
+            .range::<ConversationId, _>((start, Bound::Unbounded))
+            .filter_map(|id| st.conversations.get(&(tenant.clone(), id.clone())))
+            .take(limit)
+            .map(|e| e.conversation.clone())
             .collect())
     }
 }

@@ -5,7 +5,7 @@ use caas_core::ports::{ConversationStore, Created};
 use caas_core::{EntityKind, Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::codec::{from_json, to_json};
+use super::codec::{from_json, limit, to_json};
 use super::error::Ctx;
 use super::writer::Tx;
 use super::{SqliteStore, search};
@@ -295,6 +295,34 @@ impl ConversationStore for SqliteStore {
             rows.iter()
                 .map(|(c, m)| Ok((from_json(c, "conversation")?, from_json(m, "member")?)))
                 .collect()
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ConversationId>,
+        n: usize,
+    ) -> Result<Vec<Conversation>> {
+        let (tenant, after) = (tenant.clone(), after.cloned());
+        // A range of the primary key (tenant, id); "" sorts before every id.
+        self.read(move |c| {
+            let after = after.as_ref().map_or("", |a| a.as_str());
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc FROM conversations WHERE tenant = ?1 AND id > ?2
+                     ORDER BY id LIMIT ?3",
+                )
+                .ctx("list conversations")?;
+            let docs = stmt
+                .query_map(params![tenant.as_str(), after, limit(n)], |r| {
+                    r.get::<_, String>(0)
+                })
+                .ctx("list conversations")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .ctx("list conversations")?;
+            docs.iter().map(|d| from_json(d, "conversation")).collect()
         })
         .await
     }
