@@ -25,7 +25,7 @@
 //! **Signed URLs.** [`BlobStore::presign`] returns a path-and-query,
 //! `<url_prefix>/<tenant>/<blob>?expires=…&signature=…`, signed with
 //! [`caas_crypto::signed_url::UrlSigner`] over the method, path and expiry. The
-//! gateway serves it: [`FsBlobStore::verify_url`] checks a request and names the
+//! gateway serves it: [`BlobStore::verify_url`] checks a request and names the
 //! blob it may read or write.
 //!
 //! File I/O runs on tokio's blocking pool (`spawn_blocking`), so a tokio runtime

@@ -317,7 +317,12 @@ async fn housekeeping(caas: std::sync::Weak<Caas>) {
         if tick % 360 == 1 {
             match caas.apply_retention().await {
                 Ok(run) if run.messages > 0 => {
-                    tracing::info!(tenants = run.tenants, conversations = run.conversations, messages = run.messages, "retention applied");
+                    tracing::info!(
+                        tenants = run.tenants,
+                        conversations = run.conversations,
+                        messages = run.messages,
+                        "retention applied"
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "applying retention failed; next hour again"),

@@ -30,8 +30,12 @@ async fn old_messages_become_tombstones_per_conversation_kind(set: Set) {
     )
     .await;
     let group = w.group("alice", &["bob"]).await;
-    let direct = w.conversation("alice", ConversationKind::Direct, &["bob"]).await;
-    w.send("alice", &group, "g1", "ancientsecret one").await.unwrap();
+    let direct = w
+        .conversation("alice", ConversationKind::Direct, &["bob"])
+        .await;
+    w.send("alice", &group, "g1", "ancientsecret one")
+        .await
+        .unwrap();
     w.send("bob", &direct, "d1", "old but kept").await.unwrap();
     w.clock.advance(Duration::from_secs(20 * 86_400));
     w.send("alice", &group, "g2", "recent words").await.unwrap();
@@ -67,8 +71,11 @@ async fn old_messages_become_tombstones_per_conversation_kind(set: Set) {
             .is_empty()
     );
     let audit = w.caas.audit_log(&w.server(), 0, 100).await.unwrap();
-    assert!(audit.iter().any(|r| r.action == "retention.apply"
-        && r.detail["messages"] == 1));
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "retention.apply" && r.detail["messages"] == 1)
+    );
 
     // A second run finds nothing more.
     assert_eq!(w.caas.apply_retention().await.unwrap().messages, 0);
@@ -94,6 +101,9 @@ async fn retention_policies_are_checked(set: Set) {
                 },
             )
             .await;
-        assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{bad}: {r:?}");
+        assert!(
+            matches!(r, Err(Error::InvalidArgument { .. })),
+            "{bad}: {r:?}"
+        );
     }
 }

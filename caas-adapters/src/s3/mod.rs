@@ -14,9 +14,9 @@
 //! upload and are read back and checked against their checksum once the
 //! upload completes; a failed upload is aborted.
 //!
-//! **Direct uploads.** [`S3BlobStore::presign_upload`] binds the content type
+//! **Direct uploads.** [`BlobStore::presign_upload`] binds the content type
 //! and the exact size into the signature; after the client's PUT,
-//! [`S3BlobStore::complete_upload`] checks the object, computes its checksum
+//! [`BlobStore::complete_upload`] checks the object, computes its checksum
 //! and records the metadata. Until then the object is not a blob: `get` and
 //! `head` answer `None`. (The port's [`BlobStore::presign`] for PUT binds no
 //! headers, as the port has no content type to bind.)

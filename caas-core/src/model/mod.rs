@@ -25,8 +25,9 @@ pub use message_document::{MessageColumns, message_document, message_from_docume
 pub use presence::{Presence, PresenceStatus};
 pub use receipt::{Receipt, ReceiptKind};
 pub use tenant::{
-    BillingState, MAX_BLOCKED_WORD_BYTES, MAX_BLOCKLIST, MAX_RETENTION_DAYS, RetentionPolicy, MAX_MEDIA_TYPES, MediaSettings,
-    PolicySource, Tenant, TenantCredential, TenantSettings, TenantStatus, UsageQuotas,
+    BillingState, MAX_BLOCKED_WORD_BYTES, MAX_BLOCKLIST, MAX_MEDIA_TYPES, MAX_RETENTION_DAYS,
+    MediaSettings, PolicySource, RetentionPolicy, Tenant, TenantCredential, TenantSettings,
+    TenantStatus, UsageQuotas,
 };
 pub use user::User;
 

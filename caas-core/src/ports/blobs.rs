@@ -94,7 +94,7 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 
     /// Finishes a direct upload: the stored blob's metadata once it is checked to
     /// be `size` bytes of `content_type`. [`crate::Error::NotFound`] when nothing
-    /// arrived, [`crate::Error::Invalid`] when what arrived differs. The default
+    /// arrived, [`crate::Error::InvalidArgument`] when what arrived differs. The default
     /// reads the metadata a [`BlobStore::put`] recorded; stores whose uploads
     /// bypass `put` record it here.
     async fn complete_upload(

@@ -82,9 +82,8 @@ impl Caas {
                 looked += 1;
                 #[cfg(feature = "metrics")]
                 metrics::counter!("caas_retention_conversations_total").increment(1);
-                let keep_from = Timestamp::from_secs(
-                    now.as_secs().saturating_sub(u64::from(days) * 86_400),
-                );
+                let keep_from =
+                    Timestamp::from_secs(now.as_secs().saturating_sub(u64::from(days) * 86_400));
                 self.expire_messages(&conv, keep_from, now, &mut deleted)
                     .await?;
             }

@@ -332,22 +332,29 @@ impl SqliteStore {
     /// checkpoints what it can, and the rest goes at the next checkpoint.
     pub(super) async fn checkpoint_truncate(&self) -> Result<()> {
         let (config, path) = (self.inner.config.clone(), self.inner.path.clone());
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let conn = connect(&path, &config, false)?;
-            conn.execute_batch("PRAGMA query_only = 0; PRAGMA secure_delete = ON")
-                .ctx("prepare a checkpoint")?;
-            // FTS5 keeps a removed entry's words in its segments until they
-            // merge: merge them all now (pages freed on the way are zeroed).
-            conn.execute(
-                "INSERT INTO search_messages_fts (search_messages_fts) VALUES ('optimize')",
-                [],
-            )
-            .ctx("merge the search index")?;
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .ctx("checkpoint the WAL")
-        })
-        .await
-        .map_err(|_| error::stopped("checkpoint"))?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        // Its own connection and thread, as a backup has: no async runtime needed.
+        std::thread::Builder::new()
+            .name("caas-sqlite-checkpoint".into())
+            .spawn(move || {
+                let run = || -> Result<()> {
+                    let conn = connect(&path, &config, false)?;
+                    conn.execute_batch("PRAGMA query_only = 0; PRAGMA secure_delete = ON")
+                        .ctx("prepare a checkpoint")?;
+                    // FTS5 keeps a removed entry's words in its segments until
+                    // they merge: merge them all now (freed pages are zeroed).
+                    conn.execute(
+                        "INSERT INTO search_messages_fts (search_messages_fts) VALUES ('optimize')",
+                        [],
+                    )
+                    .ctx("merge the search index")?;
+                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                        .ctx("checkpoint the WAL")
+                };
+                let _ = reply.send(run());
+            })
+            .map_err(|e| Error::unavailable("sqlite", "start the checkpoint thread", true, e))?;
+        answer.await.map_err(|_| error::stopped("checkpoint"))?
     }
 
     /// SQLite's `PRAGMA integrity_check` of the whole file: the problems found, or
