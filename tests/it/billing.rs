@@ -97,6 +97,9 @@ async fn payment_events_set_plans_suspend_and_resume(set: Set) {
         apply("evt_6", PaymentChange::Paid).await.unwrap(),
         PaymentOutcome::Unchanged
     );
+    // Not even after a failed payment arrives meanwhile.
+    apply("evt_6b", PaymentChange::PaymentFailed).await.unwrap();
+    apply("evt_6c", PaymentChange::Paid).await.unwrap();
     assert_eq!(tenant().await.status, TenantStatus::Suspended);
 
     apply("evt_7", PaymentChange::Cancelled).await.unwrap();

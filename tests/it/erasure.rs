@@ -60,6 +60,16 @@ async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
         )
         .await
         .unwrap();
+    // A conversation she wrote in and left is reached too.
+    let left = w.group("bob", &["alice"]).await;
+    w.send("alice", &left, "l1", &format!("{SECRET} before leaving"))
+        .await
+        .unwrap();
+    let alice_id = caas::core::ids::UserId::parse("alice").unwrap();
+    w.caas
+        .remove_member(&alice, &left, &alice_id)
+        .await
+        .unwrap();
     // Search finds it before.
     assert_eq!(
         w.caas
@@ -68,7 +78,7 @@ async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
             .unwrap()
             .items
             .len(),
-        2
+        3
     );
 
     forbidden(
@@ -77,7 +87,6 @@ async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
             .await,
         "default-deny",
     );
-    let alice_id = caas::core::ids::UserId::parse("alice").unwrap();
     let done = w.caas.erase_user(&w.server(), &alice_id).await.unwrap();
     assert_eq!(
         (
@@ -86,7 +95,7 @@ async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
             done.memberships,
             done.uploads
         ),
-        (2, 1, 1, 1),
+        (3, 1, 1, 1),
         "{done:?}"
     );
     assert!(done.events_scrubbed >= 3, "{done:?}");
@@ -145,6 +154,13 @@ async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
             .any(|r| r.action == "compliance.erase" && r.target == "user:alice")
     );
 
+    // The host's user sync cannot bring her back.
+    assert!(matches!(
+        w.caas
+            .upsert_user(&w.server(), &alice_id, "alice", Default::default())
+            .await,
+        Err(Error::Conflict { .. })
+    ));
     // Repeating finds nothing left.
     let again = w.caas.erase_user(&w.server(), &alice_id).await.unwrap();
     assert_eq!((again.messages, again.reactions, again.uploads), (0, 0, 0));

@@ -506,6 +506,8 @@ impl Caas {
         if now >= session.expires_at {
             return Err(refused("refresh token expired"));
         }
+        // An erased (or deleted) user's sessions end with them.
+        self.known_user(tenant, &session.user, now).await?;
         let (next, tokens) = self.session(
             tenant,
             &session.user,

@@ -148,9 +148,13 @@ impl Caas {
                 billing.plan = None;
                 tenant.settings.quotas = UsageQuotas::default();
             }
+            // Only an active tenant is suspended for payment: one the operator
+            // suspended stays the operator's to resume, whatever is paid.
             PaymentChange::PaymentFailed => {
-                billing.payment_failed = true;
-                tenant.status = TenantStatus::Suspended;
+                if tenant.status == TenantStatus::Active {
+                    billing.payment_failed = true;
+                    tenant.status = TenantStatus::Suspended;
+                }
             }
             PaymentChange::Paid => {
                 if billing.payment_failed {

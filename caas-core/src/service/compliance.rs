@@ -1,7 +1,7 @@
 //! GDPR: everything a tenant holds about one user, exported as a stream of
 //! items (the REST front door writes them as JSON lines).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -325,14 +325,21 @@ impl Caas {
         }
         self.lock_out_password(&ctx.tenant, user, ctx.now).await?;
 
-        let mut erased = HashSet::new();
-        for (conversation, _) in self
+        // Where the user wrote: the conversations they belong to, and those
+        // they left, which their own event stream still names (so a repeat
+        // also finds what an interrupted run already removed them from).
+        let mut conversations: BTreeSet<ConversationId> = self
             .b
             .conversations
             .list_for_user(&ctx.tenant, user)
             .await?
-        {
-            let audience = self.audience(&ctx.tenant, &conversation.id).await?;
+            .into_iter()
+            .map(|(c, _)| c.id)
+            .collect();
+        conversations.extend(self.conversations_written_in(&ctx.tenant, user).await?);
+        let mut erased = HashSet::new();
+        for conversation in conversations {
+            let audience = self.audience(&ctx.tenant, &conversation).await?;
             let mut after = Seq(0);
             loop {
                 let page = self
@@ -340,7 +347,7 @@ impl Caas {
                     .messages
                     .history(
                         &ctx.tenant,
-                        &conversation.id,
+                        &conversation,
                         HistoryPage::After(after),
                         EXPORT_PAGE,
                     )
@@ -349,6 +356,7 @@ impl Caas {
                 for m in page {
                     after = m.seq;
                     if &m.sender == user {
+                        // Tombstoned ones too: a repeat must still scrub them.
                         erased.insert(m.id.clone());
                         self.erase_message(&ctx, &audience, &m, user, &mut done)
                             .await?;
@@ -364,12 +372,12 @@ impl Caas {
             if self
                 .b
                 .conversations
-                .remove_member(&ctx.tenant, &conversation.id, user)
+                .remove_member(&ctx.tenant, &conversation, user)
                 .await?
             {
                 done.memberships += 1;
                 let payload = EventPayload::MemberLeft {
-                    conversation_id: conversation.id.clone(),
+                    conversation_id: conversation.clone(),
                     user_id: user.clone(),
                     by: user.clone(),
                 };
@@ -412,6 +420,32 @@ impl Caas {
             }
         }
         Ok(done)
+    }
+
+    /// The conversations the user's own event stream shows them sending in.
+    async fn conversations_written_in(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<BTreeSet<ConversationId>> {
+        const EVENTS_PAGE: usize = 1000;
+        let mut found = BTreeSet::new();
+        let mut after = crate::ids::Cursor(0);
+        loop {
+            let page = self.b.events.read(tenant, user, after, EVENTS_PAGE).await?;
+            let full = page.len() == EVENTS_PAGE;
+            for logged in &page {
+                after = logged.cursor;
+                if let EventPayload::MessageCreated { message } = &logged.event.payload
+                    && &message.sender == user
+                {
+                    found.insert(message.conversation.clone());
+                }
+            }
+            if !full {
+                return Ok(found);
+            }
+        }
     }
 
     /// Tombstones one of the erased user's messages (if it is not one already)

@@ -235,6 +235,9 @@ impl Caas {
         if m.expires_at <= ctx.now {
             return Err(Error::not_found(EntityKind::Blob, id));
         }
+        // Checked again: uploads announced together may pass the quota only
+        // when they complete.
+        self.check_media_quota(&ctx, m.size).await?;
         let meta = match self
             .b
             .blobs

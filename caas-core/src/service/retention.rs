@@ -33,6 +33,8 @@ pub struct RetentionRun {
     pub conversations: u64,
     /// Messages turned into tombstones.
     pub messages: u64,
+    /// Tenants whose run failed (logged; tried again next time).
+    pub failed: u64,
 }
 
 impl Caas {
@@ -51,9 +53,18 @@ impl Caas {
                 after = Some(tenant.id.clone());
                 if tenant.status == TenantStatus::Active && tenant.settings.retention.is_set() {
                     run.tenants += 1;
-                    let (conversations, messages) = self.retain_tenant(&tenant, now).await?;
-                    run.conversations += conversations;
-                    run.messages += messages;
+                    // One tenant's failure is that tenant's: the others go on,
+                    // and the next run tries it again.
+                    match self.retain_tenant(&tenant, now).await {
+                        Ok((conversations, messages)) => {
+                            run.conversations += conversations;
+                            run.messages += messages;
+                        }
+                        Err(e) => {
+                            run.failed += 1;
+                            tracing::warn!(tenant = %tenant.id, error = %e, "retention failed for a tenant");
+                        }
+                    }
                 }
             }
             if !full {
@@ -66,31 +77,11 @@ impl Caas {
     async fn retain_tenant(&self, tenant: &Tenant, now: Timestamp) -> Result<(u64, u64)> {
         let policy = &tenant.settings.retention;
         let (mut looked, mut deleted) = (0, HashSet::new());
-        let mut after: Option<ConversationId> = None;
-        loop {
-            let page = self
-                .b
-                .conversations
-                .list(&tenant.id, after.as_ref(), PAGE)
-                .await?;
-            let full = page.len() == PAGE;
-            for conv in page {
-                after = Some(conv.id.clone());
-                let Some(days) = policy.days(conv.kind) else {
-                    continue;
-                };
-                looked += 1;
-                #[cfg(feature = "metrics")]
-                metrics::counter!("caas_retention_conversations_total").increment(1);
-                let keep_from =
-                    Timestamp::from_secs(now.as_secs().saturating_sub(u64::from(days) * 86_400));
-                self.expire_messages(&conv, keep_from, now, &mut deleted)
-                    .await?;
-            }
-            if !full {
-                break;
-            }
-        }
+        // Whatever was tombstoned before a failure is still scrubbed and
+        // audited below; the failure is returned after.
+        let walked = self
+            .walk_conversations(tenant, now, &mut looked, &mut deleted)
+            .await;
         if !deleted.is_empty() {
             self.b.events.scrub_messages(&tenant.id, &deleted).await?;
             self.audit(
@@ -113,7 +104,42 @@ impl Caas {
             )
             .await?;
         }
-        Ok((looked, deleted.len() as u64))
+        walked.map(|()| (looked, deleted.len() as u64))
+    }
+
+    /// Every conversation of the tenant whose kind has a limit.
+    async fn walk_conversations(
+        &self,
+        tenant: &Tenant,
+        now: Timestamp,
+        looked: &mut u64,
+        deleted: &mut HashSet<crate::ids::MessageId>,
+    ) -> Result<()> {
+        let policy = &tenant.settings.retention;
+        let mut after: Option<ConversationId> = None;
+        loop {
+            let page = self
+                .b
+                .conversations
+                .list(&tenant.id, after.as_ref(), PAGE)
+                .await?;
+            let full = page.len() == PAGE;
+            for conv in page {
+                after = Some(conv.id.clone());
+                let Some(days) = policy.days(conv.kind) else {
+                    continue;
+                };
+                *looked += 1;
+                #[cfg(feature = "metrics")]
+                metrics::counter!("caas_retention_conversations_total").increment(1);
+                let keep_from =
+                    Timestamp::from_secs(now.as_secs().saturating_sub(u64::from(days) * 86_400));
+                self.expire_messages(&conv, keep_from, now, deleted).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Tombstones the conversation's messages created before `keep_from`.

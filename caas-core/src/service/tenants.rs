@@ -256,8 +256,11 @@ impl Caas {
             check_text("name", name, 1, MAX_NAME)?;
             tenant.name = name.clone();
         }
-        if let Some(settings) = change.settings {
+        if let Some(mut settings) = change.settings {
             check_settings(&settings)?;
+            // The payment provider's standing is its webhooks' to change, not
+            // a settings write's (which would silently reset the plan).
+            settings.billing = tenant.settings.billing.clone();
             tenant.settings = settings;
         }
         tenant.updated_at = self.now();
@@ -364,6 +367,16 @@ impl Caas {
         )?;
         check_text("name", name, 1, MAX_NAME)?;
         check_attributes("attributes", &attributes)?;
+        // An erased user stays erased: an upsert (a host's user sync) must not
+        // bring its sessions and tokens back.
+        if let Some(existing) = self.b.users.get(&ctx.tenant, id).await?
+            && existing.attributes.get(super::ERASED_ATTRIBUTE)
+                == Some(&serde_json::Value::Bool(true))
+        {
+            return Err(Error::conflict(format!(
+                "user `{id}` was erased; its id is not reused"
+            )));
+        }
         let user = User {
             tenant: ctx.tenant.clone(),
             id: id.clone(),

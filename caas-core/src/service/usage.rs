@@ -56,6 +56,32 @@ struct Pending {
     active: Vec<(TenantId, u32, UserId)>,
 }
 
+/// Counts taken out for a flush: what is still here when it drops (not yet
+/// written, or refused) goes back to the pending counts, so neither a store
+/// failure nor a cancelled flush loses any.
+struct Unflushed<'a> {
+    meters: &'a Meters,
+    left: Pending,
+    failed: Pending,
+}
+
+impl Drop for Unflushed<'_> {
+    fn drop(&mut self) {
+        let Ok(mut p) = self.meters.pending.lock() else {
+            return;
+        };
+        for part in [&mut self.left, &mut self.failed] {
+            for (key, meters) in part.deltas.drain() {
+                let into = p.deltas.entry(key).or_default();
+                for (m, n) in meters {
+                    *into.entry(m).or_default() += n;
+                }
+            }
+            p.active.append(&mut part.active);
+        }
+    }
+}
+
 /// What quotas compare against.
 #[derive(Debug, Clone, Copy, Default)]
 struct QuotaTotals {
@@ -165,51 +191,56 @@ impl Caas {
     }
 
     /// Writes the counts gathered so far to the usage store. Counts a failed
-    /// write could not store are kept for the next flush.
+    /// (or cancelled) flush could not store go back for the next one.
     pub async fn flush_usage(&self) -> Result<()> {
         let taken = match self.meters.pending.lock() {
             Ok(mut p) => std::mem::take(&mut *p),
             Err(_) => return Err(Error::internal("usage meters lock poisoned")),
         };
-        let mut left = Pending::default();
+        let mut unflushed = Unflushed {
+            meters: &self.meters,
+            left: taken,
+            failed: Pending::default(),
+        };
         let mut failure = None;
-        for ((tenant, day), meters) in taken.deltas {
+        while let Some(key) = unflushed.left.deltas.keys().next().cloned() {
+            let Some(meters) = unflushed.left.deltas.get(&key) else {
+                break;
+            };
             let deltas: Vec<(String, i64)> = meters
                 .iter()
                 .filter(|(_, n)| **n != 0)
                 .map(|(m, n)| ((*m).to_owned(), *n))
                 .collect();
-            if deltas.is_empty() {
-                continue;
-            }
-            match self.b.usage.add(&tenant, day.0, &deltas).await {
+            let result = if deltas.is_empty() {
+                Ok(())
+            } else {
+                self.b.usage.add(&key.0, key.1.0, &deltas).await
+            };
+            let Some(meters) = unflushed.left.deltas.remove(&key) else {
+                break;
+            };
+            match result {
                 // The cached totals no longer see these counts as unflushed:
                 // read the store again.
                 Ok(()) => {
                     if let Ok(mut t) = self.meters.totals.lock() {
-                        t.remove(&tenant);
+                        t.remove(&key.0);
                     }
                 }
                 Err(e) => {
-                    left.deltas.insert((tenant, day), meters);
+                    unflushed.failed.deltas.insert(key, meters);
                     failure = Some(e);
                 }
             }
         }
-        for (tenant, month, user) in taken.active {
-            if let Err(e) = self.b.usage.mark_active(&tenant, month, &user).await {
-                left.active.push((tenant, month, user));
+        while let Some((tenant, month, user)) = unflushed.left.active.last().cloned() {
+            let result = self.b.usage.mark_active(&tenant, month, &user).await;
+            unflushed.left.active.pop();
+            if let Err(e) = result {
+                unflushed.failed.active.push((tenant, month, user));
                 failure = Some(e);
             }
-        }
-        if let Ok(mut p) = self.meters.pending.lock() {
-            for (key, meters) in left.deltas {
-                let into = p.deltas.entry(key).or_default();
-                for (m, n) in meters {
-                    *into.entry(m).or_default() += n;
-                }
-            }
-            p.active.extend(left.active);
         }
         failure.map_or(Ok(()), Err)
     }
@@ -365,11 +396,11 @@ impl Caas {
         let month = Day::of(ctx.now).month();
         let near = i128::from(after) * 100 >= i128::from(limit) * i128::from(WARN_AT_PERCENT);
         let first = near
-            && self
-                .meters
-                .warned
-                .lock()
-                .is_ok_and(|mut w| w.insert((ctx.tenant.clone(), quota, month)));
+            && self.meters.warned.lock().is_ok_and(|mut w| {
+                // Last month's warnings are forgotten as this month's come.
+                w.retain(|(_, _, m)| *m == month);
+                w.insert((ctx.tenant.clone(), quota, month))
+            });
         if first {
             // The tenant hears of it in its audit log; a warning is never a
             // reason to refuse the call.
