@@ -4,6 +4,7 @@
 
 mod audit;
 mod conversation;
+mod flag;
 mod keys;
 mod media;
 mod message;
@@ -15,6 +16,7 @@ mod user;
 
 pub use audit::{AuditRecord, AuditVerification, ChainBreak, ChainCheck};
 pub use conversation::{Conversation, ConversationKind, Member, Role};
+pub use flag::{Flag, FlagResolution};
 pub use keys::{DeviceKeys, KeyBundle, OneTimePrekey, SignedPrekey};
 pub use media::{BlobMeta, Media};
 pub use message::{

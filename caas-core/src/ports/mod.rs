@@ -15,6 +15,7 @@ mod bus;
 mod conversations;
 mod credentials;
 mod events;
+mod flags;
 mod keys;
 mod media;
 mod messages;
@@ -38,6 +39,7 @@ pub use bus::{BusMessage, EventBus, Subscription};
 pub use conversations::{ConversationStore, Created};
 pub use credentials::{CredentialStore, PasswordLogin, RefreshSession, SessionStatus, TotpFactor};
 pub use events::EventLog;
+pub use flags::FlagStore;
 pub use keys::{KeyDirectory, KeyVerifier};
 pub use media::MediaStore;
 pub use messages::{Appended, Changed, ConversationHead, HistoryPage, MessageStore};
@@ -84,6 +86,8 @@ pub struct Backends {
     pub media: Arc<dyn MediaStore>,
     /// Usage meters per tenant.
     pub usage: Arc<dyn UsageStore>,
+    /// Messages reported for review.
+    pub flags: Arc<dyn FlagStore>,
     /// Full-text search.
     pub search: Arc<dyn SearchIndex>,
     /// Presence with expiry.

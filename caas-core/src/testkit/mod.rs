@@ -20,6 +20,7 @@ pub mod bus;
 pub mod conversations;
 pub mod credentials;
 pub mod events;
+pub mod flags;
 pub mod keys;
 pub mod media;
 pub mod messages;
@@ -64,7 +65,7 @@ pub fn t(secs: u64) -> Timestamp {
 /// case: `contract_suites!(make; port, port, …)` with ports among `tenants`,
 /// `users`, `conversations`, `messages` (with the event log it writes to),
 /// `receipts`, `events`, `keys`, `audit`, `credentials`, `search`, `bus`,
-/// `blobs`, `media`, `usage`, `presence`, `rate_limits`, `revocations`. Each port becomes a module of
+/// `blobs`, `media`, `usage`, `flags`, `presence`, `rate_limits`, `revocations`. Each port becomes a module of
 /// `#[tokio::test]`s, one per case.
 #[macro_export]
 macro_rules! contract_suites {
@@ -247,6 +248,14 @@ macro_rules! __contract_suite {
                 concurrent_shares,
                 by_owner_pages,
             ]
+        );
+    };
+    (flags, $make:expr) => {
+        $crate::__contract_cases!(
+            flags,
+            flags,
+            $make,
+            [flag_list_and_resolve, concurrent_flags_all_count,]
         );
     };
     (usage, $make:expr) => {

@@ -10,6 +10,7 @@ mod bus;
 mod conversations;
 mod credentials;
 mod events;
+mod flags;
 mod keys;
 mod media;
 mod messages;
@@ -33,6 +34,7 @@ pub use bus::{MemoryBus, MemorySubscription};
 pub use conversations::MemoryConversationStore;
 pub use credentials::MemoryCredentialStore;
 pub use events::MemoryEventLog;
+pub use flags::MemoryFlagStore;
 pub use keys::MemoryKeyDirectory;
 pub use media::MemoryMediaStore;
 pub use messages::MemoryMessageStore;
@@ -68,6 +70,7 @@ pub fn backends_with_clock(clock: Arc<dyn Clock>) -> Backends {
         blobs: Arc::new(MemoryBlobStore::default()),
         media: Arc::new(MemoryMediaStore::default()),
         usage: Arc::new(MemoryUsageStore::default()),
+        flags: Arc::new(MemoryFlagStore::default()),
         search: Arc::new(MemorySearchIndex::default()),
         presence: Arc::new(MemoryPresenceStore::default()),
         rate_limits: Arc::new(MemoryRateLimitStore::default()),
@@ -93,5 +96,5 @@ mod contract {
     //! Every memory backend runs its port's contract suite.
     caas_core::contract_suites!(crate::memory::backends();
         tenants, users, conversations, messages, receipts, events, keys, audit,
-        credentials, search, bus, blobs, media, usage, presence, rate_limits, revocations);
+        credentials, search, bus, blobs, media, usage, flags, presence, rate_limits, revocations);
 }
