@@ -48,6 +48,8 @@ impl Modify for BearerAuth {
         crate::routes::keys::publish, crate::routes::keys::claim, crate::routes::audit::list, crate::routes::audit::verify, crate::routes::compliance::export, crate::routes::compliance::erase,
         crate::routes::media::upload, crate::routes::media::complete, crate::routes::media::url,
         crate::routes::media::delete, crate::routes::media::put_bytes, crate::routes::media::get_bytes,
+        crate::routes::moderation::flag, crate::routes::moderation::list,
+        crate::routes::moderation::resolve, crate::routes::moderation::edits,
         crate::routes::usage::usage, crate::routes::billing::invoice, crate::routes::billing::stripe,
         crate::routes::sync::sync, crate::routes::search::messages,
         crate::routes::search::conversations, crate::routes::search::users,

@@ -8,6 +8,7 @@ mod crash;
 mod erasure;
 mod keys;
 mod media;
+mod moderation;
 mod pipeline;
 mod platform;
 mod props;

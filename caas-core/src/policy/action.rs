@@ -99,6 +99,10 @@ actions! {
     MediaDownload = "media.download",
     /// Delete media.
     MediaDelete = "media.delete",
+    /// Report a message to the conversation's moderators.
+    MessageFlag = "message.flag",
+    /// Review reported messages: list flags, settle them, read edit histories.
+    FlagReview = "flag.review",
     /// Publish a device's E2EE keys.
     KeysPublish = "keys.publish",
     /// Claim another user's key bundles.

@@ -342,7 +342,7 @@ impl Caas {
     }
 
     /// Loads a message and authorizes `action` on it (`resource.owner` = sender).
-    async fn message_action(
+    pub(super) async fn message_action(
         &self,
         ctx: &Ctx<'_>,
         conv_id: &ConversationId,

@@ -9,6 +9,7 @@ pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod media;
 pub(crate) mod messages;
+pub(crate) mod moderation;
 pub(crate) mod presence;
 pub(crate) mod receipts;
 pub(crate) mod search;
@@ -90,6 +91,19 @@ pub(crate) fn routes(max_media_bytes: u64) -> Router<AppState> {
             put(messages::pin).delete(messages::unpin),
         )
         .route("/v1/conversations/{id}/pins", get(messages::pins))
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}/flag",
+            post(moderation::flag),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}/flags/resolve",
+            post(moderation::resolve),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}/edits",
+            get(moderation::edits),
+        )
+        .route("/v1/conversations/{id}/flags", get(moderation::list))
         .route("/v1/conversations/{id}/read", post(receipts::read))
         .route("/v1/conversations/{id}/receipts", get(receipts::list))
         .route("/v1/presence", get(presence::lookup))

@@ -1553,3 +1553,81 @@ async fn erasure_over_rest_leaves_tombstones_and_locks_the_user_out() {
         .await;
     problem(&r, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn reports_reach_moderators_who_settle_them_over_rest() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob", "carol"]).await;
+    let (alice, bob, carol) = (
+        s.token(&secret, "alice").await,
+        s.token(&secret, "bob").await,
+        s.token(&secret, "carol").await,
+    );
+    let conv = group(&s, &alice, &["bob", "carol"], "g").await;
+    let m = say(&s, &bob, &conv, "b1", "rude words").await;
+    let mid = m["id"].as_str().unwrap();
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/messages/{mid}/flag"),
+            Some(&carol),
+            Some(json!({"reason": "rude"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["reporter"], "carol");
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/flags"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/flags"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"][0]["reason"], "rude", "{:?}", r.body);
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/messages/{mid}/edits"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"], json!([]));
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/messages/{mid}/flags/resolve"),
+            Some(&alice),
+            Some(json!({"action": "erase"})),
+        )
+        .await;
+    problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/messages/{mid}/flags/resolve"),
+            Some(&alice),
+            Some(json!({"action": "delete"})),
+        )
+        .await;
+    assert_eq!(r.body["resolved"], 1, "{:?}", r.body);
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/flags"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"], json!([]));
+}
