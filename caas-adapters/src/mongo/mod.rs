@@ -4,9 +4,10 @@
 //! One [`MongoStore`] (cheap to clone) implements every store port:
 //! [`TenantStore`], [`UserStore`], [`ConversationStore`], [`MessageStore`],
 //! [`ReceiptStore`], [`EventLog`], [`KeyDirectory`], [`AuditStore`],
-//! [`CredentialStore`], [`MediaStore`], [`UsageStore`] and [`SearchIndex`],
-//! so nodes on one database share one search index. The crate README says
-//! what is stored where and what each part promises; in short:
+//! [`CredentialStore`], [`MediaStore`], [`UsageStore`], [`FlagStore`] and
+//! [`SearchIndex`], so nodes on one database share one search index. The
+//! crate README says what is stored where and what each part promises; in
+//! short:
 //!
 //! * **Replica sets only.** An append stores the message, advances its
 //!   conversation's head and logs its event in one multi-document transaction,
@@ -42,6 +43,7 @@
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
 //! [`MediaStore`]: caas_core::ports::MediaStore
 //! [`UsageStore`]: caas_core::ports::UsageStore
+//! [`FlagStore`]: caas_core::ports::FlagStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -50,6 +52,7 @@ mod conversations;
 mod credentials;
 mod error;
 mod events;
+mod flags;
 mod keys;
 mod media;
 mod messages;
@@ -166,6 +169,8 @@ pub(crate) mod names {
     pub(crate) const USAGE: &str = "usage";
     /// Monthly active users: one document per tenant, month and user.
     pub(crate) const ACTIVE_USERS: &str = "active_users";
+    /// Flags: one document per tenant, conversation, message and reporter.
+    pub(crate) const FLAGS: &str = "flags";
 }
 
 /// Letters, digits, `_` and `-` only (a database name may not hold `/\. "$`
@@ -211,6 +216,7 @@ fn create_indexes() -> Vec<Document> {
         media::commands::create_indexes(),
         usage,
         active_users,
+        flags::commands::create_indexes(),
     ]
 }
 
@@ -311,6 +317,7 @@ impl MongoStore {
             audit: db.clone(),
             media: db.clone(),
             usage: db.clone(),
+            flags: db.clone(),
             search: db,
             ..caas_storage::memory::backends()
         }
@@ -438,6 +445,7 @@ mod tests {
                 "media",
                 "usage",
                 "active_users",
+                "flags",
             ]
         );
         // Each names its indexes, so a re-run at the next start is a no-op

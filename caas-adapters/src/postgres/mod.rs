@@ -4,8 +4,9 @@
 //! One [`PostgresStore`] (cheap to clone) implements [`TenantStore`],
 //! [`UserStore`], [`ConversationStore`], [`MessageStore`], [`ReceiptStore`],
 //! [`EventLog`], [`KeyDirectory`], [`AuditStore`], [`CredentialStore`],
-//! [`MediaStore`], [`UsageStore`] and [`SearchIndex`]. The crate README says
-//! what is stored where and what each part promises; in short:
+//! [`MediaStore`], [`UsageStore`], [`FlagStore`] and [`SearchIndex`]. The
+//! crate README says what is stored where and what each part promises; in
+//! short:
 //!
 //! * **Seqs**: an append locks its conversation's head row (`streams`) until it
 //!   commits and takes the next seq from it, so seqs are gap-free and unique
@@ -31,6 +32,7 @@
 //! [`CredentialStore`]: caas_core::ports::CredentialStore
 //! [`MediaStore`]: caas_core::ports::MediaStore
 //! [`UsageStore`]: caas_core::ports::UsageStore
+//! [`FlagStore`]: caas_core::ports::FlagStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -40,6 +42,7 @@ mod conversations;
 mod credentials;
 mod error;
 mod events;
+mod flags;
 mod keys;
 mod media;
 mod messages;
@@ -301,6 +304,7 @@ impl PostgresStore {
             audit: db.clone(),
             media: db.clone(),
             usage: db.clone(),
+            flags: db.clone(),
             search: db,
             ..caas_storage::memory::backends()
         }

@@ -18,7 +18,30 @@ use super::pool::Lease;
 
 /// Migration `i` takes a schema from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+
+/// Version 5: flags (`FlagStore`), one row per tenant, conversation, message
+/// and reporter (the port's "one flag per reporter and message"). What a
+/// resolution changes is in columns, so settling a message's flags is one
+/// `UPDATE`: `open`, and `resolution` (JSON, NULL while open). `created_at` is
+/// in unix nanoseconds; the partial index holds the open flags only, in the
+/// moderators' listing order (oldest first, then message and reporter). The
+/// document holds the flag as reported.
+const V5: &str = r#"
+CREATE TABLE flags (
+    tenant       text COLLATE "C" NOT NULL,
+    conversation text COLLATE "C" NOT NULL,
+    message      text COLLATE "C" NOT NULL,
+    reporter     text COLLATE "C" NOT NULL,
+    created_at   bigint NOT NULL,
+    open         boolean NOT NULL,
+    resolution   text,
+    doc          text NOT NULL,
+    PRIMARY KEY (tenant, conversation, message, reporter)
+);
+CREATE INDEX flags_open ON flags (tenant, conversation, created_at, message, reporter)
+    WHERE open;
+"#;
 
 /// Version 4: usage meters (`UsageStore`). One row per tenant, day (since the
 /// Unix epoch) and meter, holding a sum or a peak; and one row per user active

@@ -4,7 +4,7 @@
 //! One [`SqliteStore`] (cheap to clone) implements [`TenantStore`], [`UserStore`],
 //! [`ConversationStore`], [`MessageStore`], [`ReceiptStore`], [`EventLog`],
 //! [`KeyDirectory`], [`AuditStore`], [`CredentialStore`], [`Revocations`],
-//! [`MediaStore`], [`UsageStore`] and [`SearchIndex`].
+//! [`MediaStore`], [`UsageStore`], [`FlagStore`] and [`SearchIndex`].
 //!
 //! * **WAL mode, one writer with group commit.** Every write is a command sent to a
 //!   single writer thread, which commits whatever has queued in one transaction and
@@ -31,6 +31,7 @@
 //! [`Revocations`]: caas_core::ports::Revocations
 //! [`MediaStore`]: caas_core::ports::MediaStore
 //! [`UsageStore`]: caas_core::ports::UsageStore
+//! [`FlagStore`]: caas_core::ports::FlagStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -39,6 +40,7 @@ mod conversations;
 mod credentials;
 mod error;
 mod events;
+mod flags;
 #[cfg(feature = "encryption")]
 mod keyrings;
 mod keys;
@@ -203,6 +205,7 @@ impl SqliteStore {
             audit: db.clone(),
             media: db.clone(),
             usage: db.clone(),
+            flags: db.clone(),
             search: db,
             ..crate::memory::backends()
         }

@@ -17,7 +17,7 @@ pub(super) const APPLICATION_ID: i32 = 0x6361_6173;
 
 /// Migration `i` takes a database from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this binary writes.
 #[cfg(test)]
@@ -284,6 +284,27 @@ CREATE TABLE active_users (
     user_id TEXT NOT NULL,
     PRIMARY KEY (tenant, month, user_id)
 ) WITHOUT ROWID;
+"#;
+
+/// Version 6: flags (`FlagStore`), one row per tenant, conversation, message
+/// and reporter (the port's "one flag per reporter and message"). The flag,
+/// its resolution included, is the JSON document; `created_at` (unix
+/// nanoseconds) and `open` are columns for the moderators' listing, which the
+/// partial index serves in its order (oldest first, then message and reporter)
+/// from the open flags alone.
+const V6: &str = r#"
+CREATE TABLE flags (
+    tenant       TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    message      TEXT NOT NULL,
+    reporter     TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    open         INTEGER NOT NULL,
+    doc          TEXT NOT NULL,
+    PRIMARY KEY (tenant, conversation, message, reporter)
+) WITHOUT ROWID;
+CREATE INDEX flags_open
+    ON flags (tenant, conversation, created_at, message, reporter) WHERE open = 1;
 "#;
 
 /// Checks that the file is a caas database this binary understands and brings its
