@@ -305,8 +305,8 @@ impl EventLog for PostgresStore {
                 if event.scrub_messages(messages) {
                     // The document is re-encoded as appends write it; the
                     // `audience` and `msg_seq` columns that reads combine with
-                    // it stay as they are (a `message.created` document's seq
-                    // is the placeholder it was logged with).
+                    // it stay as they are (a `message.created` document keeps
+                    // the seq it was logged with; reads take `msg_seq`).
                     curs.push(cur);
                     docs.push(event_doc(&event)?);
                 }

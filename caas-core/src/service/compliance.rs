@@ -163,24 +163,26 @@ impl UserExport {
 }
 
 impl Caas {
-    /// Starts an export of everything the caller's tenant holds about `user`:
-    /// the profile, memberships, receipts and device keys first, then, a page
-    /// at a time as the export is read, their uploads, the messages they sent and the
-    /// reactions they put on others' messages, in each conversation they are
-    /// a member of. Tenant servers (and what a tenant's policy allows); the
-    /// export is audited before anything is read.
-    pub async fn export_user(self: &Arc<Self>, p: &Principal, user: &UserId) -> Result<UserExport> {
+    /// The start of a compliance operation on `user`: authorize `action`
+    /// (tenant servers, or what a tenant's policy allows: `owner` lets users
+    /// act on their own data) → rate-limit → the user must exist → audit,
+    /// before anything is read or changed.
+    async fn compliance_subject<'p>(
+        &self,
+        p: &'p Principal,
+        action: Action,
+        user: &UserId,
+    ) -> Result<(super::Ctx<'p>, User)> {
         let ctx = self.ctx(p).await?;
         let rule = Self::authorize(
             &ctx,
-            Action::ComplianceExport,
+            action,
             Self::subject(&ctx, None),
-            // `owner`: a tenant's policy may let users export their own data.
             Attrs::default()
                 .with("kind", "user")
                 .with("owner", user.shared()),
         )?;
-        self.rate_limit(&ctx, Action::ComplianceExport).await?;
+        self.rate_limit(&ctx, action).await?;
         let profile = self
             .b
             .users
@@ -191,7 +193,7 @@ impl Caas {
             &ctx.tenant,
             audit_record(
                 p,
-                Action::ComplianceExport,
+                action,
                 format!("user:{user}"),
                 &rule,
                 serde_json::Value::Null,
@@ -199,6 +201,19 @@ impl Caas {
             ),
         )
         .await?;
+        Ok((ctx, profile))
+    }
+
+    /// Starts an export of everything the caller's tenant holds about `user`:
+    /// the profile, memberships, receipts and device keys first, then, a page
+    /// at a time as the export is read, their uploads, the messages they sent and the
+    /// reactions they put on others' messages, in each conversation they are
+    /// a member of. Tenant servers (and what a tenant's policy allows); the
+    /// export is audited before anything is read.
+    pub async fn export_user(self: &Arc<Self>, p: &Principal, user: &UserId) -> Result<UserExport> {
+        let (ctx, profile) = self
+            .compliance_subject(p, Action::ComplianceExport, user)
+            .await?;
         let mut ready = VecDeque::from([ExportItem::User { user: profile }]);
         let mut conversations = VecDeque::new();
         for (conversation, member) in self
@@ -270,34 +285,9 @@ impl Caas {
     /// before anything changes. Safe to repeat: a second run finishes what an
     /// interrupted one left.
     pub async fn erase_user(&self, p: &Principal, user: &UserId) -> Result<Erasure> {
-        let ctx = self.ctx(p).await?;
-        let rule = Self::authorize(
-            &ctx,
-            Action::ComplianceErase,
-            Self::subject(&ctx, None),
-            Attrs::default()
-                .with("kind", "user")
-                .with("owner", user.shared()),
-        )?;
-        self.rate_limit(&ctx, Action::ComplianceErase).await?;
-        let profile = self
-            .b
-            .users
-            .get(&ctx.tenant, user)
-            .await?
-            .ok_or_else(|| Error::not_found(EntityKind::User, user))?;
-        self.audit(
-            &ctx.tenant,
-            audit_record(
-                p,
-                Action::ComplianceErase,
-                format!("user:{user}"),
-                &rule,
-                serde_json::Value::Null,
-                ctx.now,
-            ),
-        )
-        .await?;
+        let (ctx, profile) = self
+            .compliance_subject(p, Action::ComplianceErase, user)
+            .await?;
         let mut done = Erasure {
             user_id: user.clone(),
             messages: 0,

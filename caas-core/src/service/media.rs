@@ -389,6 +389,16 @@ impl Caas {
         query: &str,
         content_type: Option<&str>,
     ) -> Result<u64> {
+        Ok(self.pending_upload(path, query, content_type).await?.2)
+    }
+
+    /// What [`Caas::upload_target`] checks; the upload's tenant, id and size.
+    async fn pending_upload(
+        &self,
+        path: &str,
+        query: &str,
+        content_type: Option<&str>,
+    ) -> Result<(TenantId, BlobId, u64)> {
         let now = self.now();
         let (tenant, id) = self.b.blobs.verify_url(UrlMethod::Put, path, query, now)?;
         self.active_tenant(&tenant, now).await?;
@@ -410,7 +420,7 @@ impl Caas {
                 format!("must be the announced `{}`", m.content_type),
             ));
         }
-        Ok(m.size)
+        Ok((tenant, id, m.size))
     }
 
     /// Stores bytes PUT to an upload URL the gateway serves: everything
@@ -423,9 +433,7 @@ impl Caas {
         content_type: Option<&str>,
         bytes: Vec<u8>,
     ) -> Result<BlobMeta> {
-        let size = self.upload_target(path, query, content_type).await?;
-        let now = self.now();
-        let (tenant, id) = self.b.blobs.verify_url(UrlMethod::Put, path, query, now)?;
+        let (tenant, id, size) = self.pending_upload(path, query, content_type).await?;
         let got = bytes.len() as u64;
         if got > size {
             return Err(Error::PayloadTooLarge {
@@ -444,7 +452,7 @@ impl Caas {
         let meta = self
             .b
             .blobs
-            .put(&tenant, &id, content_type, bytes, now)
+            .put(&tenant, &id, content_type, bytes, self.now())
             .await?;
         // Deleted or swept while the bytes arrived: drop them, or nothing would.
         if self.b.media.get(&tenant, &id).await?.is_none() {
