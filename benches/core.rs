@@ -89,6 +89,14 @@ impl caas::core::ports::EventLog for Discard {
     ) -> caas::Result<Vec<caas::core::events::LoggedEvent>> {
         Ok(Vec::new())
     }
+    async fn read_tenant(
+        &self,
+        _: &caas::core::ids::TenantId,
+        _: caas::core::ids::Cursor,
+        _: usize,
+    ) -> caas::Result<Vec<caas::core::events::LoggedEvent>> {
+        Ok(Vec::new())
+    }
     async fn head(&self, _: &caas::core::ids::TenantId) -> caas::Result<caas::core::ids::Cursor> {
         Ok(caas::core::ids::Cursor(0))
     }

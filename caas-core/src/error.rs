@@ -21,6 +21,10 @@ pub enum EntityKind {
     Blob,
     /// A device's key bundle.
     DeviceKeys,
+    /// A webhook endpoint.
+    Webhook,
+    /// A webhook dead letter.
+    DeadLetter,
 }
 
 impl std::fmt::Display for EntityKind {
@@ -33,6 +37,8 @@ impl std::fmt::Display for EntityKind {
             EntityKind::Message => "message",
             EntityKind::Blob => "blob",
             EntityKind::DeviceKeys => "device keys",
+            EntityKind::Webhook => "webhook",
+            EntityKind::DeadLetter => "dead letter",
         })
     }
 }

@@ -179,6 +179,10 @@ string_id!(
     /// The id of one request, carried into every log line and event it causes.
     CorrelationId, "correlation_id", "r_"
 );
+string_id!(
+    /// A tenant's webhook endpoint.
+    WebhookId, "webhook_id", "wh_"
+);
 
 /// A message's position in its conversation: 1 for the first message, then gap-free.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]

@@ -318,6 +318,7 @@ impl MongoStore {
             media: db.clone(),
             usage: db.clone(),
             flags: db.clone(),
+            webhooks: Arc::new(caas_storage::memory::MemoryWebhookStore::default()),
             search: db,
             ..caas_storage::memory::backends()
         }

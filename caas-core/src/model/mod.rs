@@ -13,6 +13,7 @@ mod presence;
 mod receipt;
 mod tenant;
 mod user;
+mod webhook;
 
 pub use audit::{AuditRecord, AuditVerification, ChainBreak, ChainCheck};
 pub use conversation::{Conversation, ConversationKind, Member, Role};
@@ -32,6 +33,7 @@ pub use tenant::{
     TenantStatus, UsageQuotas,
 };
 pub use user::User;
+pub use webhook::{DeadLetter, WebhookEndpoint, WebhookProgress, WebhookSecret};
 
 /// Free-form attributes of users and conversations, usable in policy conditions
 /// (strings, integers, booleans and lists of them).

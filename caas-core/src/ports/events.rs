@@ -22,6 +22,16 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<LoggedEvent>>;
 
+    /// Up to `limit` events of the tenant, whatever their audience, with
+    /// cursors above `after`, in ascending cursor order: for consumers of the
+    /// whole log (webhook delivery).
+    async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>>;
+
     /// The cursor of the tenant's newest event (0 when empty).
     async fn head(&self, tenant: &TenantId) -> Result<Cursor>;
 

@@ -202,6 +202,15 @@ impl EventLog for Metered<dyn EventLog> {
     ) -> Result<Vec<LoggedEvent>> {
         self.time("read", self.inner.read(t, u, after, limit)).await
     }
+    async fn read_tenant(
+        &self,
+        t: &TenantId,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>> {
+        self.time("read_tenant", self.inner.read_tenant(t, after, limit))
+            .await
+    }
     async fn head(&self, t: &TenantId) -> Result<Cursor> {
         self.time("head", self.inner.head(t)).await
     }

@@ -29,6 +29,7 @@ mod search;
 mod tenants;
 mod usage;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -51,6 +52,7 @@ pub use search::{MessageHit, SearchIndex, tokenize};
 pub use tenants::TenantStore;
 pub use usage::{UsageRow, UsageStore};
 pub use users::UserStore;
+pub use webhooks::{WebhookOutcome, WebhookRequest, WebhookSender, WebhookStore};
 
 use crate::time::Clock;
 
@@ -88,6 +90,8 @@ pub struct Backends {
     pub usage: Arc<dyn UsageStore>,
     /// Messages reported for review.
     pub flags: Arc<dyn FlagStore>,
+    /// Webhook endpoints, their delivery progress and dead letters.
+    pub webhooks: Arc<dyn WebhookStore>,
     /// Full-text search.
     pub search: Arc<dyn SearchIndex>,
     /// Presence with expiry.

@@ -226,3 +226,42 @@ pub async fn scrub_removes_message_content(b: Backends) {
     };
     assert_eq!(message.body.as_deref(), Some("secret elsewhere"));
 }
+
+/// A whole-tenant read returns every event of the tenant in cursor order,
+/// with its full audience, whoever it was for, and pages by cursor.
+pub async fn read_tenant_sees_every_audience(b: Backends) {
+    let s = b.events;
+    let tn = tenant();
+    let c = conversation();
+    let (mut cursors, mut appended) = (Vec::new(), Vec::new());
+    for (n, aud) in [
+        (1, &["alice", "bob"][..]),
+        (2, &["bob"][..]),
+        (3, &["carol"][..]),
+    ] {
+        let e = event(&tn, &c, aud, n);
+        cursors.push(s.append(Arc::new(e.clone())).await.unwrap());
+        appended.push(e);
+    }
+    s.append(Arc::new(event(&tenant(), &c, &["alice"], 9)))
+        .await
+        .unwrap();
+    let all = s.read_tenant(&tn, Cursor(0), 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+        cursors,
+        "every event of the tenant, in cursor order"
+    );
+    let read: Vec<Event> = all.iter().map(|e| Event::clone(&e.event)).collect();
+    assert_eq!(read, appended);
+    let page = s.read_tenant(&tn, cursors[0], 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].cursor, cursors[1]);
+    assert!(s.read_tenant(&tn, cursors[2], 10).await.unwrap().is_empty());
+    assert!(
+        s.read_tenant(&tenant(), Cursor(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -32,6 +32,7 @@ pub mod search;
 pub mod tenants;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use crate::ids::{ConversationId, TenantId, UserId};
 #[cfg(doc)]
@@ -65,7 +66,7 @@ pub fn t(secs: u64) -> Timestamp {
 /// case: `contract_suites!(make; port, port, …)` with ports among `tenants`,
 /// `users`, `conversations`, `messages` (with the event log it writes to),
 /// `receipts`, `events`, `keys`, `audit`, `credentials`, `search`, `bus`,
-/// `blobs`, `media`, `usage`, `flags`, `presence`, `rate_limits`, `revocations`. Each port becomes a module of
+/// `blobs`, `media`, `usage`, `flags`, `webhooks`, `presence`, `rate_limits`, `revocations`. Each port becomes a module of
 /// `#[tokio::test]`s, one per case.
 #[macro_export]
 macro_rules! contract_suites {
@@ -163,6 +164,7 @@ macro_rules! __contract_suite {
                 ephemeral_events_are_refused,
                 concurrent_appends,
                 scrub_removes_message_content,
+                read_tenant_sees_every_audience,
             ]
         );
     };
@@ -256,6 +258,20 @@ macro_rules! __contract_suite {
             flags,
             $make,
             [flag_list_and_resolve, concurrent_flags_all_count,]
+        );
+    };
+    (webhooks, $make:expr) => {
+        $crate::__contract_cases!(
+            webhooks,
+            webhooks,
+            $make,
+            [
+                create_update_list_delete,
+                due_skips_disabled_and_backing_off,
+                one_holder_at_a_time,
+                dead_letters_keep_and_replace,
+                concurrent_claims_have_one_winner,
+            ]
         );
     };
     (usage, $make:expr) => {

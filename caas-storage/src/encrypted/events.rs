@@ -28,6 +28,17 @@ impl EncryptedEventLog {
             sealer: Sealer { keys },
         }
     }
+
+    async fn open(&self, logged: Vec<LoggedEvent>) -> Result<Vec<LoggedEvent>> {
+        let mut out = Vec::with_capacity(logged.len());
+        for l in logged {
+            out.push(LoggedEvent {
+                cursor: l.cursor,
+                event: self.sealer.event(l.event, false).await?,
+            });
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -45,14 +56,17 @@ impl EventLog for EncryptedEventLog {
         limit: usize,
     ) -> Result<Vec<LoggedEvent>> {
         let logged = self.inner.read(tenant, user, after, limit).await?;
-        let mut out = Vec::with_capacity(logged.len());
-        for l in logged {
-            out.push(LoggedEvent {
-                cursor: l.cursor,
-                event: self.sealer.event(l.event, false).await?,
-            });
-        }
-        Ok(out)
+        self.open(logged).await
+    }
+
+    async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>> {
+        let logged = self.inner.read_tenant(tenant, after, limit).await?;
+        self.open(logged).await
     }
 
     async fn head(&self, tenant: &TenantId) -> Result<Cursor> {

@@ -81,6 +81,30 @@ impl EventLog for MemoryEventLog {
             .collect())
     }
 
+    async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>> {
+        let Some(log) = self.tenants.get(tenant).map(|l| l.clone()) else {
+            return Ok(Vec::new());
+        };
+        let log = log.lock().map_err(poisoned)?;
+        let start = usize::try_from(after.0).unwrap_or(usize::MAX);
+        Ok(log
+            .events
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(limit)
+            .map(|(i, event)| LoggedEvent {
+                cursor: Cursor(i as u64 + 1),
+                event: event.clone(),
+            })
+            .collect())
+    }
+
     async fn head(&self, tenant: &TenantId) -> Result<Cursor> {
         let Some(log) = self.tenants.get(tenant).map(|l| l.clone()) else {
             return Ok(Cursor(0));

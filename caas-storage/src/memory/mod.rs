@@ -22,6 +22,7 @@ mod search;
 mod tenants;
 mod usage;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ pub use search::MemorySearchIndex;
 pub use tenants::MemoryTenantStore;
 pub use usage::MemoryUsageStore;
 pub use users::MemoryUserStore;
+pub use webhooks::MemoryWebhookStore;
 
 /// Every port in memory, on the system clock.
 pub fn backends() -> Backends {
@@ -71,6 +73,7 @@ pub fn backends_with_clock(clock: Arc<dyn Clock>) -> Backends {
         media: Arc::new(MemoryMediaStore::default()),
         usage: Arc::new(MemoryUsageStore::default()),
         flags: Arc::new(MemoryFlagStore::default()),
+        webhooks: Arc::new(MemoryWebhookStore::default()),
         search: Arc::new(MemorySearchIndex::default()),
         presence: Arc::new(MemoryPresenceStore::default()),
         rate_limits: Arc::new(MemoryRateLimitStore::default()),
@@ -96,5 +99,5 @@ mod contract {
     //! Every memory backend runs its port's contract suite.
     caas_core::contract_suites!(crate::memory::backends();
         tenants, users, conversations, messages, receipts, events, keys, audit,
-        credentials, search, bus, blobs, media, usage, flags, presence, rate_limits, revocations);
+        credentials, search, bus, blobs, media, usage, flags, webhooks, presence, rate_limits, revocations);
 }

@@ -290,6 +290,31 @@ fn scrub_rows(c: &Tx<'_, '_>, tenant: &str, messages: &HashSet<MessageId>) -> Re
     u64::try_from(changed.len()).map_err(|_| Error::internal("sqlite: too many scrubbed events"))
 }
 
+/// Rows as logged events, each with its audience: a set's users (read once per
+/// set) or, for version 1 events, the users in the document.
+fn logged(c: &Connection, tenant: &str, rows: Vec<Row>) -> Result<Vec<LoggedEvent>> {
+    let mut sets: HashMap<i64, Arc<[UserId]>> = HashMap::new();
+    rows.into_iter()
+        .map(|(cursor, doc, set)| {
+            let mut event: Event = from_json(&doc, "event")?;
+            if let Some(id) = set {
+                event.audience = match sets.get(&id) {
+                    Some(users) => users.clone(),
+                    None => {
+                        let users = audience_users(c, tenant, id)?;
+                        sets.insert(id, users.clone());
+                        users
+                    }
+                };
+            }
+            Ok(LoggedEvent {
+                cursor: Cursor(to_u64(cursor, "cursor")?),
+                event: Arc::new(event),
+            })
+        })
+        .collect()
+}
+
 /// The users of audience set `id`.
 fn audience_users(c: &Connection, tenant: &str, id: i64) -> Result<Arc<[UserId]>> {
     let json: String = c
@@ -331,26 +356,36 @@ impl EventLog for SqliteStore {
         let legacy = self.inner.legacy_audiences;
         self.read(move |c| {
             let rows = read_rows(c, legacy, tenant.as_str(), user.as_str(), after, n)?;
-            let mut sets: HashMap<i64, Arc<[UserId]>> = HashMap::new();
-            rows.into_iter()
-                .map(|(cursor, doc, set)| {
-                    let mut event: Event = from_json(&doc, "event")?;
-                    if let Some(id) = set {
-                        event.audience = match sets.get(&id) {
-                            Some(users) => users.clone(),
-                            None => {
-                                let users = audience_users(c, tenant.as_str(), id)?;
-                                sets.insert(id, users.clone());
-                                users
-                            }
-                        };
-                    }
-                    Ok(LoggedEvent {
-                        cursor: Cursor(to_u64(cursor, "cursor")?),
-                        event: Arc::new(event),
-                    })
+            logged(c, tenant.as_str(), rows)
+        })
+        .await
+    }
+
+    async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Cursor,
+        n: usize,
+    ) -> Result<Vec<LoggedEvent>> {
+        let tenant = tenant.clone();
+        let after = bound(after.0);
+        self.read(move |c| {
+            // Events logged by schema version 1 have no set; their documents
+            // carry their audience.
+            let mut select = c
+                .prepare_cached(
+                    "SELECT cursor, doc, audience FROM events
+                     WHERE tenant = ?1 AND cursor > ?2 ORDER BY cursor LIMIT ?3",
+                )
+                .ctx("read event log")?;
+            let rows = select
+                .query_map(params![tenant.as_str(), after, limit(n)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
-                .collect()
+                .ctx("read event log")?
+                .collect::<rusqlite::Result<Vec<Row>>>()
+                .ctx("read event log")?;
+            logged(c, tenant.as_str(), rows)
         })
         .await
     }

@@ -206,6 +206,7 @@ impl SqliteStore {
             media: db.clone(),
             usage: db.clone(),
             flags: db.clone(),
+            webhooks: Arc::new(crate::memory::MemoryWebhookStore::default()),
             search: db,
             ..crate::memory::backends()
         }

@@ -1,0 +1,115 @@
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::ids::{TenantId, WebhookId};
+use crate::model::{DeadLetter, WebhookEndpoint, WebhookProgress};
+use crate::time::Timestamp;
+
+/// Tenants' webhook endpoints, their delivery progress and dead letters.
+///
+/// Delivery is leased: a node [`claim`](WebhookStore::claim)s an endpoint
+/// until a time, and only the holder records [`progress`](WebhookStore::progress),
+/// so two nodes never deliver the same endpoint at once and a crashed node's
+/// lease runs out for another to take over.
+#[async_trait]
+pub trait WebhookStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new endpoint, with its progress as given and no lease.
+    /// [`crate::Error::Conflict`] when the id is taken.
+    async fn create(&self, endpoint: &WebhookEndpoint) -> Result<()>;
+
+    /// Replaces an endpoint's configuration (`url`, `kinds`, `secrets`,
+    /// `disabled`, `updated_at`); its progress and lease stay.
+    /// [`crate::Error::NotFound`] when there is none.
+    async fn update(&self, endpoint: &WebhookEndpoint) -> Result<()>;
+
+    /// One endpoint.
+    async fn get(&self, tenant: &TenantId, id: &WebhookId) -> Result<Option<WebhookEndpoint>>;
+
+    /// The tenant's endpoints, by id.
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<WebhookEndpoint>>;
+
+    /// Removes an endpoint and its dead letters; `false` when there was none.
+    async fn delete(&self, tenant: &TenantId, id: &WebhookId) -> Result<bool>;
+
+    /// Up to `limit` enabled endpoints of any tenant whose backoff is over at
+    /// `now` (`retry_at` unset or not after `now`), by tenant and id.
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<(TenantId, WebhookId)>>;
+
+    /// Leases the endpoint to `holder` until `until` when it is free, its lease
+    /// ran out by `now`, or `holder` already holds it; returns the endpoint as
+    /// stored then, or `None` when another holder has it (or it is gone).
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookId,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<WebhookEndpoint>>;
+
+    /// Records the endpoint's progress when `holder` holds its lease; `false`
+    /// (nothing written) when it does not.
+    async fn progress(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookId,
+        holder: &str,
+        progress: &WebhookProgress,
+    ) -> Result<bool>;
+
+    /// Keeps a delivery given up; a second letter with the same tenant,
+    /// endpoint and id replaces the first.
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<()>;
+
+    /// The endpoint's dead letters, oldest cursor first (then by id), at most
+    /// `limit`.
+    async fn dead_letters(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookId,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>>;
+
+    /// Removes one dead letter; `false` when there was none.
+    async fn remove_dead_letter(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookId,
+        letter: &str,
+    ) -> Result<bool>;
+}
+
+/// One signed delivery to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRequest {
+    /// The endpoint's URL.
+    pub url: String,
+    /// Headers besides `content-type: application/json`.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+/// What became of a delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// The receiver answered with this status (2xx is success).
+    Status(u16),
+    /// No answer: refused, unreachable, timed out, or a forbidden address.
+    Failed(String),
+}
+
+impl WebhookOutcome {
+    /// Whether the receiver took it (2xx).
+    pub fn delivered(&self) -> bool {
+        matches!(self, WebhookOutcome::Status(s) if (200..300).contains(s))
+    }
+}
+
+/// Makes deliveries over the network (an HTTP client). Implementations bound
+/// each attempt in time and refuse addresses they must not reach.
+#[async_trait]
+pub trait WebhookSender: Send + Sync + std::fmt::Debug {
+    /// POSTs one delivery.
+    async fn send(&self, request: &WebhookRequest) -> WebhookOutcome;
+}
