@@ -23,3 +23,5 @@ pub mod rabbitmq;
 pub mod redis;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "webhooks")]
+pub mod webhooks;

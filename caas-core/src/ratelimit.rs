@@ -174,7 +174,7 @@ pub const EDGE_ACTION: &str = "edge.request";
 impl Default for Limits {
     /// The platform defaults: upload 10/min, download 100/min, media delete
     /// 20/min, message delete 20/min, flags 20/min,
-    /// search 30/min, 100 requests/min per IP at the edge; sending 600/min with
+    /// search 30/min, webhook changes 60/min, 100 requests/min per IP at the edge; sending 600/min with
     /// bursts of 60, typing 60/min, call signals 600/min; edits 60/min, reactions
     /// 120/min, pins 30/min, new conversations 30/min, member adds 120/min,
     /// receipts 600/min, presence reports 120/min, key claims 60/min.
@@ -186,6 +186,7 @@ impl Default for Limits {
         by_action.insert("message.flag".to_owned(), Quota::per_minute(20));
         by_action.insert("message.delete".to_owned(), Quota::per_minute(20));
         by_action.insert("search".to_owned(), Quota::per_minute(30));
+        by_action.insert("webhook.manage".to_owned(), Quota::per_minute(60));
         by_action.insert(EDGE_ACTION.to_owned(), Quota::per_minute(100));
         by_action.insert(
             "message.send".to_owned(),

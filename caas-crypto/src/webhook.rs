@@ -15,6 +15,9 @@ use crate::{Error, Result};
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "caas-signature";
 
+/// How generated secrets begin.
+pub const SECRET_PREFIX: &str = "whsec_";
+
 /// Default replay window, seconds either side of the receiver's clock.
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
@@ -48,12 +51,30 @@ impl WebhookSigner {
         ctx.sign()
     }
 
+    /// A fresh random secret to sign with: `whsec_` and 32 random bytes in
+    /// base64url.
+    pub fn generate_secret() -> Result<String> {
+        let raw = zeroize::Zeroizing::new(crate::random::array::<32>()?);
+        Ok(format!(
+            "{SECRET_PREFIX}{}",
+            crate::base64url::encode(raw.as_slice())
+        ))
+    }
+
     /// The header value for `body` sent at `timestamp` (unix seconds).
     pub fn sign(&self, timestamp: i64, body: &[u8]) -> String {
-        format!(
-            "t={timestamp},v1={}",
-            hex(self.mac(timestamp, body).as_ref())
-        )
+        Self::sign_all(std::slice::from_ref(self), timestamp, body)
+    }
+
+    /// The header value for `body` sent at `timestamp`, with one `v1` per
+    /// signer: during a rotation the receiver may hold either secret.
+    pub fn sign_all(signers: &[WebhookSigner], timestamp: i64, body: &[u8]) -> String {
+        let mut header = format!("t={timestamp}");
+        for signer in signers {
+            header.push_str(",v1=");
+            header.push_str(&hex(signer.mac(timestamp, body).as_ref()));
+        }
+        header
     }
 
     /// Verifies a received header against `body` at `now`, allowing
@@ -196,6 +217,29 @@ mod tests {
 
     fn signer() -> WebhookSigner {
         WebhookSigner::new(b"whsec_0123456789abcdef0123456789abcdef").unwrap()
+    }
+
+    #[test]
+    fn generated_secrets_are_distinct_and_sign() {
+        let a = WebhookSigner::generate_secret().unwrap();
+        let b = WebhookSigner::generate_secret().unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(SECRET_PREFIX));
+        assert_eq!(a.len(), SECRET_PREFIX.len() + 43);
+        assert!(WebhookSigner::new(a.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_header_signed_by_two_secrets_verifies_with_either() {
+        let old = signer();
+        let new = WebhookSigner::new(b"whsec_fedcba9876543210fedcba9876543210").unwrap();
+        let other = WebhookSigner::new(b"whsec_00000000000000000000000000000000").unwrap();
+        let header = WebhookSigner::sign_all(&[new.clone(), old.clone()], 1000, b"{}");
+        assert_eq!(header.matches("v1=").count(), 2);
+        assert_eq!(new.verify(&header, b"{}", 1000, 300).unwrap(), 1000);
+        assert_eq!(old.verify(&header, b"{}", 1000, 300).unwrap(), 1000);
+        assert!(other.verify(&header, b"{}", 1000, 300).is_err());
+        assert!(new.verify(&header, b"{ }", 1000, 300).is_err());
     }
 
     #[test]

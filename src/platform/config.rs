@@ -52,6 +52,8 @@ pub struct PlatformConfig {
     pub encryption: EncryptionConfig,
     /// The payment provider's webhook and the plan catalog (`[billing]`).
     pub billing: BillingConfig,
+    /// Delivery of tenants' webhooks (`[webhooks]`).
+    pub webhooks: WebhooksConfig,
     /// The live bus between nodes (`CAAS_BUS`): `local` (in process, the
     /// default), `redis`, `nats`, `rabbitmq` or `kafka`.
     pub bus: BusKind,
@@ -186,6 +188,70 @@ pub struct BillingConfig {
     pub plans: std::collections::BTreeMap<String, caas_core::service::Plan>,
 }
 
+/// `[webhooks]`: how tenants' webhook endpoints are reached.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Attempts at one delivery before it becomes a dead letter (1–50).
+    pub max_attempts: u32,
+    /// The wait after a first failure, in milliseconds (10 ms–1 h); it doubles
+    /// with each further failure.
+    pub backoff_base_ms: u64,
+    /// The longest wait between attempts, in seconds (1 s–1 day).
+    pub backoff_max_secs: u64,
+    /// The longest one attempt may take, in seconds (1–60).
+    pub timeout_secs: u64,
+    /// Allow `http://` endpoints and loopback, private or link-local addresses
+    /// (`CAAS_WEBHOOKS_ALLOW_INSECURE`): for development on one machine only.
+    pub allow_insecure_urls: bool,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let core = caas_core::service::WebhookConfig::default();
+        Self {
+            max_attempts: core.max_attempts,
+            backoff_base_ms: u64::try_from(core.backoff_base.as_millis()).unwrap_or(u64::MAX),
+            backoff_max_secs: core.backoff_max.as_secs(),
+            timeout_secs: 10,
+            allow_insecure_urls: false,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// The service's delivery settings.
+    pub fn service(&self) -> caas_core::service::WebhookConfig {
+        caas_core::service::WebhookConfig {
+            max_attempts: self.max_attempts,
+            backoff_base: std::time::Duration::from_millis(self.backoff_base_ms),
+            backoff_max: std::time::Duration::from_secs(self.backoff_max_secs),
+            allow_insecure_urls: self.allow_insecure_urls,
+            ..caas_core::service::WebhookConfig::default()
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if !(1..=50).contains(&self.max_attempts) {
+            return Err(ConfigError("[webhooks] max_attempts must be 1 to 50".into()));
+        }
+        if !(10..=3_600_000).contains(&self.backoff_base_ms) {
+            return Err(ConfigError(
+                "[webhooks] backoff_base_ms must be 10 to 3600000".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.backoff_max_secs) {
+            return Err(ConfigError(
+                "[webhooks] backoff_max_secs must be 1 to 86400".into(),
+            ));
+        }
+        if !(1..=60).contains(&self.timeout_secs) {
+            return Err(ConfigError("[webhooks] timeout_secs must be 1 to 60".into()));
+        }
+        Ok(())
+    }
+}
+
 /// A configured secret: its `Debug` never shows it, so no configuration dump
 /// or log line can leak it.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -243,6 +309,7 @@ impl Default for PlatformConfig {
             storage: Storage::Embedded,
             encryption: EncryptionConfig::default(),
             billing: BillingConfig::default(),
+            webhooks: WebhooksConfig::default(),
             bus: BusKind::Local,
             presence: PresenceKind::Memory,
             blobs: BlobsKind::Fs,
@@ -397,6 +464,18 @@ impl PlatformConfig {
         if let Some(v) = env("CAAS_STRIPE_WEBHOOK_SECRET") {
             c.billing.stripe_webhook_secret = Some(Secret(v));
         }
+        if let Some(v) = env("CAAS_WEBHOOKS_ALLOW_INSECURE") {
+            c.webhooks.allow_insecure_urls = match v.as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "CAAS_WEBHOOKS_ALLOW_INSECURE `{v}` is neither `on` nor `off`"
+                    )));
+                }
+            };
+        }
+        c.webhooks.check()?;
         if c.ws_frames_per_second == 0 {
             return Err(ConfigError(
                 "ws_frames_per_second must be at least 1".into(),

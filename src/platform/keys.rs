@@ -13,6 +13,7 @@ use super::PlatformError;
 const OPERATOR_HASH: &str = "operator-key.sha256";
 const SIGNING_SEED: &str = "token-signing.seed";
 const ENCRYPTION_KEY: &str = "encryption.kek";
+const NODE_ID: &str = "node-id";
 
 /// The operator credential's hash, and the key itself when it was generated now.
 #[derive(Debug)]
@@ -128,6 +129,32 @@ pub(crate) fn signing_seed(data_dir: &Path) -> Result<[u8; 32], PlatformError> {
                 caas_crypto::random::array::<32>().map_err(|e| PlatformError::Io(e.to_string()))?;
             write_private(&path, hex(&seed).as_bytes())?;
             Ok(seed)
+        }
+        Err(e) => Err(PlatformError::Io(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// A random name for this process, for leases (webhook delivery).
+pub(crate) fn random_node_id() -> Result<String, PlatformError> {
+    let bytes = caas_crypto::random::array::<8>().map_err(|e| PlatformError::Io(e.to_string()))?;
+    Ok(format!("node-{}", hex(&bytes)))
+}
+
+/// This data dir's node name, generated on first start: a node that restarts
+/// on its (locked) data dir takes back its own leases at once instead of
+/// waiting for them to run out.
+pub(crate) fn node_id(data_dir: &Path) -> Result<String, PlatformError> {
+    let path = data_dir.join(NODE_ID);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.starts_with("node-") && text.len() == 21 => Ok(text),
+        Ok(_) => Err(PlatformError::Config(format!("{} is corrupt", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = random_node_id()?;
+            write_private(&path, id.as_bytes())?;
+            Ok(id)
         }
         Err(e) => Err(PlatformError::Io(format!(
             "cannot read {}: {e}",

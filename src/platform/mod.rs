@@ -7,13 +7,14 @@ mod backends;
 mod config;
 mod demo;
 mod keys;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{
     BlobsKind, BusKind, ConfigError, EncryptionConfig, PlatformConfig, PresenceKind, Secret,
-    ServersConfig, Storage,
+    ServersConfig, Storage, WebhooksConfig,
 };
 pub use demo::{Demo, create_demo};
 
@@ -59,11 +60,13 @@ pub struct Platform {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     housekeeping: tokio::task::JoinHandle<()>,
+    webhooks: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Platform {
     fn drop(&mut self) {
         self.housekeeping.abort();
+        self.webhooks.abort();
     }
 }
 
@@ -211,15 +214,30 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
     };
     let passwords = caas_crypto::ports::Argon2Passwords::new(Default::default())
         .map_err(|e| PlatformError::Io(e.to_string()))?;
+    let sender = caas_adapters::webhooks::HttpWebhookSender::new(
+        caas_adapters::webhooks::HttpWebhookConfig {
+            timeout: std::time::Duration::from_secs(config.webhooks.timeout_secs),
+            allow_private_addresses: config.webhooks.allow_insecure_urls,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| PlatformError::Io(e.to_string()))?;
+    // Only a locked data dir makes a name this process's alone.
+    let node = match config.storage {
+        Storage::Embedded => keys::node_id(&config.data_dir)?,
+        Storage::Memory | Storage::Postgres | Storage::Mongo => keys::random_node_id()?,
+    };
     let caas = Caas::new(
         caas_core::ports::metered::metered(backends),
         Config {
             plans: config.billing.plans.clone(),
+            webhooks: config.webhooks.service(),
             ..Config::default()
         },
     )
     .with_key_verifier(Arc::new(caas_crypto::ports::DeviceKeyVerifier))
-    .with_auth(Arc::new(authority), Arc::new(passwords));
+    .with_auth(Arc::new(authority), Arc::new(passwords))
+    .with_webhook_sender(Arc::new(sender));
     let state = AppState::new(Arc::new(caas))
         .with_gateway_config(gateway)
         .with_ws_config(caas_transport::WsConfig {
@@ -231,6 +249,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             ..caas_transport::WsConfig::default()
         });
     let housekeeping = tokio::spawn(housekeeping(Arc::downgrade(&state.caas)));
+    let webhooks = tokio::spawn(webhooks::deliver(Arc::downgrade(&state.caas), node));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| PlatformError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -273,6 +292,7 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         shutdown: Some(tx),
         server,
         housekeeping,
+        webhooks,
     })
 }
 
@@ -346,6 +366,8 @@ impl Platform {
         // data dir's lock goes with the last reference to the stores).
         self.housekeeping.abort();
         let _ = (&mut self.housekeeping).await;
+        self.webhooks.abort();
+        let _ = (&mut self.webhooks).await;
         // The last requests' usage, before the process goes.
         if let Err(e) = self.state.caas.flush_usage().await {
             tracing::warn!(error = %e, "usage counts of the last seconds were not stored");

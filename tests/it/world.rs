@@ -42,9 +42,20 @@ impl World {
         settings: TenantSettings,
         config: Config,
     ) -> Self {
+        Self::with_service(set, users, settings, config, |c| c).await
+    }
+
+    /// A world whose service `extend` finishes (credentials, a webhook sender).
+    pub(crate) async fn with_service(
+        set: Set,
+        users: &[&str],
+        settings: TenantSettings,
+        config: Config,
+        extend: impl FnOnce(Caas) -> Caas,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
         let opened = set.open(clock.clone()).await;
-        let caas = Arc::new(Caas::new(opened.backends, config));
+        let caas = Arc::new(extend(Caas::new(opened.backends, config)));
         let tenant = caas
             .create_tenant(&Principal::operator(), "test", settings)
             .await

@@ -115,6 +115,9 @@ actions! {
     ComplianceErase = "compliance.erase",
     /// Read usage meters.
     UsageRead = "usage.read",
+    /// Register, change, remove and read webhook endpoints; replay their dead
+    /// letters.
+    WebhookManage = "webhook.manage",
 }
 
 impl fmt::Display for Action {

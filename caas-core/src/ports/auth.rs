@@ -83,6 +83,14 @@ pub trait Authority: Send + Sync + std::fmt::Debug {
     /// A fresh refresh token.
     fn new_refresh_token(&self) -> Result<IssuedSecret>;
 
+    /// A fresh webhook signing secret. It is kept as is: signing needs it.
+    fn new_webhook_secret(&self) -> Result<String>;
+
+    /// The signature header of a webhook delivery of `body` at `timestamp`
+    /// (unix seconds): `t=<timestamp>,v1=<hex HMAC-SHA-256 of "{t}.{body}">`,
+    /// one `v1` per secret.
+    fn sign_webhook(&self, secrets: &[&str], timestamp: i64, body: &[u8]) -> Result<String>;
+
     /// The stored form of a presented refresh token; `None` when it is not one.
     fn refresh_token_hash(&self, token: &str) -> Option<String>;
 

@@ -52,7 +52,9 @@ pub use search::{MessageHit, SearchIndex, tokenize};
 pub use tenants::TenantStore;
 pub use usage::{UsageRow, UsageStore};
 pub use users::UserStore;
-pub use webhooks::{WebhookOutcome, WebhookRequest, WebhookSender, WebhookStore};
+pub use webhooks::{
+    WebhookOutcome, WebhookRequest, WebhookSender, WebhookStore, is_public_address,
+};
 
 use crate::time::Clock;
 

@@ -157,7 +157,7 @@ impl Caas {
         self
     }
 
-    fn auth_ports(&self) -> Result<&AuthPorts> {
+    pub(super) fn auth_ports(&self) -> Result<&AuthPorts> {
         self.auth.as_ref().ok_or_else(unavailable_auth)
     }
 

@@ -46,6 +46,8 @@ pub struct Config {
     pub download_url_ttl: Duration,
     /// The plans the payment provider's events may name.
     pub plans: BTreeMap<String, Plan>,
+    /// How webhooks are delivered.
+    pub webhooks: super::webhooks::WebhookConfig,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             upload_ttl: Duration::from_secs(15 * 60),
             download_url_ttl: Duration::from_secs(15 * 60),
             plans: BTreeMap::new(),
+            webhooks: super::webhooks::WebhookConfig::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ mod search;
 mod slow_mode;
 mod tenants;
 mod usage;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +47,10 @@ pub use reads::{ConversationSummary, Page, SyncPage};
 pub use retention::{RETENTION_ACTOR, RetentionRun};
 pub use slow_mode::{MAX_SLOW_MODE_SECS, SLOW_MODE_ATTRIBUTE};
 pub use tenants::TenantChange;
+pub use webhooks::{
+    MAX_REPLAY, MAX_URL_BYTES, NewWebhook, PUSH_KIND, Replay, ReplayFailure, SecretTimes,
+    WEBHOOK_KINDS, Webhook, WebhookChange, WebhookConfig, WebhookPass, WebhookWithSecret,
+};
 pub use usage::{
     API_CALLS, CONNECTIONS, DayUsage, MEDIA_BYTES, MESSAGES, STORAGE_BYTES, UsageReport,
 };
@@ -92,6 +97,7 @@ pub struct Caas {
     index_failures: AtomicU64,
     meters: usage::Meters,
     billing_seen: billing::SeenEvents,
+    webhook_sender: Option<Arc<dyn crate::ports::WebhookSender>>,
 }
 
 /// A user as the pipeline needs it between store reads.
@@ -140,6 +146,7 @@ impl Caas {
             index_failures: AtomicU64::new(0),
             meters: usage::Meters::default(),
             billing_seen: billing::SeenEvents::default(),
+            webhook_sender: None,
         }
     }
 

@@ -162,6 +162,22 @@ impl Authority for CryptoAuthority {
         })
     }
 
+    fn new_webhook_secret(&self) -> Result<String> {
+        crate::webhook::WebhookSigner::generate_secret()
+            .map_err(|e| internal("generate a webhook secret", e))
+    }
+
+    fn sign_webhook(&self, secrets: &[&str], timestamp: i64, body: &[u8]) -> Result<String> {
+        let signers = secrets
+            .iter()
+            .map(|s| crate::webhook::WebhookSigner::new(s.as_bytes()))
+            .collect::<crate::Result<Vec<_>>>()
+            .map_err(|e| internal("load a webhook secret", e))?;
+        Ok(crate::webhook::WebhookSigner::sign_all(
+            &signers, timestamp, body,
+        ))
+    }
+
     fn refresh_token_hash(&self, token: &str) -> Option<String> {
         RefreshToken::parse(token)
             .ok()

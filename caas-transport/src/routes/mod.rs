@@ -17,6 +17,7 @@ pub(crate) mod sync;
 pub(crate) mod tenants;
 pub(crate) mod usage;
 pub(crate) mod users;
+pub(crate) mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -130,6 +131,19 @@ pub(crate) fn routes(max_media_bytes: u64) -> Router<AppState> {
         .route("/v1/usage", get(usage::usage))
         .route("/v1/usage/invoice", get(billing::invoice))
         .route("/v1/billing/stripe", post(billing::stripe))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/secrets", post(webhooks::rotate))
+        .route("/v1/webhooks/{id}/dead-letters", get(webhooks::dead_letters))
+        .route(
+            "/v1/webhooks/{id}/dead-letters/replay",
+            post(webhooks::replay),
+        )
         .route("/v1/sync", get(sync::sync))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/v1/search/messages", get(search::messages))
