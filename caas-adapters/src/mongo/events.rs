@@ -67,6 +67,15 @@ pub(super) mod commands {
         )
     }
 
+    /// A page of every event of the tenant after `after`, whatever its
+    /// audience, and its order (served by the `events_cursor` index).
+    pub(crate) fn read_tenant(tenant: &TenantId, after: u64) -> (Document, Document) {
+        (
+            doc! { "tenant": tenant.as_str(), "cursor": { "$gt": bound(after) } },
+            doc! { "cursor": 1 },
+        )
+    }
+
     /// A page of the tenant's message events after `after` (by `cursor`), for
     /// a scrub, and its order (served by the `events_cursor` index). Only
     /// `message.created` and `message.edited` events can change; their JSON
@@ -260,6 +269,30 @@ impl EventLog for MongoStore {
             .collect()
     }
 
+    async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Cursor,
+        n: usize,
+    ) -> Result<Vec<LoggedEvent>> {
+        // MongoDB reads a limit of 0 as "no limit".
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let (filter, sort) = commands::read_tenant(tenant, after.0);
+        self.find_all(
+            "read the tenant's event log",
+            EVENTS,
+            filter,
+            sort,
+            page_limit(n),
+        )
+        .await?
+        .iter()
+        .map(|d| decode(d, tenant))
+        .collect()
+    }
+
     async fn head(&self, tenant: &TenantId) -> Result<Cursor> {
         let found = self
             .bounded(
@@ -387,6 +420,21 @@ mod tests {
                 .get_document("cursor")
                 .unwrap(),
             &doc! { "$gt": i64::MAX }
+        );
+    }
+
+    #[test]
+    fn a_whole_tenant_read_takes_every_audience_in_cursor_order() {
+        assert_eq!(
+            read_tenant(&t(), 12),
+            (
+                doc! { "tenant": "acme", "cursor": { "$gt": 12_i64 } },
+                doc! { "cursor": 1 }
+            )
+        );
+        assert_eq!(
+            read_tenant(&t(), u64::MAX).0,
+            doc! { "tenant": "acme", "cursor": { "$gt": i64::MAX } }
         );
     }
 

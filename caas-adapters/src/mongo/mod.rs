@@ -4,10 +4,10 @@
 //! One [`MongoStore`] (cheap to clone) implements every store port:
 //! [`TenantStore`], [`UserStore`], [`ConversationStore`], [`MessageStore`],
 //! [`ReceiptStore`], [`EventLog`], [`KeyDirectory`], [`AuditStore`],
-//! [`CredentialStore`], [`MediaStore`], [`UsageStore`], [`FlagStore`] and
-//! [`SearchIndex`], so nodes on one database share one search index. The
-//! crate README says what is stored where and what each part promises; in
-//! short:
+//! [`CredentialStore`], [`MediaStore`], [`UsageStore`], [`FlagStore`],
+//! [`WebhookStore`] and [`SearchIndex`], so nodes on one database share one
+//! search index. The crate README says what is stored where and what each
+//! part promises; in short:
 //!
 //! * **Replica sets only.** An append stores the message, advances its
 //!   conversation's head and logs its event in one multi-document transaction,
@@ -44,6 +44,7 @@
 //! [`MediaStore`]: caas_core::ports::MediaStore
 //! [`UsageStore`]: caas_core::ports::UsageStore
 //! [`FlagStore`]: caas_core::ports::FlagStore
+//! [`WebhookStore`]: caas_core::ports::WebhookStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -62,6 +63,7 @@ mod tenants;
 mod txn;
 mod usage;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +173,10 @@ pub(crate) mod names {
     pub(crate) const ACTIVE_USERS: &str = "active_users";
     /// Flags: one document per tenant, conversation, message and reporter.
     pub(crate) const FLAGS: &str = "flags";
+    /// Webhook endpoints and their delivery progress and lease.
+    pub(crate) const WEBHOOKS: &str = "webhooks";
+    /// Webhook deliveries given up: one document per tenant, endpoint and id.
+    pub(crate) const WEBHOOK_DEAD_LETTERS: &str = "webhook_dead_letters";
 }
 
 /// Letters, digits, `_` and `-` only (a database name may not hold `/\. "$`
@@ -197,6 +203,7 @@ fn create_indexes() -> Vec<Document> {
     let [logins, sessions] = credentials::commands::create_indexes();
     let [search_messages, search_conversations, search_users] = search::commands::create_indexes();
     let [usage, active_users] = usage::commands::create_indexes();
+    let [webhooks, webhook_dead_letters] = webhooks::commands::create_indexes();
     vec![
         messages::commands::create_indexes(),
         events::commands::create_indexes(),
@@ -217,6 +224,8 @@ fn create_indexes() -> Vec<Document> {
         usage,
         active_users,
         flags::commands::create_indexes(),
+        webhooks,
+        webhook_dead_letters,
     ]
 }
 
@@ -318,7 +327,7 @@ impl MongoStore {
             media: db.clone(),
             usage: db.clone(),
             flags: db.clone(),
-            webhooks: Arc::new(caas_storage::memory::MemoryWebhookStore::default()),
+            webhooks: db.clone(),
             search: db,
             ..caas_storage::memory::backends()
         }
@@ -447,6 +456,8 @@ mod tests {
                 "usage",
                 "active_users",
                 "flags",
+                "webhooks",
+                "webhook_dead_letters",
             ]
         );
         // Each names its indexes, so a re-run at the next start is a no-op

@@ -158,6 +158,39 @@ impl PostgresStore {
         }
         Ok(found)
     }
+
+    /// Rows of `cur, doc, audience, msg_seq` as logged events, each with its
+    /// set's users as its audience and a message's seq from `msg_seq`.
+    async fn logged(
+        &self,
+        c: &mut super::pool::Lease<'_>,
+        rows: &[tokio_postgres::Row],
+    ) -> Result<Vec<LoggedEvent>> {
+        let sets: Vec<i64> = rows
+            .iter()
+            .map(|r| get::<i64>(r, 2))
+            .collect::<Result<_>>()?;
+        let users = self.audience_users(c, &sets).await?;
+        rows.iter()
+            .map(|r| {
+                let (cursor, doc, set, msg_seq): (i64, String, i64, Option<i64>) =
+                    (get(r, 0)?, get(r, 1)?, get(r, 2)?, get(r, 3)?);
+                let mut event: Event = from_json(&doc, "event")?;
+                event.audience = users.get(&set).cloned().ok_or_else(|| {
+                    Error::internal("postgres: an event's audience set is missing")
+                })?;
+                if let (Some(seq), EventPayload::MessageCreated { message }) =
+                    (msg_seq, &mut event.payload)
+                {
+                    message.seq = Seq(to_u64(seq, "seq")?);
+                }
+                Ok(LoggedEvent {
+                    cursor: Cursor(to_u64(cursor, "cursor")?),
+                    event: Arc::new(event),
+                })
+            })
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -222,31 +255,31 @@ impl EventLog for PostgresStore {
                 "read event log",
             )
             .await?;
-        let sets: Vec<i64> = rows
-            .iter()
-            .map(|r| get::<i64>(r, 2))
-            .collect::<Result<_>>()?;
-        let users = self.audience_users(&mut c, &sets).await?;
-        drop(c);
-        rows.iter()
-            .map(|r| {
-                let (cursor, doc, set, msg_seq): (i64, String, i64, Option<i64>) =
-                    (get(r, 0)?, get(r, 1)?, get(r, 2)?, get(r, 3)?);
-                let mut event: Event = from_json(&doc, "event")?;
-                event.audience = users.get(&set).cloned().ok_or_else(|| {
-                    Error::internal("postgres: an event's audience set is missing")
-                })?;
-                if let (Some(seq), EventPayload::MessageCreated { message }) =
-                    (msg_seq, &mut event.payload)
-                {
-                    message.seq = Seq(to_u64(seq, "seq")?);
-                }
-                Ok(LoggedEvent {
-                    cursor: Cursor(to_u64(cursor, "cursor")?),
-                    event: Arc::new(event),
-                })
-            })
-            .collect()
+        self.logged(&mut c, &rows).await
+    }
+
+    async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Cursor,
+        n: usize,
+    ) -> Result<Vec<LoggedEvent>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn().await?;
+        // A range of the primary key. Cursors become visible in order (see
+        // **Order** above), so paging by cursor skips nothing here either.
+        let rows = c
+            .query(
+                "SELECT cur, doc, audience, msg_seq FROM events
+                 WHERE tenant = $1 AND cur > $2
+                 ORDER BY cur LIMIT $3",
+                &[&tenant.as_str(), &bound(after.0), &limit(n)],
+                "read the tenant's event log",
+            )
+            .await?;
+        self.logged(&mut c, &rows).await
     }
 
     async fn head(&self, tenant: &TenantId) -> Result<Cursor> {

@@ -4,9 +4,9 @@
 //! One [`PostgresStore`] (cheap to clone) implements [`TenantStore`],
 //! [`UserStore`], [`ConversationStore`], [`MessageStore`], [`ReceiptStore`],
 //! [`EventLog`], [`KeyDirectory`], [`AuditStore`], [`CredentialStore`],
-//! [`MediaStore`], [`UsageStore`], [`FlagStore`] and [`SearchIndex`]. The
-//! crate README says what is stored where and what each part promises; in
-//! short:
+//! [`MediaStore`], [`UsageStore`], [`FlagStore`], [`WebhookStore`] and
+//! [`SearchIndex`]. The crate README says what is stored where and what each
+//! part promises; in short:
 //!
 //! * **Seqs**: an append locks its conversation's head row (`streams`) until it
 //!   commits and takes the next seq from it, so seqs are gap-free and unique
@@ -33,6 +33,7 @@
 //! [`MediaStore`]: caas_core::ports::MediaStore
 //! [`UsageStore`]: caas_core::ports::UsageStore
 //! [`FlagStore`]: caas_core::ports::FlagStore
+//! [`WebhookStore`]: caas_core::ports::WebhookStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -53,6 +54,7 @@ mod search;
 mod tenants;
 mod usage;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::collections::HashMap;
@@ -305,7 +307,7 @@ impl PostgresStore {
             media: db.clone(),
             usage: db.clone(),
             flags: db.clone(),
-            webhooks: Arc::new(caas_storage::memory::MemoryWebhookStore::default()),
+            webhooks: db.clone(),
             search: db,
             ..caas_storage::memory::backends()
         }

@@ -18,7 +18,43 @@ use super::pool::Lease;
 
 /// Migration `i` takes a schema from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+
+/// Version 6: webhooks (`WebhookStore`). One row per tenant and endpoint: the
+/// configuration is the JSON document (its `created_at` is a column, so an
+/// update keeps the first, and the document's copy is replaced by it on read),
+/// the delivery progress a JSON document of its own, rewritten by the lease
+/// holder. `disabled` and `retry_at` (unix nanoseconds, NULL when not backing
+/// off) are columns for `due`, which the partial index of enabled endpoints
+/// serves in its order (tenant, id); `lease_holder` and `lease_until` are the
+/// delivery lease, taken and checked by single conditional `UPDATE`s. Dead
+/// letters are one row per tenant, endpoint and delivery id, listed oldest
+/// cursor first from their own index.
+const V6: &str = r#"
+CREATE TABLE webhooks (
+    tenant       text COLLATE "C" NOT NULL,
+    id           text COLLATE "C" NOT NULL,
+    created_at   bigint NOT NULL,
+    disabled     boolean NOT NULL,
+    retry_at     bigint,
+    lease_holder text,
+    lease_until  bigint,
+    doc          text NOT NULL,
+    progress     text NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX webhooks_due ON webhooks (tenant, id, retry_at) WHERE NOT disabled;
+CREATE TABLE webhook_dead_letters (
+    tenant  text COLLATE "C" NOT NULL,
+    webhook text COLLATE "C" NOT NULL,
+    id      text COLLATE "C" NOT NULL,
+    cursor  bigint NOT NULL,
+    doc     text NOT NULL,
+    PRIMARY KEY (tenant, webhook, id)
+);
+CREATE INDEX webhook_dead_letters_by_cursor
+    ON webhook_dead_letters (tenant, webhook, cursor, id);
+"#;
 
 /// Version 5: flags (`FlagStore`), one row per tenant, conversation, message
 /// and reporter (the port's "one flag per reporter and message"). What a

@@ -56,7 +56,7 @@ caas_core::contract_suites!(
         None => return,
     };
     tenants, users, conversations, messages, receipts, events, keys, audit, credentials,
-    search, media, usage, flags);
+    search, media, usage, flags, webhooks);
 
 /// Two stores on one database behave as two nodes: concurrent appends to one
 /// conversation through both still get unique, gap-free seqs, and the log

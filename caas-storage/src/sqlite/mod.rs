@@ -4,7 +4,8 @@
 //! One [`SqliteStore`] (cheap to clone) implements [`TenantStore`], [`UserStore`],
 //! [`ConversationStore`], [`MessageStore`], [`ReceiptStore`], [`EventLog`],
 //! [`KeyDirectory`], [`AuditStore`], [`CredentialStore`], [`Revocations`],
-//! [`MediaStore`], [`UsageStore`], [`FlagStore`] and [`SearchIndex`].
+//! [`MediaStore`], [`UsageStore`], [`FlagStore`], [`WebhookStore`] and
+//! [`SearchIndex`].
 //!
 //! * **WAL mode, one writer with group commit.** Every write is a command sent to a
 //!   single writer thread, which commits whatever has queued in one transaction and
@@ -32,6 +33,7 @@
 //! [`MediaStore`]: caas_core::ports::MediaStore
 //! [`UsageStore`]: caas_core::ports::UsageStore
 //! [`FlagStore`]: caas_core::ports::FlagStore
+//! [`WebhookStore`]: caas_core::ports::WebhookStore
 //! [`SearchIndex`]: caas_core::ports::SearchIndex
 
 mod audit;
@@ -55,6 +57,7 @@ mod search;
 mod tenants;
 mod usage;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -206,7 +209,7 @@ impl SqliteStore {
             media: db.clone(),
             usage: db.clone(),
             flags: db.clone(),
-            webhooks: Arc::new(crate::memory::MemoryWebhookStore::default()),
+            webhooks: db.clone(),
             search: db,
             ..crate::memory::backends()
         }

@@ -17,7 +17,7 @@ pub(super) const APPLICATION_ID: i32 = 0x6361_6173;
 
 /// Migration `i` takes a database from version `i` to `i + 1`. Append only: never
 /// edit a released migration.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this binary writes.
 #[cfg(test)]
@@ -305,6 +305,42 @@ CREATE TABLE flags (
 ) WITHOUT ROWID;
 CREATE INDEX flags_open
     ON flags (tenant, conversation, created_at, message, reporter) WHERE open = 1;
+"#;
+
+/// Version 7: webhooks (`WebhookStore`). One row per tenant and endpoint: the
+/// configuration is the JSON document (its `created_at` is a column, so an
+/// update keeps the first, and the document's copy is replaced by it on read),
+/// the delivery progress a JSON document of its own, rewritten by the lease
+/// holder. `disabled` and `retry_at` (unix nanoseconds, NULL when not backing
+/// off) are columns for `due`, which the partial index of enabled endpoints
+/// serves in its order (tenant, id) without reading the table; `lease_holder`
+/// and `lease_until` are the delivery lease, taken and checked by single
+/// conditional `UPDATE`s. Dead letters are one row per tenant, endpoint and
+/// delivery id, listed oldest cursor first from their own index.
+const V7: &str = r#"
+CREATE TABLE webhooks (
+    tenant       TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    disabled     INTEGER NOT NULL,
+    retry_at     INTEGER,
+    lease_holder TEXT,
+    lease_until  INTEGER,
+    doc          TEXT NOT NULL,
+    progress     TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX webhooks_due ON webhooks (tenant, id, retry_at) WHERE disabled = 0;
+CREATE TABLE webhook_dead_letters (
+    tenant  TEXT NOT NULL,
+    webhook TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    cursor  INTEGER NOT NULL,
+    doc     TEXT NOT NULL,
+    PRIMARY KEY (tenant, webhook, id)
+) WITHOUT ROWID;
+CREATE INDEX webhook_dead_letters_by_cursor
+    ON webhook_dead_letters (tenant, webhook, cursor, id);
 "#;
 
 /// Checks that the file is a caas database this binary understands and brings its

@@ -10,4 +10,4 @@ fn fresh() -> Backends {
 
 caas_core::contract_suites!(fresh();
     tenants, users, conversations, messages, receipts, events, keys, audit, credentials,
-    search, revocations, media, usage, flags);
+    search, revocations, media, usage, flags, webhooks);

@@ -9,4 +9,4 @@ caas_core::contract_suites!(
         None => return,
     };
     tenants, users, conversations, messages, receipts, events, keys, audit, credentials,
-    search, media, usage, flags);
+    search, media, usage, flags, webhooks);

@@ -1,5 +1,5 @@
 //! PostgreSQL: the contract suites, concurrency, faults, schema, errors,
-//! usage meters and scrubbing a long event log.
+//! usage meters, scrubbing a long event log and webhooks.
 
 mod cache;
 mod concurrency;
@@ -9,3 +9,4 @@ mod schema;
 mod scrub;
 pub(crate) mod support;
 mod usage;
+mod webhooks;
