@@ -233,7 +233,9 @@ impl WebhooksConfig {
 
     fn check(&self) -> Result<(), ConfigError> {
         if !(1..=50).contains(&self.max_attempts) {
-            return Err(ConfigError("[webhooks] max_attempts must be 1 to 50".into()));
+            return Err(ConfigError(
+                "[webhooks] max_attempts must be 1 to 50".into(),
+            ));
         }
         if !(10..=3_600_000).contains(&self.backoff_base_ms) {
             return Err(ConfigError(
@@ -246,7 +248,9 @@ impl WebhooksConfig {
             ));
         }
         if !(1..=60).contains(&self.timeout_secs) {
-            return Err(ConfigError("[webhooks] timeout_secs must be 1 to 60".into()));
+            return Err(ConfigError(
+                "[webhooks] timeout_secs must be 1 to 60".into(),
+            ));
         }
         Ok(())
     }

@@ -150,7 +150,10 @@ pub(crate) fn node_id(data_dir: &Path) -> Result<String, PlatformError> {
     let path = data_dir.join(NODE_ID);
     match std::fs::read_to_string(&path) {
         Ok(text) if text.starts_with("node-") && text.len() == 21 => Ok(text),
-        Ok(_) => Err(PlatformError::Config(format!("{} is corrupt", path.display()))),
+        Ok(_) => Err(PlatformError::Config(format!(
+            "{} is corrupt",
+            path.display()
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = random_node_id()?;
             write_private(&path, id.as_bytes())?;

@@ -39,7 +39,9 @@ pub(super) async fn deliver(caas: Weak<Caas>, holder: String) {
                 running.remove(&key);
             }
         }
-        let Some(service) = caas.upgrade() else { return };
+        let Some(service) = caas.upgrade() else {
+            return;
+        };
         let due = match service.webhooks_due().await {
             Ok(due) => due,
             Err(e) => {

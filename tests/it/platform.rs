@@ -789,3 +789,104 @@ async fn a_session_logged_out_on_one_node_is_refused_on_the_other() {
     b.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The platform's own delivery loop sends a tenant's events to a real receiver
+/// that verifies them; events logged while the receiver is down, and while the
+/// platform stops mid-delivery and starts again on its data dir, all arrive.
+#[tokio::test]
+async fn webhooks_reach_a_receiver_across_a_restart_and_an_outage() {
+    use crate::receiver::Receiver;
+    let dir = temp_dir("webhooks");
+    let mut cfg = config(&dir);
+    cfg.webhooks.allow_insecure_urls = true;
+    cfg.webhooks.backoff_base_ms = 50;
+    cfg.webhooks.backoff_max_secs = 1;
+    cfg.webhooks.max_attempts = 50;
+    let p = start(cfg.clone()).await.unwrap();
+    let demo = create_demo(&p).await.unwrap();
+    let alice = demo.tokens[0].1.clone();
+    let http = reqwest::Client::new();
+    let receiver = Receiver::start().await;
+    let base = format!("http://{}", p.addr);
+    let made: serde_json::Value = http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(&demo.tenant_secret)
+        .json(&serde_json::json!({"url": receiver.url, "kinds": ["message.created"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    receiver.set_secrets(&[made["secret"].as_str().unwrap()]);
+    let conv: serde_json::Value = http
+        .post(format!("{base}/v1/conversations"))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({"kind": "direct", "members": ["bob"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conv = conv["id"].as_str().unwrap().to_owned();
+    let send = |base: String, n: usize| {
+        let (http, alice, conv) = (http.clone(), alice.clone(), conv.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/v1/conversations/{conv}/messages"))
+                .bearer_auth(&alice)
+                .json(&serde_json::json!({"client_msg_id": format!("m-{n}"), "body": format!("hi {n}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    };
+    let bodies = |r: &Receiver| -> std::collections::BTreeSet<String> {
+        r.taken()
+            .iter()
+            .map(|t| {
+                t.body["data"]["message"]["body"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let wait_for = |r: Receiver, n: usize| async move {
+        for _ in 0..200 {
+            if bodies(&r).len() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("only {} of {n} deliveries arrived", bodies(&r).len());
+    };
+    for n in 0..3 {
+        send(base.clone(), n).await;
+    }
+    wait_for(receiver.clone(), 3).await;
+
+    // The receiver goes down; the platform keeps failing, then stops.
+    receiver.set_down(true);
+    for n in 3..6 {
+        send(base.clone(), n).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(receiver.refused() > 0, "delivery was attempted while down");
+    p.shutdown().await.unwrap();
+
+    // Back up, on the same data dir: what failed before the stop arrives.
+    receiver.set_down(false);
+    let p = start(cfg).await.unwrap();
+    let base = format!("http://{}", p.addr);
+    send(base.clone(), 6).await;
+    wait_for(receiver.clone(), 7).await;
+    let want: std::collections::BTreeSet<String> = (0..7).map(|n| format!("hi {n}")).collect();
+    assert_eq!(bodies(&receiver), want);
+    assert_eq!(receiver.deduped().len(), 7, "each event once after dedupe");
+    assert_eq!(receiver.bad_signatures(), 0);
+    p.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -47,12 +47,12 @@ pub use reads::{ConversationSummary, Page, SyncPage};
 pub use retention::{RETENTION_ACTOR, RetentionRun};
 pub use slow_mode::{MAX_SLOW_MODE_SECS, SLOW_MODE_ATTRIBUTE};
 pub use tenants::TenantChange;
+pub use usage::{
+    API_CALLS, CONNECTIONS, DayUsage, MEDIA_BYTES, MESSAGES, STORAGE_BYTES, UsageReport,
+};
 pub use webhooks::{
     MAX_REPLAY, MAX_URL_BYTES, NewWebhook, PUSH_KIND, Replay, ReplayFailure, SecretTimes,
     WEBHOOK_KINDS, Webhook, WebhookChange, WebhookConfig, WebhookPass, WebhookWithSecret,
-};
-pub use usage::{
-    API_CALLS, CONNECTIONS, DayUsage, MEDIA_BYTES, MESSAGES, STORAGE_BYTES, UsageReport,
 };
 
 use crate::error::{EntityKind, Error, Result};

@@ -261,6 +261,12 @@ pub async fn dead_letters_keep_and_replace(b: Backends) {
             letter(&tn, &id, 9, "9", 5),
         ]
     );
+    // The id names the letter: a repeat under another cursor replaces it.
+    s.dead_letter(&letter(&tn, &id, 2, "9", 6)).await.unwrap();
+    let got = s.dead_letters(&tn, &id, 10).await.unwrap();
+    assert_eq!(got[0], letter(&tn, &id, 2, "9", 6));
+    assert_eq!(got.len(), 3);
+    s.dead_letter(&letter(&tn, &id, 9, "9", 5)).await.unwrap();
     assert_eq!(s.dead_letters(&tn, &id, 2).await.unwrap().len(), 2);
     assert!(s.remove_dead_letter(&tn, &id, "4").await.unwrap());
     assert!(!s.remove_dead_letter(&tn, &id, "4").await.unwrap());

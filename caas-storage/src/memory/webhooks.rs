@@ -15,8 +15,8 @@ use super::poisoned;
 struct Row {
     endpoint: WebhookEndpoint,
     lease: Option<(String, Timestamp)>,
-    /// Dead letters by (cursor, id).
-    letters: BTreeMap<(u64, String), DeadLetter>,
+    /// Dead letters by id.
+    letters: BTreeMap<String, DeadLetter>,
 }
 
 /// Webhook endpoints in memory, ordered by tenant and id.
@@ -138,8 +138,7 @@ impl WebhookStore for MemoryWebhookStore {
         let mut rows = self.rows.lock().map_err(poisoned)?;
         // A letter of a deleted endpoint has nowhere to go.
         if let Some(row) = rows.get_mut(&key(&letter.tenant, &letter.webhook_id)) {
-            row.letters
-                .insert((letter.cursor.0, letter.id.clone()), letter.clone());
+            row.letters.insert(letter.id.clone(), letter.clone());
         }
         Ok(())
     }
@@ -151,10 +150,13 @@ impl WebhookStore for MemoryWebhookStore {
         limit: usize,
     ) -> Result<Vec<DeadLetter>> {
         let rows = self.rows.lock().map_err(poisoned)?;
-        Ok(rows
+        let mut letters: Vec<DeadLetter> = rows
             .get(&key(tenant, id))
-            .map(|r| r.letters.values().take(limit).cloned().collect())
-            .unwrap_or_default())
+            .map(|r| r.letters.values().cloned().collect())
+            .unwrap_or_default();
+        letters.sort_by(|a, b| (a.cursor, &a.id).cmp(&(b.cursor, &b.id)));
+        letters.truncate(limit);
+        Ok(letters)
     }
 
     async fn remove_dead_letter(
@@ -167,7 +169,6 @@ impl WebhookStore for MemoryWebhookStore {
         let Some(row) = rows.get_mut(&key(tenant, id)) else {
             return Ok(false);
         };
-        let found = row.letters.keys().find(|(_, l)| l == letter).cloned();
-        Ok(found.is_some_and(|k| row.letters.remove(&k).is_some()))
+        Ok(row.letters.remove(letter).is_some())
     }
 }

@@ -139,7 +139,10 @@ pub(crate) fn routes(max_media_bytes: u64) -> Router<AppState> {
                 .delete(webhooks::delete),
         )
         .route("/v1/webhooks/{id}/secrets", post(webhooks::rotate))
-        .route("/v1/webhooks/{id}/dead-letters", get(webhooks::dead_letters))
+        .route(
+            "/v1/webhooks/{id}/dead-letters",
+            get(webhooks::dead_letters),
+        )
         .route(
             "/v1/webhooks/{id}/dead-letters/replay",
             post(webhooks::replay),

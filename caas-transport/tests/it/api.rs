@@ -1631,3 +1631,142 @@ async fn reports_reach_moderators_who_settle_them_over_rest() {
         .await;
     assert_eq!(r.body["items"], json!([]));
 }
+
+#[tokio::test]
+async fn webhooks_are_managed_over_http_and_never_show_a_secret_twice() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let new = json!({"url": "https://hooks.example.com/caas", "kinds": ["message.created", "push.requested"]});
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&alice),
+            Some(new.clone()),
+        )
+        .await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    for bad in [
+        json!({"url": "http://hooks.example.com/caas", "kinds": ["*"]}),
+        json!({"url": "https://127.0.0.1/caas", "kinds": ["*"]}),
+        json!({"url": "https://hooks.example.com/caas", "kinds": ["typing"]}),
+        json!({"url": "https://hooks.example.com/caas", "kinds": []}),
+        json!({"url": "https://hooks.example.com/caas", "kinds": ["*"], "extra": 1}),
+    ] {
+        let r = s
+            .call(
+                Method::POST,
+                "/v1/webhooks",
+                Some(&secret),
+                Some(bad.clone()),
+            )
+            .await;
+        problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    }
+    let r = s
+        .call(Method::POST, "/v1/webhooks", Some(&secret), Some(new))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let shown = r.body["secret"].as_str().unwrap().to_owned();
+    assert!(shown.starts_with("whsec_"));
+    let id = r.body["webhook"]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("wh_"));
+    assert_eq!(
+        r.body["webhook"]["kinds"],
+        json!(["message.created", "push.requested"])
+    );
+
+    let r = s
+        .call(Method::GET, "/v1/webhooks", Some(&secret), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["items"][0]["id"], id.as_str());
+    assert!(
+        !r.body.to_string().contains(&shown),
+        "the secret is shown once"
+    );
+
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            Some(&secret),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["disabled"], true);
+
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/webhooks/{id}/secrets"),
+            Some(&secret),
+            Some(json!({"grace_secs": 60})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_ne!(r.body["secret"], shown.as_str());
+    assert_eq!(r.body["webhook"]["secrets"].as_array().unwrap().len(), 2);
+    assert!(r.body["webhook"]["secrets"][1]["expires_at"].is_string());
+
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/webhooks/{id}/dead-letters"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["items"], json!([]));
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/webhooks/{id}/dead-letters/replay"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["delivered"], json!([]));
+
+    let r = s
+        .call(Method::GET, "/v1/webhooks/wh_nope", Some(&secret), None)
+        .await;
+    problem(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = s
+        .call(Method::GET, "/v1/webhooks/bad%20id", Some(&secret), None)
+        .await;
+    problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/webhooks/{id}"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/webhooks/{id}"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::NOT_FOUND, "not_found");
+
+    let r = s.call(Method::GET, "/openapi.json", None, None).await;
+    for path in [
+        "/v1/webhooks",
+        "/v1/webhooks/{id}",
+        "/v1/webhooks/{id}/secrets",
+        "/v1/webhooks/{id}/dead-letters",
+        "/v1/webhooks/{id}/dead-letters/replay",
+    ] {
+        assert!(r.body["paths"][path].is_object(), "{path} in /openapi.json");
+    }
+}
