@@ -132,18 +132,19 @@ struct PublicOnly;
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = found
-                .into_iter()
+            // One answer for "no such name" and "a private address": the
+            // failure is shown to the tenant, who must not learn from it which
+            // names exist inside the platform's network.
+            let refused = || -> Box<dyn std::error::Error + Send + Sync> {
+                "the host does not resolve to a public address".into()
+            };
+            let public: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await
+                .map_err(|_| refused())?
                 .filter(|a| is_public_address(a.ip()))
                 .collect();
             if public.is_empty() {
-                return Err(format!(
-                    "`{host}` resolves to no public address (loopback, private and link-local ones are refused)"
-                )
-                .into());
+                return Err(refused());
             }
             let addrs: Addrs = Box::new(public.into_iter());
             Ok(addrs)

@@ -227,6 +227,9 @@ impl WebhooksConfig {
             backoff_base: std::time::Duration::from_millis(self.backoff_base_ms),
             backoff_max: std::time::Duration::from_secs(self.backoff_max_secs),
             allow_insecure_urls: self.allow_insecure_urls,
+            // Four attempts' worth and a margin: a pass renews at half its
+            // lease, and one event makes up to two requests.
+            lease: std::time::Duration::from_secs((4 * self.timeout_secs + 10).max(60)),
             ..caas_core::service::WebhookConfig::default()
         }
     }

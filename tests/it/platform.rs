@@ -868,7 +868,8 @@ async fn webhooks_reach_a_receiver_across_a_restart_and_an_outage() {
     }
     wait_for(receiver.clone(), 3).await;
 
-    // The receiver goes down; the platform keeps failing, then stops.
+    // The receiver goes down; the platform fails, backs off, and is stopped
+    // while it waits to retry.
     receiver.set_down(true);
     for n in 3..6 {
         send(base.clone(), n).await;
@@ -886,6 +887,82 @@ async fn webhooks_reach_a_receiver_across_a_restart_and_an_outage() {
     let want: std::collections::BTreeSet<String> = (0..7).map(|n| format!("hi {n}")).collect();
     assert_eq!(bodies(&receiver), want);
     assert_eq!(receiver.deduped().len(), 7, "each event once after dedupe");
+    assert_eq!(receiver.bad_signatures(), 0);
+    p.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// More endpoints than the loop runs at once (64) all get their turn: seven
+/// tenants with ten endpoints each, one message per tenant, every endpoint
+/// receives it.
+#[tokio::test]
+async fn every_endpoint_gets_its_turn_beyond_the_concurrency_cap() {
+    use crate::receiver::Receiver;
+    let dir = temp_dir("webhooks-many");
+    let mut cfg = config(&dir);
+    cfg.webhooks.allow_insecure_urls = true;
+    let p = start(cfg).await.unwrap();
+    let receiver = Receiver::start().await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", p.addr);
+    let mut secrets = Vec::new();
+    let mut sends = Vec::new();
+    for _ in 0..7 {
+        let demo = create_demo(&p).await.unwrap();
+        for _ in 0..10 {
+            let made: serde_json::Value = http
+                .post(format!("{base}/v1/webhooks"))
+                .bearer_auth(&demo.tenant_secret)
+                .json(&serde_json::json!({"url": receiver.url, "kinds": ["message.created"]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            secrets.push(made["secret"].as_str().unwrap().to_owned());
+        }
+        sends.push(demo.tokens[0].1.clone());
+    }
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    receiver.set_secrets(&refs);
+    for alice in &sends {
+        let conv: serde_json::Value = http
+            .post(format!("{base}/v1/conversations"))
+            .bearer_auth(alice)
+            .json(&serde_json::json!({"kind": "direct", "members": ["bob"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = conv["id"].as_str().unwrap();
+        let r = http
+            .post(format!("{base}/v1/conversations/{id}/messages"))
+            .bearer_auth(alice)
+            .json(&serde_json::json!({"client_msg_id": "m-1", "body": "to every hook"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let mut got = 0;
+    for _ in 0..300 {
+        // One signature per endpoint: the receiver tells them apart by the
+        // secret that signed.
+        let by_secret: std::collections::BTreeSet<usize> = receiver
+            .taken()
+            .iter()
+            .flat_map(|t| t.signed_by.clone())
+            .collect();
+        got = by_secret.len();
+        if got == 70 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, 70, "every endpoint received its tenant's message");
     assert_eq!(receiver.bad_signatures(), 0);
     p.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);

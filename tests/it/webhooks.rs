@@ -189,6 +189,22 @@ async fn deliveries_are_signed_in_order_and_exactly_once_after_dedupe(set: Set) 
     }
     let state = w.caas.get_webhook(&w.server(), &id).await.unwrap();
     assert_eq!(state.progress.attempts, 0);
+    // A message delivered long after it was sent is not pushed any more.
+    r.fail_every(0);
+    let late = w
+        .send("alice", &g, "late", "old news")
+        .await
+        .unwrap()
+        .message;
+    w.clock.advance(Duration::from_secs(11 * 60));
+    drain(&w, &r, &id, "node-1", 5).await;
+    let last = r.taken();
+    let last: Vec<&crate::receiver::Taken> = last
+        .iter()
+        .filter(|t| t.body["cursor"] == last.last().unwrap().body["cursor"])
+        .collect();
+    assert_eq!(last.len(), 1, "the message, and no push");
+    assert_eq!(last[0].body["data"]["message"]["id"], late.id.as_str());
     assert!(
         w.caas
             .dead_letters(&w.server(), &id)
@@ -305,6 +321,7 @@ async fn a_rotation_signs_with_both_secrets_until_the_old_one_expires(set: Set) 
         .unwrap();
     assert_ne!(first.secret, second.secret);
     assert_eq!(second.webhook.secrets.len(), 2);
+
     r.set_secrets(&[&first.secret, &second.secret]);
     let g = w.group("alice", &["bob"]).await;
     w.send("alice", &g, "k1", "during the grace").await.unwrap();
@@ -319,13 +336,22 @@ async fn a_rotation_signs_with_both_secrets_until_the_old_one_expires(set: Set) 
         [1],
         "the old secret stopped"
     );
-    // A rotation with no grace stops the current secret at once.
+    // A rotation with no grace stops the current secret at once; rotations
+    // in a row keep at most the new one and the one before.
     let third = w
         .caas
         .rotate_webhook_secret(&w.server(), &id, Some(0))
         .await
         .unwrap();
     assert_eq!(third.webhook.secrets.len(), 1);
+    for _ in 0..10 {
+        let again = w
+            .caas
+            .rotate_webhook_secret(&w.server(), &id, Some(3600))
+            .await
+            .unwrap();
+        assert_eq!(again.webhook.secrets.len(), 2);
+    }
     let too_long = w
         .caas
         .rotate_webhook_secret(&w.server(), &id, Some(8 * 24 * 3600))
@@ -481,7 +507,7 @@ async fn endpoints_are_validated_authorized_and_managed(set: Set) {
     assert!(r.taken().is_empty());
     assert!(
         !w.caas
-            .webhooks_due()
+            .webhooks_due(None, 10_000)
             .await
             .unwrap()
             .iter()

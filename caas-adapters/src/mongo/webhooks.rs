@@ -99,17 +99,26 @@ pub(super) mod commands {
 
     /// Enabled endpoints not backing off at `now`, and their order (that of
     /// the partial index `webhooks_due`).
-    pub(crate) fn due(now: i64) -> (Document, Document) {
-        (
-            doc! {
-                "disabled": false,
-                "$or": [
-                    { "retry_at": { "$exists": false } },
-                    { "retry_at": { "$lte": now } },
-                ],
-            },
-            doc! { "tenant": 1, "id": 1 },
-        )
+    pub(crate) fn due(now: i64, after: Option<(&str, &str)>) -> (Document, Document) {
+        let mut filter = doc! {
+            "disabled": false,
+            "$or": [
+                { "retry_at": { "$exists": false } },
+                { "retry_at": { "$lte": now } },
+            ],
+        };
+        if let Some((tenant, id)) = after {
+            filter.insert(
+                "$and",
+                vec![doc! {
+                    "$or": [
+                        { "tenant": { "$gt": tenant } },
+                        { "tenant": tenant, "id": { "$gt": id } },
+                    ],
+                }],
+            );
+        }
+        (filter, doc! { "tenant": 1, "id": 1 })
     }
 
     /// The claim (`findOneAndUpdate`, returning the new document): matches
@@ -335,12 +344,20 @@ impl WebhookStore for MongoStore {
         .await
     }
 
-    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<(TenantId, WebhookId)>> {
+    async fn due(
+        &self,
+        now: Timestamp,
+        after: Option<&(TenantId, WebhookId)>,
+        limit: usize,
+    ) -> Result<Vec<(TenantId, WebhookId)>> {
         // MongoDB reads a limit of 0 as "no limit".
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let (filter, sort) = commands::due(bound(now.as_nanos()));
+        let (filter, sort) = commands::due(
+            bound(now.as_nanos()),
+            after.map(|(t, i)| (t.as_str(), i.as_str())),
+        );
         self.find_projected(
             "list due webhooks",
             WEBHOOKS,
@@ -587,7 +604,7 @@ mod tests {
     #[test]
     fn due_takes_enabled_endpoints_not_backing_off_in_key_order() {
         assert_eq!(
-            due(20),
+            due(20, None),
             (
                 doc! {
                     "disabled": false,
@@ -598,6 +615,22 @@ mod tests {
                 },
                 doc! { "tenant": 1, "id": 1 },
             )
+        );
+        assert_eq!(
+            due(20, Some(("acme", "wh_1"))).0,
+            doc! {
+                "disabled": false,
+                "$or": [
+                    { "retry_at": { "$exists": false } },
+                    { "retry_at": { "$lte": 20_i64 } },
+                ],
+                "$and": [{
+                    "$or": [
+                        { "tenant": { "$gt": "acme" } },
+                        { "tenant": "acme", "id": { "$gt": "wh_1" } },
+                    ],
+                }],
+            }
         );
         assert_eq!(
             decode_key(&doc! { "tenant": "acme", "id": "wh_1" }).unwrap(),

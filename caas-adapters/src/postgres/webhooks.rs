@@ -181,7 +181,16 @@ impl WebhookStore for PostgresStore {
         c.finish(outcome).await
     }
 
-    async fn due(&self, now: Timestamp, n: usize) -> Result<Vec<(TenantId, WebhookId)>> {
+    async fn due(
+        &self,
+        now: Timestamp,
+        after: Option<&(TenantId, WebhookId)>,
+        n: usize,
+    ) -> Result<Vec<(TenantId, WebhookId)>> {
+        let (after_tenant, after_id) = match after {
+            Some((t, i)) => (Some(t.as_str()), Some(i.as_str())),
+            None => (None, None),
+        };
         // The partial index `webhooks_due` holds the enabled endpoints, in this
         // order.
         let rows = self
@@ -190,8 +199,9 @@ impl WebhookStore for PostgresStore {
             .query(
                 "SELECT tenant, id FROM webhooks
                  WHERE NOT disabled AND (retry_at IS NULL OR retry_at <= $1)
+                 AND ($3::text IS NULL OR (tenant, id) > ($3::text, $4::text))
                  ORDER BY tenant, id LIMIT $2",
-                &[&bound(now.as_nanos()), &limit(n)],
+                &[&bound(now.as_nanos()), &limit(n), &after_tenant, &after_id],
                 "list due webhooks",
             )
             .await?;

@@ -32,8 +32,14 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     async fn delete(&self, tenant: &TenantId, id: &WebhookId) -> Result<bool>;
 
     /// Up to `limit` enabled endpoints of any tenant whose backoff is over at
-    /// `now` (`retry_at` unset or not after `now`), by tenant and id.
-    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<(TenantId, WebhookId)>>;
+    /// `now` (`retry_at` unset or not after `now`), by tenant and id, after
+    /// `after` when given (the last key of the previous page).
+    async fn due(
+        &self,
+        now: Timestamp,
+        after: Option<&(TenantId, WebhookId)>,
+        limit: usize,
+    ) -> Result<Vec<(TenantId, WebhookId)>>;
 
     /// Leases the endpoint to `holder` until `until` when it is free, its lease
     /// ran out by `now`, or `holder` already holds it; returns the endpoint as
@@ -135,17 +141,34 @@ pub fn is_public_address(ip: std::net::IpAddr) -> bool {
                 || (a == 198 && (b == 18 || b == 19))
                 || a >= 240)
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public_address(IpAddr::V4(v4)),
-            None => {
-                !(v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || v6.is_unique_local()
-                    || v6.is_unicast_link_local()
-                    || v6.segments()[0] == 0x2001 && v6.segments()[1] == 0x0db8)
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                std::net::Ipv4Addr::new(a, b, c, d)
+            };
+            if v6.is_loopback() || v6.is_unspecified() {
+                return false;
             }
-        },
+            // IPv4-mapped and IPv4-compatible (`::a.b.c.d`) addresses, NAT64
+            // (64:ff9b::/96) and 6to4 (2002::/16) reach an IPv4 address: judge
+            // that one.
+            if let Some(v4) = v6.to_ipv4() {
+                return is_public_address(IpAddr::V4(v4));
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public_address(IpAddr::V4(embedded(s[6], s[7])));
+            }
+            if s[0] == 0x2002 {
+                return is_public_address(IpAddr::V4(embedded(s[1], s[2])));
+            }
+            !(v6.is_multicast()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x2001 && s[1] == 0x0db8))
+        }
     }
 }
 
@@ -155,7 +178,13 @@ mod tests {
 
     #[test]
     fn only_public_addresses_are_reachable() {
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public_address(public.parse().unwrap()), "{public}");
         }
         for private in [
@@ -174,6 +203,11 @@ mod tests {
             "fd12::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::a9fe:a9fe",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::1",
+            "fec0::1",
             "2001:db8::1",
         ] {
             assert!(!is_public_address(private.parse().unwrap()), "{private}");

@@ -70,7 +70,9 @@ pub struct WebhookConfig {
     pub backoff_base: Duration,
     /// The longest wait between attempts.
     pub backoff_max: Duration,
-    /// How long a node holds an endpoint's delivery without renewing.
+    /// How long a node holds an endpoint's delivery without renewing; at
+    /// least four times the sender's time limit per attempt, so an event's
+    /// two requests always end inside it.
     pub lease: Duration,
     /// Events read from the log at a time.
     pub batch: usize,
@@ -79,6 +81,9 @@ pub struct WebhookConfig {
     /// How long the previous secret still signs after a rotation, unless the
     /// rotation says otherwise.
     pub rotation_grace: Duration,
+    /// How old a message may be when its push request is delivered; older
+    /// ones are not pushed.
+    pub push_window: Duration,
     /// Whether endpoints may be `http://` and name loopback or private
     /// addresses: for development and tests, never for a shared platform.
     pub allow_insecure_urls: bool,
@@ -94,6 +99,7 @@ impl Default for WebhookConfig {
             batch: 100,
             max_endpoints: 10,
             rotation_grace: Duration::from_secs(24 * 3600),
+            push_window: Duration::from_secs(10 * 60),
             allow_insecure_urls: false,
         }
     }
@@ -237,6 +243,13 @@ pub struct WebhookPass {
     pub failed: u64,
     /// Deliveries given up and kept as dead letters.
     pub dead_lettered: u64,
+}
+
+/// An endpoint leased to this node for a pass.
+struct Lease<'a> {
+    holder: &'a str,
+    claimed_at: Timestamp,
+    endpoint: WebhookEndpoint,
 }
 
 /// One request to make for one logged event.
@@ -408,10 +421,11 @@ impl Caas {
         Ok(())
     }
 
-    /// Makes a new signing secret. The previous ones keep signing for
+    /// Makes a new signing secret. The one it replaces keeps signing for
     /// `grace_secs` (default [`WebhookConfig::rotation_grace`], at most 7
-    /// days; 0 stops them at once), so receivers can switch without losing a
-    /// delivery. Returns the new secret, shown only here.
+    /// days; 0 stops it at once), so receivers can switch without losing a
+    /// delivery; any older one stops now. Returns the new secret, shown only
+    /// here.
     pub async fn rotate_webhook_secret(
         &self,
         p: &Principal,
@@ -433,26 +447,26 @@ impl Caas {
         };
         let mut endpoint = self.endpoint(&ctx.tenant, id).await?;
         let until = ctx.now.plus(grace);
-        // Secrets that already stopped signing are dropped; the others stop
-        // at the end of the grace at the latest.
-        endpoint
-            .secrets
-            .retain(|s| s.expires_at.is_none_or(|at| at > ctx.now));
-        for s in &mut endpoint.secrets {
-            s.expires_at = Some(s.expires_at.map_or(until, |at| at.min(until)));
-        }
-        endpoint
-            .secrets
-            .retain(|s| s.expires_at.is_none_or(|at| at > ctx.now));
+        // At most two secrets sign: the new one and the newest before it, for
+        // the grace (receivers accept a bounded number of signatures, so
+        // rotations in a row must not pile them up).
+        let previous = endpoint
+            .signing_secrets(ctx.now)
+            .next()
+            .cloned()
+            .map(|mut s| {
+                s.expires_at = Some(s.expires_at.map_or(until, |at| at.min(until)));
+                s
+            })
+            .filter(|s| s.expires_at.is_none_or(|at| at > ctx.now));
         let secret = self.auth_ports()?.authority.new_webhook_secret()?;
-        endpoint.secrets.insert(
-            0,
-            WebhookSecret {
-                secret: secret.clone(),
-                created_at: ctx.now,
-                expires_at: None,
-            },
-        );
+        endpoint.secrets = std::iter::once(WebhookSecret {
+            secret: secret.clone(),
+            created_at: ctx.now,
+            expires_at: None,
+        })
+        .chain(previous)
+        .collect();
         endpoint.updated_at = ctx.now;
         self.audit(
             &ctx.tenant,
@@ -601,12 +615,17 @@ impl Caas {
         Ok(replay)
     }
 
-    /// Endpoints of any tenant with deliveries to attempt now.
-    pub async fn webhooks_due(&self) -> Result<Vec<(TenantId, WebhookId)>> {
+    /// Up to `limit` endpoints of any tenant that may have deliveries to
+    /// attempt now, by tenant and id, after `after` (a page's last key).
+    pub async fn webhooks_due(
+        &self,
+        after: Option<&(TenantId, WebhookId)>,
+        limit: usize,
+    ) -> Result<Vec<(TenantId, WebhookId)>> {
         if self.webhook_sender.is_none() {
             return Ok(Vec::new());
         }
-        self.b.webhooks.due(self.now(), 10_000).await
+        self.b.webhooks.due(self.now(), after, limit).await
     }
 
     /// Delivers what the endpoint has not received yet, as `holder` (a name
@@ -614,7 +633,9 @@ impl Caas {
     /// events after its cursor in order, and records how far it came. A
     /// failure sets a backoff and ends the pass; after
     /// [`WebhookConfig::max_attempts`] the delivery becomes a dead letter and
-    /// the next one follows. Another node's lease makes this a no-op.
+    /// the next one follows. Another node's lease makes this a no-op. A store
+    /// failure keeps what the pass delivered and waits a backoff before the
+    /// next pass.
     pub async fn deliver_webhook(
         &self,
         tenant: &TenantId,
@@ -632,8 +653,8 @@ impl Caas {
             Some(e) if e.progress.cursor < head => {}
             _ => return Ok(pass),
         }
-        let mut now = self.now();
-        let Some(mut endpoint) = self
+        let now = self.now();
+        let Some(endpoint) = self
             .b
             .webhooks
             .claim(tenant, id, holder, now, now.plus(cfg.lease))
@@ -644,83 +665,122 @@ impl Caas {
         if endpoint.disabled || endpoint.progress.retry_at.is_some_and(|at| at > now) {
             return Ok(pass);
         }
-        let mut claimed_at = now;
-        let mut progress = endpoint.progress.clone();
+        let mut lease = Lease {
+            holder,
+            claimed_at: now,
+            endpoint,
+        };
+        let mut progress = lease.endpoint.progress.clone();
+        let stored = progress.clone();
+        match self
+            .pass(&*sender, &mut lease, &mut progress, &mut pass)
+            .await
+        {
+            Ok(()) => {
+                if progress != stored {
+                    self.b
+                        .webhooks
+                        .progress(tenant, id, holder, &progress)
+                        .await?;
+                }
+                Ok(pass)
+            }
+            Err(e) => {
+                // Keep what was delivered, and do not come back at once: a
+                // store that failed is likely to fail again right away.
+                let waiting = WebhookProgress {
+                    retry_at: Some(self.now().plus(backoff(cfg, 1))),
+                    last_error: Some(format!("delivery paused: {}", e.code())),
+                    ..progress
+                };
+                if let Err(again) = self.b.webhooks.progress(tenant, id, holder, &waiting).await {
+                    tracing::warn!(error = %again, "webhook progress not recorded");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The body of [`Caas::deliver_webhook`] once the lease is held: moves
+    /// `progress` along as events are delivered or given up.
+    async fn pass(
+        &self,
+        sender: &dyn WebhookSender,
+        lease: &mut Lease<'_>,
+        progress: &mut WebhookProgress,
+        pass: &mut WebhookPass,
+    ) -> Result<()> {
+        let cfg = &self.cfg.webhooks;
+        let (tenant, id) = (lease.endpoint.tenant.clone(), lease.endpoint.id.clone());
         for _ in 0..BATCHES_PER_PASS {
             let batch = self
                 .b
                 .events
-                .read_tenant(tenant, progress.cursor, cfg.batch)
+                .read_tenant(&tenant, progress.cursor, cfg.batch)
                 .await?;
             let full = batch.len() >= cfg.batch;
             for logged in &batch {
-                now = self.now();
-                if now.since(claimed_at) > cfg.lease / 2 {
-                    // Renew before the lease can run out under a slow
-                    // receiver, recording the place so a successor starts there.
-                    if !self
-                        .b
-                        .webhooks
-                        .progress(tenant, id, holder, &progress)
-                        .await?
-                    {
-                        return Ok(pass);
-                    }
-                    match self
-                        .b
-                        .webhooks
-                        .claim(tenant, id, holder, now, now.plus(cfg.lease))
-                        .await?
-                    {
-                        Some(fresh) if !fresh.disabled => endpoint = fresh,
-                        _ => return Ok(pass),
-                    }
-                    claimed_at = now;
+                let now = self.now();
+                if !self.renew(lease, progress, now).await? {
+                    return Ok(());
                 }
-                let deliveries = self.deliveries(&endpoint, logged, now, false).await?;
-                let mut failure = None;
-                for (i, d) in deliveries.iter().enumerate() {
-                    let outcome = self
-                        .send(&*sender, &endpoint, d, progress.attempts + 1, now)
-                        .await?;
-                    count_delivery(&outcome);
-                    if !outcome.delivered() {
-                        failure = Some((i, describe(&outcome)));
-                        break;
+                let endpoint = &lease.endpoint;
+                let attempt = progress.attempts + 1;
+                let (names, failure) = match self.deliveries(endpoint, logged, now, false).await {
+                    Ok(deliveries) => {
+                        let mut failure = None;
+                        for (i, d) in deliveries.iter().enumerate() {
+                            let outcome = match self.send(sender, endpoint, d, attempt, now).await {
+                                Ok(outcome) => outcome,
+                                Err(e) => {
+                                    WebhookOutcome::Failed(format!("cannot sign: {}", e.code()))
+                                }
+                            };
+                            count_delivery(&outcome);
+                            if !outcome.delivered() {
+                                failure = Some((i, describe(&outcome)));
+                                break;
+                            }
+                            pass.delivered += 1;
+                        }
+                        let names: Vec<(String, &'static str)> =
+                            deliveries.into_iter().map(|d| (d.id, d.kind)).collect();
+                        (names, failure)
                     }
-                    pass.delivered += 1;
-                }
+                    // An event that cannot be turned into deliveries (presence
+                    // unreachable, a body that does not open) fails like a
+                    // refused delivery: retried, then given up, never a stall.
+                    Err(e) => (
+                        vec![(logged.cursor.0.to_string(), logged.event.payload.kind())],
+                        Some((0, format!("cannot build the delivery: {}", e.code()))),
+                    ),
+                };
                 let Some((failed_at, error)) = failure else {
-                    progress = WebhookProgress {
+                    *progress = WebhookProgress {
                         cursor: logged.cursor,
                         ..WebhookProgress::default()
                     };
                     continue;
                 };
-                let attempts = progress.attempts + 1;
-                if attempts < cfg.max_attempts {
+                if attempt < cfg.max_attempts {
                     pass.failed += 1;
-                    progress.attempts = attempts;
-                    progress.retry_at = Some(now.plus(backoff(cfg, attempts)));
+                    progress.attempts = attempt;
+                    progress.retry_at = Some(now.plus(backoff(cfg, attempt)));
                     progress.last_error = Some(error);
-                    self.b
-                        .webhooks
-                        .progress(tenant, id, holder, &progress)
-                        .await?;
-                    return Ok(pass);
+                    return Ok(());
                 }
                 // Given up: what was not delivered waits for a replay, and the
                 // endpoint moves on.
-                for d in &deliveries[failed_at..] {
+                for (name, kind) in names.into_iter().skip(failed_at) {
                     self.b
                         .webhooks
                         .dead_letter(&DeadLetter {
                             tenant: tenant.clone(),
                             webhook_id: id.clone(),
-                            id: d.id.clone(),
+                            id: name,
                             cursor: logged.cursor,
-                            kind: d.kind.to_owned(),
-                            attempts,
+                            kind: kind.to_owned(),
+                            attempts: attempt,
                             last_error: error.clone(),
                             failed_at: now,
                         })
@@ -733,10 +793,10 @@ impl Caas {
                     tenant = %tenant,
                     webhook = %id,
                     cursor = logged.cursor.0,
-                    attempts,
+                    attempts = attempt,
                     "webhook delivery given up; kept as a dead letter"
                 );
-                progress = WebhookProgress {
+                *progress = WebhookProgress {
                     cursor: logged.cursor,
                     ..WebhookProgress::default()
                 };
@@ -745,13 +805,46 @@ impl Caas {
                 break;
             }
         }
-        if progress != endpoint.progress {
-            self.b
-                .webhooks
-                .progress(tenant, id, holder, &progress)
-                .await?;
+        Ok(())
+    }
+
+    /// Renews the lease once half of it is gone, recording `progress` so a
+    /// successor starts there and taking up configuration changes. With the
+    /// lease at least four attempts' time limits long (the platform sees to
+    /// it), an event begun within the first half ends before it runs out.
+    /// `false`: the lease is lost, or the endpoint disabled or gone: stop.
+    async fn renew(
+        &self,
+        lease: &mut Lease<'_>,
+        progress: &WebhookProgress,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let cfg = &self.cfg.webhooks;
+        if now.since(lease.claimed_at) <= cfg.lease / 2 {
+            return Ok(true);
         }
-        Ok(pass)
+        let (tenant, id) = (&lease.endpoint.tenant, &lease.endpoint.id);
+        if !self
+            .b
+            .webhooks
+            .progress(tenant, id, lease.holder, progress)
+            .await?
+        {
+            return Ok(false);
+        }
+        match self
+            .b
+            .webhooks
+            .claim(tenant, id, lease.holder, now, now.plus(cfg.lease))
+            .await?
+        {
+            Some(fresh) if !fresh.disabled => {
+                lease.endpoint = fresh;
+                lease.claimed_at = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// The requests one logged event makes for `endpoint`: the event itself
@@ -776,8 +869,12 @@ impl Caas {
                 body: body(&cursor.to_string(), kind, logged, &event.payload)?,
             });
         }
+        // A push for a message long past (a backlog after an outage, an
+        // endpoint enabled again) would wake people for old news.
+        let fresh = now.since(event.at) <= self.cfg.webhooks.push_window;
         if let EventPayload::MessageCreated { message } = &event.payload
             && (every_kind || endpoint.wants(PUSH_KIND))
+            && fresh
         {
             let others: Vec<UserId> = event
                 .audience
@@ -1017,9 +1114,26 @@ fn check_url(url: &str, allow_insecure: bool) -> Result<()> {
     {
         return Err(Error::invalid("url", "the port must be 1-65535"));
     }
+    if host.contains('%') {
+        return Err(Error::invalid(
+            "url",
+            "the host must not be percent-encoded",
+        ));
+    }
+    // `127.1`, `2130706433` or `0x7f.0.0.1` are IPv4 addresses to a URL
+    // parser: only the plain four-number form is taken, and checked below.
+    let last_label = host.rsplit('.').find(|l| !l.is_empty()).unwrap_or(host);
+    let numeric = last_label.bytes().all(|b| b.is_ascii_digit())
+        || last_label.to_ascii_lowercase().starts_with("0x");
+    if numeric && !authority.starts_with('[') && host.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(Error::invalid(
+            "url",
+            "an IPv4 host must be written as four decimal numbers",
+        ));
+    }
     if !allow_insecure {
-        let local_name = host.eq_ignore_ascii_case("localhost")
-            || host.to_ascii_lowercase().ends_with(".localhost");
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        let local_name = name == "localhost" || name.ends_with(".localhost");
         let private_ip = host
             .parse::<IpAddr>()
             .is_ok_and(|ip| !is_public_address(ip));
@@ -1042,7 +1156,7 @@ mod tests {
         for ok in [
             "https://hooks.example.com/caas",
             "https://hooks.example.com:8443/x?y=1",
-            "https://[2001:db8::1]:443/x",
+            "https://[2606:4700::1111]:443/x",
             "https://93.184.216.34/",
         ] {
             assert!(check_url(ok, false).is_ok(), "{ok}");
@@ -1065,6 +1179,11 @@ mod tests {
             "https://hooks.example.com:0/",
             "https://hooks.example.com:99999/",
             "https://hooks.example.com/a b",
+            "https://127.1/x",
+            "https://2130706433/x",
+            "https://0x7f.0.0.1/x",
+            "https://%31%32%37.0.0.1/x",
+            "https://localhost./x",
         ] {
             assert!(
                 matches!(check_url(bad, false), Err(Error::InvalidArgument { .. })),

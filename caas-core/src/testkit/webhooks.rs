@@ -165,13 +165,30 @@ pub async fn due_skips_disabled_and_backing_off(b: Backends) {
     };
     // Other cases' endpoints may share the store: read enough to see ours.
     assert_eq!(
-        mine(s.due(t(20), 100_000).await.unwrap()),
+        mine(s.due(t(20), None, 100_000).await.unwrap()),
         vec![ready.clone()]
     );
     let mut both = vec![ready.clone(), later.clone()];
     both.sort();
-    assert_eq!(mine(s.due(t(40), 100_000).await.unwrap()), both);
-    assert_eq!(s.due(t(40), 1).await.unwrap().len(), 1);
+    assert_eq!(mine(s.due(t(40), None, 100_000).await.unwrap()), both);
+    assert_eq!(s.due(t(40), None, 1).await.unwrap().len(), 1);
+    // Pages continue after the last key of the one before, in key order.
+    let first = (tn.clone(), both[0].clone());
+    let rest = s.due(t(40), Some(&first), 100_000).await.unwrap();
+    assert!(rest.iter().all(|k| *k > first));
+    assert_eq!(mine(rest), vec![both[1].clone()]);
+    let mut all = Vec::new();
+    let mut after: Option<(TenantId, WebhookId)> = None;
+    loop {
+        let page = s.due(t(40), after.as_ref(), 1).await.unwrap();
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        all.extend(page);
+        after = Some(last);
+    }
+    assert!(all.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(mine(all), both);
 }
 
 /// One holder at a time: a lease is extended by its holder, refused to others

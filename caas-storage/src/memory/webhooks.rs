@@ -81,10 +81,17 @@ impl WebhookStore for MemoryWebhookStore {
         Ok(rows.remove(&key(tenant, id)).is_some())
     }
 
-    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<(TenantId, WebhookId)>> {
+    async fn due(
+        &self,
+        now: Timestamp,
+        after: Option<&(TenantId, WebhookId)>,
+        limit: usize,
+    ) -> Result<Vec<(TenantId, WebhookId)>> {
+        use std::ops::Bound;
         let rows = self.rows.lock().map_err(poisoned)?;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(rows
-            .iter()
+            .range((from, Bound::Unbounded))
             .filter(|(_, r)| {
                 !r.endpoint.disabled && r.endpoint.progress.retry_at.is_none_or(|at| at <= now)
             })

@@ -179,8 +179,17 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn due(&self, now: Timestamp, n: usize) -> Result<Vec<(TenantId, WebhookId)>> {
+    async fn due(
+        &self,
+        now: Timestamp,
+        after: Option<&(TenantId, WebhookId)>,
+        n: usize,
+    ) -> Result<Vec<(TenantId, WebhookId)>> {
         let now = bound(now.as_nanos());
+        let (after_tenant, after_id) = match after {
+            Some((t, i)) => (Some(t.to_string()), Some(i.to_string())),
+            None => (None, None),
+        };
         self.read(move |c| {
             // `disabled = 0` as a literal, so the partial index `webhooks_due`
             // (in the listing's order, `retry_at` included) answers alone.
@@ -188,11 +197,12 @@ impl WebhookStore for SqliteStore {
                 .prepare_cached(
                     "SELECT tenant, id FROM webhooks
                      WHERE disabled = 0 AND (retry_at IS NULL OR retry_at <= ?1)
+                     AND (?3 IS NULL OR tenant > ?3 OR (tenant = ?3 AND id > ?4))
                      ORDER BY tenant, id LIMIT ?2",
                 )
                 .ctx("list due webhooks")?;
             let keys = stmt
-                .query_map(params![now, limit(n)], |r| {
+                .query_map(params![now, limit(n), after_tenant, after_id], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
                 })
                 .ctx("list due webhooks")?
@@ -438,7 +448,7 @@ mod tests {
         assert!(store.progress(&tn, &id, "n1", &far).await.unwrap());
         // Backing off to the end of time, and leased as long.
         let later = Timestamp::from_secs(1 << 32);
-        let due = store.due(later, 10).await.unwrap();
+        let due = store.due(later, None, 10).await.unwrap();
         assert!(!due.contains(&(tn.clone(), id.clone())), "{due:?}");
         assert!(
             store
@@ -485,7 +495,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let due = store.due(Timestamp::from_secs(1), 10).await;
+        let due = store.due(Timestamp::from_secs(1), None, 10).await;
         assert_eq!(due.unwrap_err().code(), "internal");
     }
 }

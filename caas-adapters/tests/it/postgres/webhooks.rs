@@ -52,7 +52,7 @@ async fn the_documents_keep_what_the_columns_cannot() {
     assert!(store.progress(&tn, &id, "n1", &far).await.unwrap());
     // Backing off to the end of time, and leased as long.
     let later = Timestamp::from_secs(1 << 32);
-    let due = store.due(later, 100_000).await.unwrap();
+    let due = store.due(later, None, 100_000).await.unwrap();
     assert!(!due.contains(&(tn.clone(), id.clone())));
     assert!(
         store
