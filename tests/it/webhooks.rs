@@ -22,7 +22,8 @@ on_every_set!(async
     deliveries_are_signed_in_order_and_exactly_once_after_dedupe,
     a_delivery_that_keeps_failing_becomes_a_dead_letter_and_replays,
     a_rotation_signs_with_both_secrets_until_the_old_one_expires,
-    a_crashed_node_loses_nothing_and_two_nodes_share_an_endpoint,
+        a_crashed_node_loses_nothing_and_two_nodes_share_an_endpoint,
+    a_slow_receiver_never_lets_the_lease_lapse_mid_pass,
     endpoints_are_validated_authorized_and_managed,
 );
 
@@ -572,4 +573,109 @@ async fn endpoints_are_validated_authorized_and_managed(set: Set) {
         w.caas.get_webhook(&w.server(), &id).await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// A sender whose every request takes `step` of the manual clock, and which
+/// checks, while "in flight", that no other node can take the endpoint.
+#[derive(Debug)]
+struct SlowSender {
+    inner: HttpWebhookSender,
+    step: Duration,
+    /// The world, once it exists: its clock and its store.
+    world: std::sync::OnceLock<(
+        Arc<caas::core::time::ManualClock>,
+        caas::core::ports::Backends,
+    )>,
+    stolen: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl caas::core::ports::WebhookSender for SlowSender {
+    async fn send(
+        &self,
+        request: &caas::core::ports::WebhookRequest,
+    ) -> caas::core::ports::WebhookOutcome {
+        let outcome = self.inner.send(request).await;
+        if let Some((clock, backends)) = self.world.get() {
+            clock.advance(self.step);
+            let header = |name: &str| {
+                request
+                    .headers
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            };
+            let tenant = caas::core::ids::TenantId::parse(&header("caas-tenant-id")).unwrap();
+            let id = WebhookId::parse(&header("caas-webhook-id")).unwrap();
+            let now = caas::core::time::Clock::now(clock.as_ref());
+            let taken = backends
+                .webhooks
+                .claim(
+                    &tenant,
+                    &id,
+                    "intruder",
+                    now,
+                    now.plus(Duration::from_secs(60)),
+                )
+                .await
+                .unwrap();
+            if taken.is_some() {
+                self.stolen
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        outcome
+    }
+}
+
+async fn a_slow_receiver_never_lets_the_lease_lapse_mid_pass(set: Set) {
+    let slow = Arc::new(SlowSender {
+        inner: HttpWebhookSender::new(HttpWebhookConfig {
+            allow_private_addresses: true,
+            ..HttpWebhookConfig::default()
+        })
+        .unwrap(),
+        // Each request takes a third of the lease (60 s): a pass of several
+        // events outlives the lease it started with.
+        step: Duration::from_secs(20),
+        world: std::sync::OnceLock::new(),
+        stolen: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let sender = slow.clone();
+    let w = World::with_service(
+        set,
+        &["alice", "bob"],
+        TenantSettings::default(),
+        config(),
+        move |caas| with_webhooks(caas).with_webhook_sender(sender),
+    )
+    .await;
+    let _ = slow.world.set((w.clock.clone(), w.caas.backends().clone()));
+    let r = Receiver::start().await;
+    let id = endpoint(&w, &r, &["message.created"]).await.webhook.id;
+    let g = w.group("alice", &["bob"]).await;
+    for n in 0..8 {
+        w.send("alice", &g, &format!("k{n}"), "slowly")
+            .await
+            .unwrap();
+    }
+    // The receiver checks signatures against the time a request was signed,
+    // which the slow sender moves on after each: a window wide enough.
+    r.set_now(w.caas.now().as_secs() + 80);
+    let started = w.caas.now();
+    let pass = w
+        .caas
+        .deliver_webhook(&w.tenant, &id, "node-1")
+        .await
+        .unwrap();
+    assert_eq!(pass.delivered, 8, "one pass delivered everything");
+    assert!(w.caas.now().since(started) > Duration::from_secs(120));
+    assert_eq!(
+        slow.stolen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no other node could take the endpoint while the pass ran"
+    );
+    assert_eq!(r.deduped().len(), 8);
+    assert_eq!(r.taken().len(), 8, "and nothing was sent twice");
 }
