@@ -289,13 +289,7 @@ impl Caas {
         new: NewWebhook,
     ) -> Result<WebhookWithSecret> {
         let ctx = self.ctx(p).await?;
-        let rule = Self::authorize(
-            &ctx,
-            Action::WebhookManage,
-            Self::subject(&ctx, None),
-            Attrs::default().with("kind", "webhook"),
-        )?;
-        self.rate_limit(&ctx, Action::WebhookManage).await?;
+        let rule = self.manage(&ctx).await?;
         let cfg = &self.cfg.webhooks;
         check_url(&new.url, cfg.allow_insecure_urls)?;
         let kinds = check_kinds(new.kinds)?;
@@ -324,20 +318,15 @@ impl Caas {
                 ..WebhookProgress::default()
             },
         };
-        self.audit(
-            &ctx.tenant,
-            audit_record(
-                p,
-                Action::WebhookManage,
-                endpoint.id.to_string(),
-                &rule,
-                serde_json::json!({
-                    "op": "create",
-                    "url": without_query(&endpoint.url),
-                    "kinds": endpoint.kinds,
-                }),
-                ctx.now,
-            ),
+        self.audit_webhook(
+            &ctx,
+            &rule,
+            &endpoint.id,
+            serde_json::json!({
+                "op": "create",
+                "url": without_query(&endpoint.url),
+                "kinds": endpoint.kinds,
+            }),
         )
         .await?;
         self.b.webhooks.create(&endpoint).await?;
@@ -349,14 +338,14 @@ impl Caas {
 
     /// The tenant's endpoints.
     pub async fn list_webhooks(&self, p: &Principal) -> Result<Vec<Webhook>> {
-        let ctx = self.webhook_ctx(p).await?;
-        let all = self.b.webhooks.list(&ctx.0).await?;
+        let tenant = self.webhook_ctx(p).await?;
+        let all = self.b.webhooks.list(&tenant).await?;
         Ok(all.iter().map(Webhook::from).collect())
     }
 
     /// One endpoint.
     pub async fn get_webhook(&self, p: &Principal, id: &WebhookId) -> Result<Webhook> {
-        let (tenant, _) = self.webhook_ctx(p).await?;
+        let tenant = self.webhook_ctx(p).await?;
         Ok(Webhook::from(&self.endpoint(&tenant, id).await?))
     }
 
@@ -381,21 +370,16 @@ impl Caas {
             endpoint.disabled = disabled;
         }
         endpoint.updated_at = ctx.now;
-        self.audit(
-            &ctx.tenant,
-            audit_record(
-                p,
-                Action::WebhookManage,
-                id.to_string(),
-                &rule,
-                serde_json::json!({
-                    "op": "update",
-                                        "url": without_query(&endpoint.url),
-                    "kinds": endpoint.kinds,
-                    "disabled": endpoint.disabled,
-                }),
-                ctx.now,
-            ),
+        self.audit_webhook(
+            &ctx,
+            &rule,
+            id,
+            serde_json::json!({
+                "op": "update",
+                "url": without_query(&endpoint.url),
+                "kinds": endpoint.kinds,
+                "disabled": endpoint.disabled,
+            }),
         )
         .await?;
         self.b.webhooks.update(&endpoint).await?;
@@ -407,18 +391,8 @@ impl Caas {
         let ctx = self.ctx(p).await?;
         let rule = self.manage(&ctx).await?;
         self.endpoint(&ctx.tenant, id).await?;
-        self.audit(
-            &ctx.tenant,
-            audit_record(
-                p,
-                Action::WebhookManage,
-                id.to_string(),
-                &rule,
-                serde_json::json!({"op": "delete"}),
-                ctx.now,
-            ),
-        )
-        .await?;
+        self.audit_webhook(&ctx, &rule, id, serde_json::json!({"op": "delete"}))
+            .await?;
         if !self.b.webhooks.delete(&ctx.tenant, id).await? {
             return Err(Error::not_found(EntityKind::Webhook, id));
         }
@@ -472,16 +446,11 @@ impl Caas {
         .chain(previous)
         .collect();
         endpoint.updated_at = ctx.now;
-        self.audit(
-            &ctx.tenant,
-            audit_record(
-                p,
-                Action::WebhookManage,
-                id.to_string(),
-                &rule,
-                serde_json::json!({"op": "rotate_secret", "grace_secs": grace.as_secs()}),
-                ctx.now,
-            ),
+        self.audit_webhook(
+            &ctx,
+            &rule,
+            id,
+            serde_json::json!({"op": "rotate_secret", "grace_secs": grace.as_secs()}),
         )
         .await?;
         self.b.webhooks.update(&endpoint).await?;
@@ -493,7 +462,7 @@ impl Caas {
 
     /// The endpoint's dead letters, oldest first.
     pub async fn dead_letters(&self, p: &Principal, id: &WebhookId) -> Result<Vec<DeadLetter>> {
-        let (tenant, _) = self.webhook_ctx(p).await?;
+        let tenant = self.webhook_ctx(p).await?;
         self.endpoint(&tenant, id).await?;
         self.b
             .webhooks
@@ -550,19 +519,14 @@ impl Caas {
                 temporary: false,
                 source: None,
             })?;
-        self.audit(
-            &ctx.tenant,
-            audit_record(
-                p,
-                Action::WebhookManage,
-                id.to_string(),
-                &rule,
-                serde_json::json!({
-                    "op": "replay",
-                    "letters": letters.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
-                }),
-                ctx.now,
-            ),
+        self.audit_webhook(
+            &ctx,
+            &rule,
+            id,
+            serde_json::json!({
+                "op": "replay",
+                "letters": letters.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+            }),
         )
         .await?;
         for letter in letters {
@@ -952,26 +916,48 @@ impl Caas {
     /// Authorizes and rate-limits a change to the tenant's webhooks; returns
     /// the allowing rule.
     async fn manage(&self, ctx: &super::Ctx<'_>) -> Result<std::sync::Arc<str>> {
-        let rule = Self::authorize(
-            ctx,
-            Action::WebhookManage,
-            Self::subject(ctx, None),
-            Attrs::default().with("kind", "webhook"),
-        )?;
+        let rule = Self::may_manage(ctx)?;
         self.rate_limit(ctx, Action::WebhookManage).await?;
         Ok(rule)
     }
 
-    /// The tenant of a webhook read, authorized.
-    async fn webhook_ctx(&self, p: &Principal) -> Result<(TenantId, std::sync::Arc<str>)> {
-        let ctx = self.ctx(p).await?;
-        let rule = Self::authorize(
-            &ctx,
+    /// Audits a change to endpoint `id`, allowed by `rule`.
+    async fn audit_webhook(
+        &self,
+        ctx: &super::Ctx<'_>,
+        rule: &str,
+        id: &WebhookId,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.audit(
+            &ctx.tenant,
+            audit_record(
+                ctx.p,
+                Action::WebhookManage,
+                id.to_string(),
+                rule,
+                detail,
+                ctx.now,
+            ),
+        )
+        .await
+    }
+
+    /// Authorizes any webhook operation; returns the allowing rule.
+    fn may_manage(ctx: &super::Ctx<'_>) -> Result<std::sync::Arc<str>> {
+        Self::authorize(
+            ctx,
             Action::WebhookManage,
-            Self::subject(&ctx, None),
+            Self::subject(ctx, None),
             Attrs::default().with("kind", "webhook"),
-        )?;
-        Ok((ctx.tenant, rule))
+        )
+    }
+
+    /// The tenant of a webhook read, authorized.
+    async fn webhook_ctx(&self, p: &Principal) -> Result<TenantId> {
+        let ctx = self.ctx(p).await?;
+        Self::may_manage(&ctx)?;
+        Ok(ctx.tenant)
     }
 
     async fn endpoint(&self, tenant: &TenantId, id: &WebhookId) -> Result<WebhookEndpoint> {
