@@ -1,5 +1,7 @@
-//! caas-core hot paths: an ABAC decision on the default set, one GCRA step, and a
-//! full send through the pipeline on the memory backends, on one core.
+//! caas-core hot paths: an ABAC decision on the default set, one GCRA step, a
+//! full send through the pipeline on the memory backends, and a webhook
+//! delivery pass (read from the log, build, sign, hand to a sender that takes
+//! everything), on one core.
 //!
 //! Run: `cargo bench --bench core`. `cargo test --bench core` (`scripts/test` runs
 //! it) runs each benchmark once, unmeasured, so a broken setup fails the tests.
@@ -259,9 +261,127 @@ fn send(c: &mut Criterion) {
     g.finish();
 }
 
+/// Takes every delivery at once: what is left is the service's own work.
+#[derive(Debug)]
+struct Accept;
+
+#[async_trait::async_trait]
+impl caas::core::ports::WebhookSender for Accept {
+    async fn send(
+        &self,
+        request: &caas::core::ports::WebhookRequest,
+    ) -> caas::core::ports::WebhookOutcome {
+        black_box(request);
+        caas::core::ports::WebhookOutcome::Status(204)
+    }
+}
+
+/// Events delivered per measured pass.
+const WEBHOOK_EVENTS: usize = 100;
+
+fn webhooks(c: &mut Criterion) {
+    use caas::core::model::{PresenceStatus, WebhookProgress};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("webhooks");
+    g.throughput(Throughput::Elements(WEBHOOK_EVENTS as u64));
+    for (name, kinds) in [
+        ("pass_100_messages", vec!["message.created".to_owned()]),
+        (
+            "pass_100_messages_with_push",
+            vec!["message.created".to_owned(), "push.requested".to_owned()],
+        ),
+    ] {
+        let backends = caas::storage::memory::backends();
+        let (caas, alice, convs) = setup(&rt, backends, 1);
+        let authority = caas_crypto::ports::CryptoAuthority::new(
+            caas_crypto::secret::TenantSecret::generate()
+                .unwrap()
+                .hash(),
+            &[3; 32],
+            "bench",
+        )
+        .unwrap();
+        let passwords = caas_crypto::ports::Argon2Passwords::new(
+            caas_crypto::password::PasswordParams::INSECURE_FOR_TESTS,
+        )
+        .unwrap();
+        let caas = caas
+            .with_auth(
+                std::sync::Arc::new(authority),
+                std::sync::Arc::new(passwords),
+            )
+            .with_webhook_sender(std::sync::Arc::new(Accept));
+        let tenant = alice.tenant.clone().unwrap();
+        let server = Principal::tenant_server(tenant.clone());
+        let (id, start) = rt.block_on(async {
+            let hook = caas
+                .create_webhook(
+                    &server,
+                    caas::core::service::NewWebhook {
+                        url: "https://hooks.example.com/caas".into(),
+                        kinds,
+                        disabled: false,
+                    },
+                )
+                .await
+                .unwrap();
+            // Carol is online, Bob is not: each push names one recipient.
+            let carol = Principal::user(tenant.clone(), UserId::parse("carol").unwrap());
+            caas.set_presence(&carol, PresenceStatus::Online)
+                .await
+                .unwrap();
+            for i in 0..WEBHOOK_EVENTS {
+                let msg = SendMessage::text(
+                    ClientMsgId::parse(&format!("w{i}")).unwrap(),
+                    "hello, webhook benchmark",
+                );
+                caas.send_message(&alice, &convs[0], msg).await.unwrap();
+            }
+            (hook.webhook.id, hook.webhook.progress)
+        });
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    // Back to before the messages, so each pass sends them all.
+                    rt.block_on(caas.backends().webhooks.claim(
+                        &tenant,
+                        &id,
+                        "bench",
+                        caas.now(),
+                        caas.now().plus(std::time::Duration::from_secs(3600)),
+                    ))
+                    .unwrap();
+                    rt.block_on(caas.backends().webhooks.progress(
+                        &tenant,
+                        &id,
+                        "bench",
+                        &WebhookProgress {
+                            cursor: start.cursor,
+                            ..WebhookProgress::default()
+                        },
+                    ))
+                    .unwrap()
+                },
+                |_| {
+                    let pass = rt
+                        .block_on(caas.deliver_webhook(&tenant, &id, "bench"))
+                        .unwrap();
+                    assert!(pass.delivered >= WEBHOOK_EVENTS as u64);
+                    black_box(pass)
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(4));
-    targets = policy, gcra, send
+    targets = policy, gcra, send, webhooks
 }
 criterion_main!(benches);
