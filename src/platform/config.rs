@@ -640,6 +640,47 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    #[test]
+    fn webhooks_are_configured_from_the_file_and_checked() {
+        let dir = std::env::temp_dir().join(format!("caas-config-hooks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("caas.toml");
+        std::fs::write(
+            &file,
+            "[webhooks]\nmax_attempts = 3\nbackoff_base_ms = 100\ntimeout_secs = 20\n",
+        )
+        .unwrap();
+        let c = PlatformConfig::load(Some(&file), |_| None).unwrap();
+        let service = c.webhooks.service();
+        assert_eq!(service.max_attempts, 3);
+        assert_eq!(service.backoff_base, std::time::Duration::from_millis(100));
+        assert!(!service.allow_insecure_urls, "secure unless asked");
+        assert_eq!(
+            service.lease,
+            std::time::Duration::from_secs(90),
+            "four attempts and a margin"
+        );
+        for bad in [
+            "[webhooks]\nmax_attempts = 0\n",
+            "[webhooks]\nbackoff_base_ms = 1\n",
+            "[webhooks]\ntimeout_secs = 61\n",
+            "[webhooks]\nretries = 3\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let e = PlatformConfig::load(Some(&file), |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let insecure = load_env(&[("CAAS_WEBHOOKS_ALLOW_INSECURE", "on")]).unwrap();
+        assert!(insecure.webhooks.service().allow_insecure_urls);
+        assert!(
+            one_line_error(&[("CAAS_WEBHOOKS_ALLOW_INSECURE", "maybe")])
+                .contains("CAAS_WEBHOOKS_ALLOW_INSECURE")
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     fn load_env(vars: &[(&str, &str)]) -> Result<PlatformConfig, ConfigError> {
         PlatformConfig::load(None, |k| {
             vars.iter()
