@@ -533,6 +533,35 @@ async fn endpoints_are_validated_authorized_and_managed(set: Set) {
     let cursor = created[0].body["cursor"].as_u64().unwrap();
     assert_eq!(created[0].id, cursor.to_string());
 
+    // A PATCH and a rotation at once undo neither: the secret the rotation
+    // showed signs, and the PATCH's URL stays.
+    let server = w.server();
+    for n in 0..5 {
+        let url = format!("{}?n={n}", r.url);
+        let patch = w.caas.update_webhook(
+            &server,
+            &id,
+            WebhookChange {
+                url: Some(url.clone()),
+                ..WebhookChange::default()
+            },
+        );
+        let rotate = w.caas.rotate_webhook_secret(&server, &id, Some(60));
+        let (patched, rotated) = tokio::join!(patch, rotate);
+        patched.unwrap();
+        let rotated = rotated.unwrap();
+        let stored = w
+            .caas
+            .backends()
+            .webhooks
+            .get(&w.tenant, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.url, url);
+        assert_eq!(stored.secrets[0].secret, rotated.secret);
+    }
+
     // Another tenant cannot see or touch it.
     let other = caas::Principal::tenant_server(w.add_tenant(&[]).await);
     assert!(matches!(
@@ -567,7 +596,8 @@ async fn endpoints_are_validated_authorized_and_managed(set: Set) {
                 m
             });
     assert_eq!(ops.get("create"), Some(&10));
-    assert_eq!(ops.get("update"), Some(&2));
+    assert_eq!(ops.get("update"), Some(&7));
+    assert_eq!(ops.get("rotate_secret"), Some(&5));
     w.caas.delete_webhook(&w.server(), &id).await.unwrap();
     assert!(matches!(
         w.caas.get_webhook(&w.server(), &id).await,

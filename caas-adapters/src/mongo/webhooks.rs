@@ -72,7 +72,8 @@ pub(super) mod commands {
         let mut d = doc! {
             "tenant": e.tenant.as_str(),
             "id": e.id.as_str(),
-            "created_at": created_at,
+                        "created_at": created_at,
+            "updated_at": bound(e.updated_at.as_nanos()),
             "disabled": e.disabled,
             "doc": json,
             "progress": progress,
@@ -88,12 +89,19 @@ pub(super) mod commands {
         doc! { "tenant": tenant.as_str(), "id": id.as_str() }
     }
 
-    /// The configuration's replacement (`update_one`): progress, lease and
-    /// `created_at` stay.
-    pub(crate) fn update(e: &WebhookEndpoint, json: &str) -> (Document, Document) {
+    /// The configuration's replacement (`update_one`), only while the
+    /// stored `updated_at` is `expected`: progress, lease and `created_at`
+    /// stay.
+    pub(crate) fn update(e: &WebhookEndpoint, json: &str, expected: i64) -> (Document, Document) {
+        let mut filter = by_id(&e.tenant, &e.id);
+        filter.insert("updated_at", expected);
         (
-            by_id(&e.tenant, &e.id),
-            doc! { "$set": { "disabled": e.disabled, "doc": json } },
+            filter,
+            doc! { "$set": {
+                "disabled": e.disabled,
+                "doc": json,
+                "updated_at": bound(e.updated_at.as_nanos()),
+            } },
         )
     }
 
@@ -278,7 +286,7 @@ impl WebhookStore for MongoStore {
         })
     }
 
-    async fn update(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+    async fn update(&self, endpoint: &WebhookEndpoint, expected: Timestamp) -> Result<()> {
         let json = to_json(
             &WebhookEndpoint {
                 progress: WebhookProgress::default(),
@@ -287,7 +295,7 @@ impl WebhookStore for MongoStore {
             WHAT,
         )?;
         check_size(WHAT, json.len())?;
-        let (filter, update) = commands::update(endpoint, &json);
+        let (filter, update) = commands::update(endpoint, &json, bound(expected.as_nanos()));
         let done = self
             .bounded(
                 "update webhook",
@@ -295,7 +303,10 @@ impl WebhookStore for MongoStore {
             )
             .await?;
         if done.matched_count == 0 {
-            return Err(Error::not_found(EntityKind::Webhook, &endpoint.id));
+            return Err(match self.get(&endpoint.tenant, &endpoint.id).await? {
+                Some(_) => Error::conflict(format!("webhook `{}` changed meanwhile", endpoint.id)),
+                None => Error::not_found(EntityKind::Webhook, &endpoint.id),
+            });
         }
         Ok(())
     }
@@ -496,6 +507,7 @@ impl WebhookStore for MongoStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::codec::bound;
     use super::commands::*;
     use super::{decode, decode_key};
     use caas_core::ids::{Cursor, TenantId, WebhookId};
@@ -535,7 +547,8 @@ mod tests {
         assert_eq!(
             endpoint_document(&e, 1, "{e}", "{p}"),
             doc! {
-                "tenant": "acme", "id": "wh_1", "created_at": 1_i64, "disabled": false,
+                                "tenant": "acme", "id": "wh_1", "created_at": 1_i64,
+                "updated_at": bound(e.updated_at.as_nanos()), "disabled": false,
                 "doc": "{e}", "progress": "{p}",
             }
         );
@@ -551,15 +564,20 @@ mod tests {
         assert_eq!(
             endpoint_document(&backing_off, 1, "{e}", "{p}"),
             doc! {
-                "tenant": "acme", "id": "wh_1", "created_at": 1_i64, "disabled": true,
+                                "tenant": "acme", "id": "wh_1", "created_at": 1_i64,
+                "updated_at": bound(e.updated_at.as_nanos()), "disabled": true,
                 "doc": "{e}", "progress": "{p}", "retry_at": i64::MAX,
             }
         );
         assert_eq!(
-            update(&backing_off, "{e2}"),
+            update(&backing_off, "{e2}", 7),
             (
-                doc! { "tenant": "acme", "id": "wh_1" },
-                doc! { "$set": { "disabled": true, "doc": "{e2}" } },
+                doc! { "tenant": "acme", "id": "wh_1", "updated_at": 7_i64 },
+                doc! { "$set": {
+                    "disabled": true,
+                    "doc": "{e2}",
+                    "updated_at": bound(e.updated_at.as_nanos()),
+                } },
             )
         );
     }

@@ -100,24 +100,34 @@ impl WebhookStore for PostgresStore {
         Ok(())
     }
 
-    async fn update(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+    async fn update(&self, endpoint: &WebhookEndpoint, expected: Timestamp) -> Result<()> {
         let doc = config_doc(endpoint)?;
+        // The stored document's `updated_at`, as the same serializer wrote it.
+        let expected = serde_json::to_value(expected)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or_else(|| Error::internal("encode a webhook's updated_at"))?;
         let n = self
             .conn()
             .await?
             .execute(
-                "UPDATE webhooks SET disabled = $3, doc = $4 WHERE tenant = $1 AND id = $2",
+                "UPDATE webhooks SET disabled = $3, doc = $4
+                 WHERE tenant = $1 AND id = $2 AND (doc::jsonb ->> 'updated_at') = $5",
                 &[
                     &endpoint.tenant.as_str(),
                     &endpoint.id.as_str(),
                     &endpoint.disabled,
                     &doc,
+                    &expected,
                 ],
                 "update webhook",
             )
             .await?;
         if n == 0 {
-            return Err(Error::not_found(EntityKind::Webhook, &endpoint.id));
+            return Err(match self.get(&endpoint.tenant, &endpoint.id).await? {
+                Some(_) => Error::conflict(format!("webhook `{}` changed meanwhile", endpoint.id)),
+                None => Error::not_found(EntityKind::Webhook, &endpoint.id),
+            });
         }
         Ok(())
     }

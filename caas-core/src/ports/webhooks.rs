@@ -18,9 +18,11 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     async fn create(&self, endpoint: &WebhookEndpoint) -> Result<()>;
 
     /// Replaces an endpoint's configuration (`url`, `kinds`, `secrets`,
-    /// `disabled`, `updated_at`); its progress and lease stay.
-    /// [`crate::Error::NotFound`] when there is none.
-    async fn update(&self, endpoint: &WebhookEndpoint) -> Result<()>;
+    /// `disabled`, `updated_at`) if its stored `updated_at` is still
+    /// `expected` (the one read before the change); its progress and lease
+    /// stay. [`crate::Error::Conflict`] (nothing written) when another change
+    /// came first, [`crate::Error::NotFound`] when there is none.
+    async fn update(&self, endpoint: &WebhookEndpoint, expected: Timestamp) -> Result<()>;
 
     /// One endpoint.
     async fn get(&self, tenant: &TenantId, id: &WebhookId) -> Result<Option<WebhookEndpoint>>;

@@ -358,32 +358,65 @@ impl Caas {
     ) -> Result<Webhook> {
         let ctx = self.ctx(p).await?;
         let rule = self.manage(&ctx).await?;
-        let mut endpoint = self.endpoint(&ctx.tenant, id).await?;
-        if let Some(url) = change.url {
-            check_url(&url, self.cfg.webhooks.allow_insecure_urls)?;
-            endpoint.url = url;
+        if let Some(url) = &change.url {
+            check_url(url, self.cfg.webhooks.allow_insecure_urls)?;
         }
-        if let Some(kinds) = change.kinds {
-            endpoint.kinds = check_kinds(kinds)?;
-        }
-        if let Some(disabled) = change.disabled {
-            endpoint.disabled = disabled;
-        }
-        endpoint.updated_at = ctx.now;
+        let kinds = change.kinds.map(check_kinds).transpose()?;
+        self.endpoint(&ctx.tenant, id).await?;
         self.audit_webhook(
             &ctx,
             &rule,
             id,
             serde_json::json!({
                 "op": "update",
-                "url": without_query(&endpoint.url),
-                "kinds": endpoint.kinds,
-                "disabled": endpoint.disabled,
+                "url": change.url.as_deref().map(without_query),
+                "kinds": kinds,
+                "disabled": change.disabled,
             }),
         )
         .await?;
-        self.b.webhooks.update(&endpoint).await?;
-        Ok(Webhook::from(&self.endpoint(&ctx.tenant, id).await?))
+        let changed = self
+            .change_endpoint(&ctx.tenant, id, ctx.now, |endpoint| {
+                if let Some(url) = &change.url {
+                    endpoint.url.clone_from(url);
+                }
+                if let Some(kinds) = &kinds {
+                    endpoint.kinds.clone_from(kinds);
+                }
+                if let Some(disabled) = change.disabled {
+                    endpoint.disabled = disabled;
+                }
+            })
+            .await?;
+        Ok(Webhook::from(&changed))
+    }
+
+    /// Reads the endpoint, applies `change` and writes it back unless another
+    /// change came in between (then again, from the new state), so two
+    /// changes at once (a PATCH and a rotation) never undo each other.
+    async fn change_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookId,
+        now: Timestamp,
+        change: impl Fn(&mut WebhookEndpoint),
+    ) -> Result<WebhookEndpoint> {
+        const TRIES: usize = 5;
+        for _ in 0..TRIES {
+            let mut endpoint = self.endpoint(tenant, id).await?;
+            let expected = endpoint.updated_at;
+            change(&mut endpoint);
+            // Strictly later, so a change in the same instant is still seen.
+            endpoint.updated_at = now.max(expected.plus(Duration::from_nanos(1)));
+            match self.b.webhooks.update(&endpoint, expected).await {
+                Ok(()) => return Ok(endpoint),
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(format!(
+            "webhook `{id}` is being changed by others; try again"
+        )))
     }
 
     /// Removes an endpoint and its dead letters.
@@ -423,29 +456,8 @@ impl Caas {
             Some(s) => Duration::from_secs(s),
             None => self.cfg.webhooks.rotation_grace,
         };
-        let mut endpoint = self.endpoint(&ctx.tenant, id).await?;
-        let until = ctx.now.plus(grace);
-        // At most two secrets sign: the new one and the newest before it, for
-        // the grace (receivers accept a bounded number of signatures, so
-        // rotations in a row must not pile them up).
-        let previous = endpoint
-            .signing_secrets(ctx.now)
-            .next()
-            .cloned()
-            .map(|mut s| {
-                s.expires_at = Some(s.expires_at.map_or(until, |at| at.min(until)));
-                s
-            })
-            .filter(|s| s.expires_at.is_none_or(|at| at > ctx.now));
+        self.endpoint(&ctx.tenant, id).await?;
         let secret = self.auth_ports()?.authority.new_webhook_secret()?;
-        endpoint.secrets = std::iter::once(WebhookSecret {
-            secret: secret.clone(),
-            created_at: ctx.now,
-            expires_at: None,
-        })
-        .chain(previous)
-        .collect();
-        endpoint.updated_at = ctx.now;
         self.audit_webhook(
             &ctx,
             &rule,
@@ -453,9 +465,32 @@ impl Caas {
             serde_json::json!({"op": "rotate_secret", "grace_secs": grace.as_secs()}),
         )
         .await?;
-        self.b.webhooks.update(&endpoint).await?;
+        let (now, until) = (ctx.now, ctx.now.plus(grace));
+        let rotated = self
+            .change_endpoint(&ctx.tenant, id, now, |endpoint| {
+                // At most two secrets sign: the new one and the newest before
+                // it, for the grace (receivers accept a bounded number of
+                // signatures, so rotations in a row must not pile them up).
+                let previous = endpoint
+                    .signing_secrets(now)
+                    .next()
+                    .cloned()
+                    .map(|mut s| {
+                        s.expires_at = Some(s.expires_at.map_or(until, |at| at.min(until)));
+                        s
+                    })
+                    .filter(|s| s.expires_at.is_none_or(|at| at > now));
+                endpoint.secrets = std::iter::once(WebhookSecret {
+                    secret: secret.clone(),
+                    created_at: now,
+                    expires_at: None,
+                })
+                .chain(previous)
+                .collect();
+            })
+            .await?;
         Ok(WebhookWithSecret {
-            webhook: Webhook::from(&self.endpoint(&ctx.tenant, id).await?),
+            webhook: Webhook::from(&rotated),
             secret,
         })
     }

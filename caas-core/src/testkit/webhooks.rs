@@ -105,7 +105,20 @@ pub async fn create_update_list_delete(b: Backends) {
     );
     changed.secrets[1].expires_at = Some(t(100));
     changed.progress = WebhookProgress::default();
-    s.update(&changed).await.unwrap();
+    // A change made on a stale read is refused and writes nothing.
+    let mut stale = changed.clone();
+    stale.url = "https://hooks.example.com/stale".into();
+    assert!(matches!(
+        s.update(&stale, t(0)).await,
+        Err(crate::Error::Conflict { .. })
+    ));
+    assert_eq!(s.get(&tn, &z).await.unwrap().unwrap().url, first.url);
+    s.update(&changed, first.updated_at).await.unwrap();
+    // The next change must name the new `updated_at`.
+    assert!(matches!(
+        s.update(&changed, first.updated_at).await,
+        Err(crate::Error::Conflict { .. })
+    ));
     let got = s.get(&tn, &z).await.unwrap().unwrap();
     assert_eq!(
         got,
@@ -117,7 +130,7 @@ pub async fn create_update_list_delete(b: Backends) {
     let mut missing = changed.clone();
     missing.id = webhook_id();
     assert!(matches!(
-        s.update(&missing).await,
+        s.update(&missing, missing.updated_at).await,
         Err(crate::Error::NotFound { .. })
     ));
 

@@ -48,11 +48,17 @@ impl WebhookStore for MemoryWebhookStore {
         Ok(())
     }
 
-    async fn update(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+    async fn update(&self, endpoint: &WebhookEndpoint, expected: Timestamp) -> Result<()> {
         let mut rows = self.rows.lock().map_err(poisoned)?;
         let row = rows
             .get_mut(&key(&endpoint.tenant, &endpoint.id))
             .ok_or_else(|| Error::not_found(EntityKind::Webhook, &endpoint.id))?;
+        if row.endpoint.updated_at != expected {
+            return Err(Error::conflict(format!(
+                "webhook `{}` changed meanwhile",
+                endpoint.id
+            )));
+        }
         let progress = row.endpoint.progress.clone();
         row.endpoint = WebhookEndpoint {
             progress,

@@ -120,11 +120,19 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn update(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+    async fn update(&self, endpoint: &WebhookEndpoint, expected: Timestamp) -> Result<()> {
         let (tenant, id) = (endpoint.tenant.clone(), endpoint.id.clone());
         let disabled = endpoint.disabled;
         let doc = config_doc(endpoint)?;
         self.write(move |c| {
+            // The single writer makes this read and the update one step.
+            match get_one(c, &tenant, &id)? {
+                None => return Err(Error::not_found(EntityKind::Webhook, &id)),
+                Some(stored) if stored.updated_at != expected => {
+                    return Err(Error::conflict(format!("webhook `{id}` changed meanwhile")));
+                }
+                Some(_) => {}
+            }
             let n = c
                 .prepare_cached(
                     "UPDATE webhooks SET disabled = ?3, doc = ?4 WHERE tenant = ?1 AND id = ?2",
@@ -458,11 +466,14 @@ mod tests {
                 .is_none()
         );
         store
-            .update(&WebhookEndpoint {
-                created_at: Timestamp::from_secs(99),
-                url: "https://hooks.example.com/v2".into(),
-                ..first.clone()
-            })
+            .update(
+                &WebhookEndpoint {
+                    created_at: Timestamp::from_secs(99),
+                    url: "https://hooks.example.com/v2".into(),
+                    ..first.clone()
+                },
+                first.updated_at,
+            )
             .await
             .unwrap();
         let got = store.get(&tn, &id).await.unwrap().unwrap();

@@ -62,11 +62,14 @@ async fn the_documents_keep_what_the_columns_cannot() {
             .is_none()
     );
     store
-        .update(&WebhookEndpoint {
-            created_at: t(99),
-            url: "https://hooks.example.com/v2".into(),
-            ..first.clone()
-        })
+        .update(
+            &WebhookEndpoint {
+                created_at: t(99),
+                url: "https://hooks.example.com/v2".into(),
+                ..first.clone()
+            },
+            first.updated_at,
+        )
         .await
         .unwrap();
     let got = store.get(&tn, &id).await.unwrap().unwrap();
