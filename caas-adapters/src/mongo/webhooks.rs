@@ -261,14 +261,7 @@ fn decode_key(d: &Document) -> Result<(TenantId, WebhookId)> {
 #[async_trait]
 impl WebhookStore for MongoStore {
     async fn create(&self, endpoint: &WebhookEndpoint) -> Result<()> {
-        // The body leaves out what `progress` holds, so there is one truth.
-        let json = to_json(
-            &WebhookEndpoint {
-                progress: WebhookProgress::default(),
-                ..endpoint.clone()
-            },
-            WHAT,
-        )?;
+        let json = to_json(&endpoint.configuration(), WHAT)?;
         let progress = to_json(&endpoint.progress, PROGRESS)?;
         check_size(WHAT, json.len() + progress.len())?;
         let created_at = ts_to_i64(endpoint.created_at, "created_at")?;
@@ -287,13 +280,7 @@ impl WebhookStore for MongoStore {
     }
 
     async fn update(&self, endpoint: &WebhookEndpoint, expected: Timestamp) -> Result<()> {
-        let json = to_json(
-            &WebhookEndpoint {
-                progress: WebhookProgress::default(),
-                ..endpoint.clone()
-            },
-            WHAT,
-        )?;
+        let json = to_json(&endpoint.configuration(), WHAT)?;
         check_size(WHAT, json.len())?;
         let (filter, update) = commands::update(endpoint, &json, bound(expected.as_nanos()));
         let done = self

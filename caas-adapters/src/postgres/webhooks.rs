@@ -42,16 +42,9 @@ macro_rules! endpoint_columns {
     };
 }
 
-/// The configuration document: the endpoint with its progress left out (the
-/// `progress` column holds it), so there is one truth.
+/// The configuration document (the `progress` column holds the rest).
 fn config_doc(endpoint: &WebhookEndpoint) -> Result<String> {
-    to_json(
-        &WebhookEndpoint {
-            progress: WebhookProgress::default(),
-            ..endpoint.clone()
-        },
-        WHAT,
-    )
+    to_json(&endpoint.configuration(), WHAT)
 }
 
 /// The `retry_at` column: saturated rather than refused, since it only

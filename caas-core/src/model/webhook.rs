@@ -38,6 +38,16 @@ impl WebhookEndpoint {
         self.kinds.iter().any(|k| k == "*" || k == kind)
     }
 
+    /// The endpoint with its progress left out: what stores keep as its
+    /// configuration, beside the progress they keep on its own (so each has
+    /// one place).
+    pub fn configuration(&self) -> WebhookEndpoint {
+        WebhookEndpoint {
+            progress: WebhookProgress::default(),
+            ..self.clone()
+        }
+    }
+
     /// The secrets that still sign at `now`.
     pub fn signing_secrets(&self, now: Timestamp) -> impl Iterator<Item = &WebhookSecret> {
         self.secrets
