@@ -7,6 +7,8 @@
 //! <data_dir>/caas.db (+ -wal, -shm)    every store port and search (SqliteStore, 0600)
 //! <data_dir>/blobs/                    media (FsBlobStore, 0700, files 0600)
 //! <data_dir>/blob-url.key              the secret that signs blob URLs (0600)
+//! <data_dir>/keys.db                   at-rest encryption's wrapped keys, when on
+//!                                      (KeyFile, 0600; see KEY_FILE)
 //! ```
 //!
 //! One process at a time: [`open`] takes an exclusive lock on `caas.lock` and
@@ -32,6 +34,12 @@ use crate::sqlite::{SqliteConfig, SqliteStore};
 
 /// The lock file in the data directory.
 pub const LOCK_FILE: &str = "caas.lock";
+
+/// The key file in the data directory, where at-rest encryption keeps its
+/// wrapped keys ([`crate::sqlite::KeyFile`]), apart from `caas.db` so that a
+/// backup of the data holds no key.
+#[cfg(feature = "encryption")]
+pub const KEY_FILE: &str = "keys.db";
 
 /// How the embedded backends run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -157,10 +157,20 @@ pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
             if config.encryption.enabled {
                 let kek = keys::encryption_key(&config.data_dir, config.encryption.key.as_deref())?;
                 tracing::info!(key = %kek.id(), "at-rest encryption of message bodies on");
-                let keyrings = caas_storage::encrypted::ManagedKeyrings::new(
-                    kek,
-                    Arc::new(embedded.sqlite.clone()),
-                );
+                let (key_file, tightened) = caas_storage::sqlite::KeyFile::open(
+                    config.data_dir.join(caas_storage::embedded::KEY_FILE),
+                )?;
+                log_tightened(&tightened);
+                let moved = key_file.adopt_keyrings_of(&embedded.sqlite).await?;
+                if moved > 0 {
+                    tracing::info!(
+                        keyrings = moved,
+                        file = %key_file.path().display(),
+                        "moved the tenants' keyrings out of the database into the key file"
+                    );
+                }
+                let keyrings =
+                    caas_storage::encrypted::ManagedKeyrings::new(kek, Arc::new(key_file));
                 backends = caas_storage::encrypted::wrap(backends, Arc::new(keyrings));
             }
             (Some(embedded), backends)

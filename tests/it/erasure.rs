@@ -7,6 +7,8 @@ use caas::core::ids::Cursor;
 use caas::core::ports::HistoryPage;
 use caas::core::service::{ExportItem, NewUpload};
 
+use caas::storage::sqlite::{SqliteConfig, SqliteStore};
+
 use crate::sets::{Set, on_every_set};
 use crate::world::{World, forbidden};
 
@@ -99,6 +101,12 @@ async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
         "{done:?}"
     );
     assert!(done.events_scrubbed >= 3, "{done:?}");
+    // Her key is destroyed where bodies are sealed under per-user keys.
+    assert_eq!(
+        done.keys_destroyed,
+        u64::from(set == Set::SqliteEncrypted),
+        "{done:?}"
+    );
 
     // Tombstones keep their seqs; bob's message keeps bob's words, not alice's reaction.
     let history = w
@@ -163,7 +171,15 @@ async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
     ));
     // Repeating finds nothing left.
     let again = w.caas.erase_user(&w.server(), &alice_id).await.unwrap();
-    assert_eq!((again.messages, again.reactions, again.uploads), (0, 0, 0));
+    assert_eq!(
+        (
+            again.messages,
+            again.reactions,
+            again.uploads,
+            again.keys_destroyed
+        ),
+        (0, 0, 0, 0)
+    );
 
     // On disk, no file of the store holds the text any more.
     if let Some(dir) = w.data_dir() {
@@ -184,6 +200,95 @@ async fn erasure_leaves_tombstones_and_no_trace_of_the_users_text(set: Set) {
         }
         assert!(found.is_empty(), "the erased text is still in {found:?}");
     }
+}
+
+/// Crypto-shredding: a backup of the database taken before the erasure still
+/// holds the user's sealed bodies, and with the keys as they are after the
+/// erasure none of them opens, while everyone else's still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_before_an_erasure_no_longer_opens_the_users_bodies() {
+    let w = World::new(Set::SqliteEncrypted, &["alice", "bob"]).await;
+    let conv = w.group("alice", &["bob"]).await;
+    let first = w
+        .send("alice", &conv, "a1", &format!("the {SECRET} plan"))
+        .await
+        .unwrap()
+        .message;
+    w.caas
+        .edit_message(&w.user("alice"), &conv, &first.id, &format!("{SECRET} v2"))
+        .await
+        .unwrap();
+    let bobs = w
+        .send("bob", &conv, "b1", "bob keeps his words")
+        .await
+        .unwrap()
+        .message;
+    let dir = w.data_dir().unwrap().to_path_buf();
+    let backup = dir.join("before-erasure.db");
+    w.sqlite.as_ref().unwrap().backup(&backup).await.unwrap();
+
+    // The backup, read with the keys of the time: everything opens.
+    let read_backup = |label: &'static str| {
+        let (dir, backup, conv, tenant) =
+            (dir.clone(), backup.clone(), conv.clone(), w.tenant.clone());
+        async move {
+            let copy = dir.join(format!("restore-{label}.db"));
+            std::fs::copy(&backup, &copy).unwrap();
+            let store = SqliteStore::open(&copy, SqliteConfig::default()).unwrap();
+            let restored =
+                caas::storage::encrypted::wrap(store.backends(), crate::sets::keyrings(&dir));
+            let history = restored
+                .messages
+                .history(&tenant, &conv, HistoryPage::Latest, 10)
+                .await
+                .unwrap();
+            let log = restored
+                .events
+                .read_tenant(&tenant, Cursor(0), 100)
+                .await
+                .unwrap();
+            let raw = std::fs::read(&copy).unwrap();
+            (
+                history,
+                serde_json::to_string(&log.iter().map(|l| &l.event).collect::<Vec<_>>()).unwrap(),
+                raw,
+            )
+        }
+    };
+    let (history, log, raw) = read_backup("before").await;
+    let body = |id| history.iter().find(|m| &m.id == id).unwrap().body.clone();
+    assert_eq!(body(&first.id), Some(format!("{SECRET} v2")));
+    assert!(log.contains(SECRET));
+    assert!(
+        !raw.windows(SECRET.len()).any(|b| b == SECRET.as_bytes()),
+        "the backup holds only sealed bodies"
+    );
+
+    let alice = caas::core::ids::UserId::parse("alice").unwrap();
+    let done = w.caas.erase_user(&w.server(), &alice).await.unwrap();
+    assert_eq!(done.keys_destroyed, 1, "{done:?}");
+
+    let (history, log, _) = read_backup("after").await;
+    let m = history.iter().find(|m| m.id == first.id).unwrap();
+    assert_eq!(
+        (m.body.as_ref(), m.edits.len(), m.seq),
+        (None, 0, first.seq)
+    );
+    assert!(
+        !m.is_deleted(),
+        "the backup's copy was never tombstoned: only the key is gone"
+    );
+    assert_eq!(
+        history
+            .iter()
+            .find(|m| m.id == bobs.id)
+            .unwrap()
+            .body
+            .as_deref(),
+        Some("bob keeps his words")
+    );
+    assert!(!log.contains(SECRET), "{log}");
+    assert!(log.contains("bob keeps his words"));
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -301,9 +301,30 @@ async fn with_encryption_on_no_body_reaches_the_file_and_everything_still_works(
     for word in ["xylophone", "quokka", "museum", "garden"] {
         assert!(!holds(&stored, word), "`{word}` is in the database files");
     }
+        // The keys live in a file of their own, private, apart from the data.
+    let keys_mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir.join("keys.db"))
+            .unwrap()
+            .permissions()
+            .mode()
+    };
+    assert_eq!(keys_mode & 0o077, 0, "{keys_mode:o}");
     // The key stays in the data dir: a restart reads everything back.
     let p = start(c).await.unwrap();
-    check(format!("http://{}", p.addr)).await;
+    let base = format!("http://{}", p.addr);
+    check(base.clone()).await;
+    // Erasing alice destroys her key: her bodies are gone for every copy.
+    let erased: serde_json::Value = http
+        .delete(format!("{base}/v1/compliance/users/alice"))
+        .bearer_auth(&demo.tenant_secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(erased["keys_destroyed"], 1, "{erased}");
     p.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

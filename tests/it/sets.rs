@@ -13,7 +13,7 @@ use caas::core::time::ManualClock;
 use caas::storage::embedded::{self, EmbeddedConfig};
 use caas::storage::encrypted::{self, ManagedKeyrings};
 use caas::storage::fs::FsBlobStore;
-use caas::storage::sqlite::{Durability, SqliteConfig};
+use caas::storage::sqlite::{Durability, KeyFile, SqliteConfig, SqliteStore};
 use caas_crypto::KeyId;
 use caas_crypto::keys::KeyEncryptionKey;
 
@@ -27,9 +27,9 @@ pub(crate) enum Set {
     /// for blobs, memory for the bus, presence and rate limits, behind the metrics
     /// decorators (`platform::start` without encryption).
     Sqlite,
-    /// [`Set::Sqlite`] with at-rest encryption of bodies under keyrings kept in the
-    /// database (`platform::start` with `[encryption] enabled`): every tenant is
-    /// sealed, and search runs on blind tokens.
+    /// [`Set::Sqlite`] with at-rest encryption of bodies under per-user keys kept
+    /// in the key file beside the database (`platform::start` with `[encryption]
+    /// enabled`): every tenant is sealed, and search runs on blind tokens.
     SqliteEncrypted,
     /// What each node of a scaled-out platform runs on: every store and search on
     /// PostgreSQL (`caas_adapters::postgres`, a fresh schema per test), presence,
@@ -43,6 +43,8 @@ pub(crate) enum Set {
 #[derive(Debug)]
 pub(crate) struct Opened {
     pub(crate) backends: Backends,
+    /// The SQLite store behind the embedded sets, for backups.
+    pub(crate) sqlite: Option<SqliteStore>,
     /// The data directory, removed on drop: declared after `backends`, so removed
     /// only once they are closed.
     pub(crate) dir: Option<TempDir>,
@@ -59,6 +61,7 @@ impl Set {
                 };
                 Opened {
                     backends: scaled_out::open(servers, clock).await,
+                    sqlite: None,
                     dir: None,
                 }
             }
@@ -69,6 +72,7 @@ impl Set {
                     blobs: Arc::new(FsBlobStore::open_temp().unwrap()),
                     ..caas::storage::memory::backends_with_clock(clock)
                 },
+                sqlite: None,
                 dir: None,
             },
             Set::Sqlite | Set::SqliteEncrypted => {
@@ -92,19 +96,25 @@ impl Set {
                     ..opened.backends
                 };
                 if self == Set::SqliteEncrypted {
-                    let kek =
-                        KeyEncryptionKey::from_bytes(KeyId::new("kek-test").unwrap(), &[7; 32])
-                            .unwrap();
-                    let keyrings = ManagedKeyrings::new(kek, Arc::new(opened.sqlite));
-                    backends = encrypted::wrap(backends, Arc::new(keyrings));
+                    backends = encrypted::wrap(backends, keyrings(dir.path()));
                 }
                 Opened {
                     backends: caas::core::ports::metered::metered(backends),
+                    sqlite: Some(opened.sqlite),
                     dir: Some(dir),
                 }
             }
         }
     }
+}
+
+/// The keys of [`Set::SqliteEncrypted`] in `data_dir`, as the platform keeps
+/// them: its key file under one fixed key-encryption key. Every call gives a
+/// fresh instance (no cached keys) over the same file.
+pub(crate) fn keyrings(data_dir: &Path) -> Arc<ManagedKeyrings> {
+    let kek = KeyEncryptionKey::from_bytes(KeyId::new("kek-test").unwrap(), &[7; 32]).unwrap();
+    let (file, _) = KeyFile::open(data_dir.join(embedded::KEY_FILE)).unwrap();
+    Arc::new(ManagedKeyrings::new(kek, Arc::new(file)))
 }
 
 impl Set {

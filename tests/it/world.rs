@@ -14,6 +14,8 @@ pub(crate) struct World {
     pub(crate) caas: Arc<Caas>,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) tenant: TenantId,
+    /// The SQLite store of the embedded sets.
+    pub(crate) sqlite: Option<caas::storage::sqlite::SqliteStore>,
     /// The backends' data, if on disk: declared after `caas` so it is removed
     /// only once the stores are closed.
     _dir: Option<TempDir>,
@@ -64,6 +66,7 @@ impl World {
             caas,
             clock,
             tenant: tenant.id,
+            sqlite: opened.sqlite,
             _dir: opened.dir,
         };
         for u in users {

@@ -327,6 +327,7 @@ impl MongoStore {
             media: db.clone(),
             usage: db.clone(),
             flags: db.clone(),
+            shredder: Arc::new(caas_core::ports::NoShredding),
             webhooks: db.clone(),
             search: db,
             ..caas_storage::memory::backends()

@@ -307,6 +307,7 @@ impl PostgresStore {
             media: db.clone(),
             usage: db.clone(),
             flags: db.clone(),
+            shredder: Arc::new(caas_core::ports::NoShredding),
             webhooks: db.clone(),
             search: db,
             ..caas_storage::memory::backends()

@@ -26,6 +26,7 @@ mod ratelimit;
 mod receipts;
 mod revocations;
 mod search;
+mod shredding;
 mod tenants;
 mod usage;
 mod users;
@@ -49,6 +50,7 @@ pub use ratelimit::RateLimitStore;
 pub use receipts::ReceiptStore;
 pub use revocations::Revocations;
 pub use search::{MessageHit, SearchIndex, tokenize};
+pub use shredding::{NoShredding, Shredder};
 pub use tenants::TenantStore;
 pub use usage::{UsageRow, UsageStore};
 pub use users::UserStore;
@@ -96,6 +98,9 @@ pub struct Backends {
     pub webhooks: Arc<dyn WebhookStore>,
     /// Full-text search.
     pub search: Arc<dyn SearchIndex>,
+    /// Destroys a user's data keys on erasure, where bodies are sealed at rest
+    /// ([`NoShredding`] where they are not).
+    pub shredder: Arc<dyn Shredder>,
     /// Presence with expiry.
     pub presence: Arc<dyn PresenceStore>,
     /// Rate-limit state.

@@ -269,6 +269,10 @@ pub struct Erasure {
     pub devices: u64,
     /// Logged events whose copy of their messages was scrubbed.
     pub events_scrubbed: u64,
+    /// Their data keys destroyed (crypto-shredding), where bodies are sealed
+    /// at rest: what those keys sealed is unreadable from then on, in backups
+    /// too. 0 where bodies are stored in clear, and on a repeat.
+    pub keys_destroyed: u64,
 }
 
 /// The attribute that marks an erased user: such a user can no longer act.
@@ -281,7 +285,9 @@ impl Caas {
     /// tombstone (its seq stays, `message.deleted` is published) and its copies
     /// in the event log and the search index go; their reactions come off
     /// others' messages; they leave every conversation; their uploads and
-    /// device keys are deleted. Tenant servers (`compliance.erase`); audited
+    /// device keys are deleted. Where bodies are sealed at rest, the user's
+    /// data keys are destroyed first (crypto-shredding), so what they sealed is
+    /// unreadable in backups too. Tenant servers (`compliance.erase`); audited
     /// before anything changes. Safe to repeat: a second run finishes what an
     /// interrupted one left.
     pub async fn erase_user(&self, p: &Principal, user: &UserId) -> Result<Erasure> {
@@ -296,6 +302,7 @@ impl Caas {
             uploads: 0,
             devices: 0,
             events_scrubbed: 0,
+            keys_destroyed: 0,
         };
 
         // First, so the user cannot add anything while the rest goes.
@@ -314,6 +321,9 @@ impl Caas {
             self.index_failures.fetch_add(1, Ordering::Relaxed);
         }
         self.lock_out_password(&ctx.tenant, user, ctx.now).await?;
+        // Before the stores are walked: once the keys are gone, what this run
+        // might not reach (an interrupted run, a backup) is unreadable already.
+        done.keys_destroyed = self.b.shredder.shred_user(&ctx.tenant, user).await?;
 
         // Where the user wrote: the conversations they belong to, and those
         // they left, which their own event stream still names (so a repeat

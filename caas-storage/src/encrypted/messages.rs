@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use caas_core::Result;
 use caas_core::events::Announce;
 use caas_core::ids::{ConversationId, MessageId, Seq, TenantId, UserId};
 use caas_core::model::{Message, NewMessage};
 use caas_core::ports::{Appended, Changed, ConversationHead, HistoryPage, MessageStore};
 use caas_core::time::Timestamp;
+use caas_core::{EntityKind, Error, Result};
 
 use super::{BodyKeys, Sealer};
 
@@ -43,7 +43,13 @@ impl MessageStore for EncryptedMessageStore {
         if let Some(body) = message.body.take() {
             message.body = Some(
                 self.sealer
-                    .seal(&message.tenant, &message.conversation, &message.id, body)
+                    .seal(
+                        &message.tenant,
+                        &message.conversation,
+                        &message.id,
+                        &message.sender,
+                        body,
+                    )
                     .await?,
             );
         }
@@ -85,9 +91,17 @@ impl MessageStore for EncryptedMessageStore {
         body: &str,
         at: Timestamp,
     ) -> Result<Message> {
+        // Sealed under the sender's key, like the body it replaces, so that
+        // erasing the sender shreds every version.
+        let sender = self
+            .inner
+            .get(tenant, conversation, id)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::Message, id))?
+            .sender;
         let sealed = self
             .sealer
-            .seal(tenant, conversation, id, body.to_owned())
+            .seal(tenant, conversation, id, &sender, body.to_owned())
             .await?;
         let m = self
             .inner

@@ -26,13 +26,18 @@
 //! key is not indexed at all.
 //!
 //! Keys come from a [`BodyKeys`]: [`TenantKeyrings`] serves them from keyrings
-//! the host installs; [`ManagedKeyrings`] creates each tenant's keyring on first
-//! use and keeps it in a [`KeyringStore`] (the SQLite store), wrapped under one
-//! key-encryption key. Tenants without a sealing key are stored in clear, so
-//! encryption can be switched on per tenant; bodies sealed before stay readable as
-//! long as their key exists. Destroying a key (crypto-shredding) makes the bodies
-//! it sealed read as absent: such a message keeps its seq, sender and time, with
-//! no body.
+//! the host installs; [`ManagedKeyrings`] creates each tenant's keyring and each
+//! user's data key on first use and keeps them in a [`KeyringStore`] (the
+//! embedded platform's `keys.db`, [`crate::sqlite::KeyFile`], a file apart from
+//! the data), wrapped under one key-encryption key. A body (and every edit of
+//! it) is sealed under its sender's key. Tenants without a sealing key are
+//! stored in clear, so encryption can be switched on per tenant; bodies sealed
+//! before stay readable as long as their key exists.
+//!
+//! **Crypto-shredding.** Erasing a user destroys their keys ([`Shredder`], which
+//! [`wrap`] installs): the bodies they sealed read as absent from then on, in
+//! the live store and in every copy of it, since no copy of the data holds the
+//! key. Such a message keeps its seq, sender and time, with no body.
 
 mod events;
 mod keyrings;
@@ -45,9 +50,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use caas_core::events::{Event, EventPayload};
-use caas_core::ids::{ConversationId, MessageId, TenantId};
+use caas_core::ids::{ConversationId, MessageId, TenantId, UserId};
 use caas_core::model::Message;
-use caas_core::ports::Backends;
+use caas_core::ports::{Backends, Shredder};
 use caas_core::{Error, Result};
 use caas_crypto::KeyId;
 use caas_crypto::blind::BlindIndex;
@@ -60,11 +65,14 @@ pub use search::EncryptedSearchIndex;
 
 use crate::SEALED_BODY_PREFIX;
 
-/// Where the decorators get keys.
+/// Where the decorators get keys, and how a user's are destroyed ([`Shredder`]:
+/// erasure calls it).
 #[async_trait]
-pub trait BodyKeys: Send + Sync + std::fmt::Debug {
-    /// The key that seals new bodies of `tenant`, or `None` to store them in clear.
-    async fn sealing_key(&self, tenant: &TenantId) -> Result<Option<Arc<DataKey>>>;
+pub trait BodyKeys: Shredder + Send + Sync + std::fmt::Debug {
+    /// The key that seals new bodies `owner` writes in `tenant` (a message's
+    /// sender, for its body and every edit of it), or `None` to store them in
+    /// clear.
+    async fn sealing_key(&self, tenant: &TenantId, owner: &UserId) -> Result<Option<Arc<DataKey>>>;
 
     /// The key a stored envelope names; `Ok(None)` when that key was destroyed
     /// (crypto-shredded), an error when it is unknown.
@@ -76,8 +84,8 @@ pub trait BodyKeys: Send + Sync + std::fmt::Debug {
 }
 
 /// Wraps the message store, the event log and the search index of `backends`
-/// with at-rest encryption under `keys`: the one way to switch it on, so the
-/// three always agree.
+/// with at-rest encryption under `keys`, and makes `keys` the backends'
+/// [`Shredder`]: the one way to switch it on, so the four always agree.
 pub fn wrap(backends: Backends, keys: Arc<dyn BodyKeys>) -> Backends {
     Backends {
         messages: Arc::new(EncryptedMessageStore::new(
@@ -88,7 +96,11 @@ pub fn wrap(backends: Backends, keys: Arc<dyn BodyKeys>) -> Backends {
             backends.events.clone(),
             keys.clone(),
         )),
-        search: Arc::new(EncryptedSearchIndex::new(backends.search.clone(), keys)),
+        search: Arc::new(EncryptedSearchIndex::new(
+            backends.search.clone(),
+            keys.clone(),
+        )),
+        shredder: keys,
         ..backends
     }
 }
@@ -111,15 +123,17 @@ struct Sealer {
 }
 
 impl Sealer {
-    /// `body` as the tenant stores it: sealed under its current key, or in clear.
+    /// `body` of a message `owner` sent, as the tenant stores it: sealed under
+    /// the owner's current key, or in clear.
     async fn seal(
         &self,
         tenant: &TenantId,
         conv: &ConversationId,
         id: &MessageId,
+        owner: &UserId,
         body: String,
     ) -> Result<String> {
-        match self.keys.sealing_key(tenant).await? {
+        match self.keys.sealing_key(tenant, owner).await? {
             Some(key) => {
                 let envelope = key
                     .seal(&aad(tenant, conv, id), body.as_bytes())
@@ -141,11 +155,16 @@ impl Sealer {
     /// Seals the body and the edit history of `m`.
     async fn seal_message(&self, mut m: Message) -> Result<Message> {
         if let Some(body) = m.body.take() {
-            m.body = Some(self.seal(&m.tenant, &m.conversation, &m.id, body).await?);
+            m.body = Some(
+                self.seal(&m.tenant, &m.conversation, &m.id, &m.sender, body)
+                    .await?,
+            );
         }
         for e in &mut m.edits {
             let body = std::mem::take(&mut e.body);
-            e.body = self.seal(&m.tenant, &m.conversation, &m.id, body).await?;
+            e.body = self
+                .seal(&m.tenant, &m.conversation, &m.id, &m.sender, body)
+                .await?;
         }
         Ok(m)
     }

@@ -73,6 +73,7 @@ pub fn backends_with_clock(clock: Arc<dyn Clock>) -> Backends {
         media: Arc::new(MemoryMediaStore::default()),
         usage: Arc::new(MemoryUsageStore::default()),
         flags: Arc::new(MemoryFlagStore::default()),
+        shredder: Arc::new(caas_core::ports::NoShredding),
         webhooks: Arc::new(MemoryWebhookStore::default()),
         search: Arc::new(MemorySearchIndex::default()),
         presence: Arc::new(MemoryPresenceStore::default()),

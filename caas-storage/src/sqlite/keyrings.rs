@@ -1,61 +1,41 @@
-//! Persistence of tenants' keyrings for the at-rest encryption decorator.
+//! Keyrings that versions before [`super::KeyFile`] kept in the database,
+//! read once to move them there.
 
-use async_trait::async_trait;
 use caas_core::Result;
-use caas_core::ids::TenantId;
 use caas_crypto::keys::TenantKeyring;
-use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::codec::{from_json, to_json};
+use super::codec::from_json;
 use super::error::Ctx;
-use crate::encrypted::KeyringStore;
 
-#[async_trait]
-impl KeyringStore for SqliteStore {
-    async fn save_keyring(&self, keyring: &TenantKeyring) -> Result<()> {
-        let tenant = keyring.tenant().to_owned();
-        let doc = to_json(keyring, "keyring")?;
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO keyrings (tenant, doc) VALUES (?1, ?2)
-                 ON CONFLICT (tenant) DO UPDATE SET doc = excluded.doc",
-            )
-            .and_then(|mut s| s.execute(params![tenant, doc]))
-            .ctx("save keyring")?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn create_keyring(&self, keyring: &TenantKeyring) -> Result<TenantKeyring> {
-        let tenant = keyring.tenant().to_owned();
-        let doc = to_json(keyring, "keyring")?;
-        let kept: String = self
-            .write(move |c| {
-                c.prepare_cached(
-                    "INSERT INTO keyrings (tenant, doc) VALUES (?1, ?2)
-                     ON CONFLICT (tenant) DO NOTHING",
-                )
-                .and_then(|mut s| s.execute(params![tenant, doc]))
-                .ctx("create keyring")?;
-                c.prepare_cached("SELECT doc FROM keyrings WHERE tenant = ?1")
-                    .and_then(|mut s| s.query_row([tenant.as_str()], |r| r.get(0)))
-                    .ctx("read keyring")
+impl SqliteStore {
+    /// Every keyring still in the database.
+    pub(super) async fn legacy_keyrings(&self) -> Result<Vec<TenantKeyring>> {
+        let docs: Vec<String> = self
+            .read(|c| {
+                let mut stmt = c
+                    .prepare("SELECT doc FROM keyrings ORDER BY tenant")
+                    .ctx("read keyrings")?;
+                let rows = stmt
+                    .query_map([], |r| r.get(0))
+                    .ctx("read keyrings")?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .ctx("read keyrings")?;
+                Ok(rows)
             })
             .await?;
-        from_json(&kept, "keyring")
+        docs.iter().map(|d| from_json(d, "keyring")).collect()
     }
 
-    async fn load_keyring(&self, tenant: &TenantId) -> Result<Option<TenantKeyring>> {
-        let tenant = tenant.clone();
-        self.read(move |c| {
-            let doc: Option<String> = c
-                .prepare_cached("SELECT doc FROM keyrings WHERE tenant = ?1")
-                .and_then(|mut s| s.query_row([tenant.as_str()], |r| r.get(0)).optional())
-                .ctx("load keyring")?;
-            doc.map(|d| from_json(&d, "keyring")).transpose()
+    /// Removes them (their pages are zeroed: `secure_delete`), and checkpoints
+    /// the WAL so no copy of them stays there.
+    pub(super) async fn forget_legacy_keyrings(&self) -> Result<()> {
+        self.write(|c| {
+            c.execute("DELETE FROM keyrings", [])
+                .ctx("remove keyrings")?;
+            Ok(())
         })
-        .await
+        .await?;
+        self.checkpoint_truncate().await
     }
 }

@@ -44,6 +44,8 @@ mod error;
 mod events;
 mod flags;
 #[cfg(feature = "encryption")]
+mod key_file;
+#[cfg(feature = "encryption")]
 mod keyrings;
 mod keys;
 mod media;
@@ -68,6 +70,8 @@ use caas_core::ids::{ConversationId, TenantId};
 use caas_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+#[cfg(feature = "encryption")]
+pub use key_file::KeyFile;
 pub use writer::WriterStats;
 
 use crate::temp::TempDir;
@@ -209,6 +213,7 @@ impl SqliteStore {
             media: db.clone(),
             usage: db.clone(),
             flags: db.clone(),
+            shredder: Arc::new(caas_core::ports::NoShredding),
             webhooks: db.clone(),
             search: db,
             ..crate::memory::backends()

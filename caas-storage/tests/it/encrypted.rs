@@ -7,20 +7,21 @@ use caas_core::events::{Event, EventPayload};
 use caas_core::ids::Cursor;
 use caas_core::ids::{ClientMsgId, ConversationId, MessageId, TenantId, UserId};
 use caas_core::model::{Message, NewMessage};
-use caas_core::ports::Backends;
 use caas_core::ports::{Appended, EventLog, HistoryPage, MessageStore, SearchIndex};
+use caas_core::ports::{Backends, Shredder};
 use caas_core::testkit::messages::announce;
 use caas_core::time::Timestamp;
 use caas_crypto::KeyId;
 use caas_crypto::blind::BlindIndex;
 use caas_crypto::envelope::{AeadAlgorithm, DataKey};
-use caas_crypto::keys::{KeyEncryptionKey, KeyScope, TenantKeyring};
+use caas_crypto::keys::{KeyEncryptionKey, KeyScope, KeyState, TenantKeyring};
 use caas_storage::SEALED_BODY_PREFIX;
 use caas_storage::encrypted::{
-    self, BodyKeys, EncryptedMessageStore, KeyringStore, ManagedKeyrings, TenantKeyrings,
+    self, BodyKeys, EncryptedMessageStore, KeyringStore, ManagedKeyrings, MemoryKeyrings,
+    TenantKeyrings,
 };
 use caas_storage::memory::MemoryMessageStore;
-use caas_storage::sqlite::SqliteStore;
+use caas_storage::sqlite::{KeyFile, SqliteStore};
 
 /// One key for every tenant: the contract cases use random tenants.
 #[derive(Debug)]
@@ -39,7 +40,11 @@ impl EveryTenant {
 
 #[async_trait::async_trait]
 impl BodyKeys for EveryTenant {
-    async fn sealing_key(&self, _: &TenantId) -> caas_core::Result<Option<Arc<DataKey>>> {
+    async fn sealing_key(
+        &self,
+        _: &TenantId,
+        _: &UserId,
+    ) -> caas_core::Result<Option<Arc<DataKey>>> {
         Ok(Some(self.0.clone()))
     }
 
@@ -53,6 +58,13 @@ impl BodyKeys for EveryTenant {
 
     async fn search_index(&self, _: &TenantId) -> caas_core::Result<Option<Arc<BlindIndex>>> {
         Ok(Some(self.1.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Shredder for EveryTenant {
+    async fn shred_user(&self, _: &TenantId, _: &UserId) -> caas_core::Result<u64> {
+        Ok(0)
     }
 }
 
@@ -340,15 +352,14 @@ async fn destroyed_keys_shred_the_bodies_they_sealed() {
     );
 }
 
-#[tokio::test]
-async fn keyrings_persist_in_sqlite() {
-    let sqlite = SqliteStore::open_temp().unwrap();
-    let tenant = TenantId::parse("acme").unwrap();
-    assert!(sqlite.load_keyring(&tenant).await.unwrap().is_none());
+/// What every [`KeyringStore`] does, run on both.
+async fn keyring_store_contract(store: &dyn KeyringStore) {
+    let tenant = TenantId::parse(&format!("t{}", fastrand::u32(..))).unwrap();
+    assert!(store.load_keyring(&tenant).await.unwrap().is_none());
     let (ring, kek) = keyring(&tenant);
-    sqlite.save_keyring(&ring).await.unwrap();
+    store.save_keyring(&ring).await.unwrap();
     assert_eq!(
-        sqlite.load_keyring(&tenant).await.unwrap(),
+        store.load_keyring(&tenant).await.unwrap(),
         Some(ring.clone())
     );
     // Creating keeps the first keyring: a racing creator gets that one back.
@@ -356,7 +367,312 @@ async fn keyrings_persist_in_sqlite() {
     other
         .create_data_key(&kek, KeyScope::Tenant, AeadAlgorithm::Aes256Gcm)
         .unwrap();
-    assert_eq!(sqlite.create_keyring(&other).await.unwrap(), ring);
+    assert_eq!(store.create_keyring(&other).await.unwrap(), ring);
+
+    let (alice, bob) = (
+        UserId::parse("alice").unwrap(),
+        UserId::parse("bob").unwrap(),
+    );
+    let wrapped = |id: &str| {
+        let key = DataKey::generate(KeyId::new(id).unwrap(), AeadAlgorithm::Aes256Gcm).unwrap();
+        kek.wrap(tenant.as_str(), &key).unwrap()
+    };
+    let (a1, a2, b1) = (wrapped("dk_a1"), wrapped("dk_a2"), wrapped("dk_b1"));
+    assert!(store.user_key(&tenant, &alice).await.unwrap().is_none());
+    assert_eq!(
+        store.create_user_key(&tenant, &alice, &a1).await.unwrap(),
+        a1
+    );
+    // One live key per user: a racing creator gets the kept one.
+    assert_eq!(
+        store.create_user_key(&tenant, &alice, &a2).await.unwrap(),
+        a1
+    );
+    assert_eq!(store.create_user_key(&tenant, &bob, &b1).await.unwrap(), b1);
+    assert_eq!(
+        store.user_key(&tenant, &alice).await.unwrap(),
+        Some(a1.clone())
+    );
+    assert_eq!(
+        store.user_key_by_id(&tenant, &a1.key_id).await.unwrap(),
+        Some((
+            alice.clone(),
+            KeyState::Active {
+                wrapped: a1.clone()
+            }
+        ))
+    );
+    assert!(
+        store
+            .user_key_by_id(&tenant, &a2.key_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let elsewhere = TenantId::parse("elsewhere").unwrap();
+    assert!(
+        store
+            .user_key_by_id(&elsewhere, &a1.key_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .destroy_user_keys(&elsewhere, &alice, 5)
+            .await
+            .unwrap(),
+        0
+    );
+
+    assert_eq!(
+        store.destroy_user_keys(&tenant, &alice, 5).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.destroy_user_keys(&tenant, &alice, 6).await.unwrap(),
+        0
+    );
+    assert!(store.user_key(&tenant, &alice).await.unwrap().is_none());
+    assert_eq!(
+        store.user_key_by_id(&tenant, &a1.key_id).await.unwrap(),
+        Some((alice.clone(), KeyState::Destroyed { at: 5 }))
+    );
+    assert_eq!(store.user_key(&tenant, &bob).await.unwrap(), Some(b1));
+    // A new key after the destruction is a new live key.
+    assert_eq!(
+        store.create_user_key(&tenant, &alice, &a2).await.unwrap(),
+        a2
+    );
+    assert_eq!(store.user_key(&tenant, &alice).await.unwrap(), Some(a2));
+}
+
+#[tokio::test]
+async fn memory_keyrings_keep_the_store_contract() {
+    keyring_store_contract(&MemoryKeyrings::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_file_keeps_the_store_contract_and_forgets_destroyed_keys() {
+    let dir = std::env::temp_dir().join(format!("caas-keys-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.db");
+    let (file, _) = KeyFile::open(&path).unwrap();
+    keyring_store_contract(&file).await;
+
+    let tenant = TenantId::parse("acme").unwrap();
+    let alice = UserId::parse("alice").unwrap();
+    let (ring, kek) = keyring(&tenant);
+    file.save_keyring(&ring).await.unwrap();
+    let key = DataKey::generate(KeyId::new("dk_gone").unwrap(), AeadAlgorithm::Aes256Gcm).unwrap();
+    let wrapped = kek.wrap(tenant.as_str(), &key).unwrap();
+    file.create_user_key(&tenant, &alice, &wrapped)
+        .await
+        .unwrap();
+    let needle = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&wrapped.wrapped)
+    };
+    let in_file = || {
+        let bytes = std::fs::read(&path).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    };
+    assert!(in_file(), "the wrapped key is stored");
+    file.destroy_user_keys(&tenant, &alice, 9).await.unwrap();
+    assert!(
+        !in_file(),
+        "a destroyed key's bytes are overwritten in the file"
+    );
+
+    // What was stored survives a reopen.
+    drop(file);
+    let (file, _) = KeyFile::open(&path).unwrap();
+    assert_eq!(file.load_keyring(&tenant).await.unwrap(), Some(ring));
+    assert_eq!(
+        file.user_key_by_id(&tenant, &wrapped.key_id).await.unwrap(),
+        Some((alice, KeyState::Destroyed { at: 9 }))
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyrings_kept_in_the_database_by_older_versions_move_to_the_key_file() {
+    let sqlite = SqliteStore::open_temp().unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    let (ring, _) = keyring(&tenant);
+    let doc = serde_json::to_string(&ring).unwrap();
+    {
+        // As an older version wrote it.
+        let c = rusqlite::Connection::open(sqlite.path()).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        c.execute(
+            "INSERT INTO keyrings (tenant, doc) VALUES (?1, ?2)",
+            [tenant.as_str(), doc.as_str()],
+        )
+        .unwrap();
+    }
+    let dir = sqlite.path().parent().unwrap().to_path_buf();
+    let (file, _) = KeyFile::open(dir.join("keys.db")).unwrap();
+    assert_eq!(file.adopt_keyrings_of(&sqlite).await.unwrap(), 1);
+    assert_eq!(file.load_keyring(&tenant).await.unwrap(), Some(ring));
+    assert_eq!(file.adopt_keyrings_of(&sqlite).await.unwrap(), 0);
+    assert!(
+        !file_contains(&sqlite, "kek-1"),
+        "no keyring left in the database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_keys_seal_each_user_apart_and_shredding_one_leaves_the_others() {
+    let sqlite = SqliteStore::open_temp().unwrap();
+    let dir = sqlite.path().parent().unwrap().to_path_buf();
+    let (file, _) = KeyFile::open(dir.join("keys.db")).unwrap();
+    let store: Arc<dyn KeyringStore> = Arc::new(file);
+    let tenant = TenantId::parse("acme").unwrap();
+    let kek = || KeyEncryptionKey::from_bytes(KeyId::new("kek-1").unwrap(), &[7u8; 32]).unwrap();
+    let keys = Arc::new(ManagedKeyrings::new(kek(), store.clone()));
+    let b = encrypted::wrap(sqlite.backends(), keys.clone());
+    let send = |key: &str, sender: &str, body: &str| NewMessage {
+        sender: UserId::parse(sender).unwrap(),
+        ..message(&tenant, key, body)
+    };
+    let a = b
+        .messages
+        .append(send("k1", "alice", "alice's quince"), announce())
+        .await
+        .unwrap()
+        .message()
+        .clone();
+    let edited = b
+        .messages
+        .edit(
+            &tenant,
+            &a.conversation,
+            &a.id,
+            "alice's medlar",
+            Timestamp::from_secs(1_700_000_001),
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.edits.len(), 1);
+    let bob = b
+        .messages
+        .append(send("k2", "bob", "bob's damson"), announce())
+        .await
+        .unwrap()
+        .message()
+        .clone();
+    let alice_id = UserId::parse("alice").unwrap();
+    let alice_key = store.user_key(&tenant, &alice_id).await.unwrap().unwrap();
+    let bob_key = store
+        .user_key(&tenant, &UserId::parse("bob").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(alice_key.key_id, bob_key.key_id);
+
+    assert_eq!(b.shredder.shred_user(&tenant, &alice_id).await.unwrap(), 1);
+    assert_eq!(b.shredder.shred_user(&tenant, &alice_id).await.unwrap(), 0);
+    // Through this instance (its caches) and a fresh one (a restart) alike.
+    let restarted = encrypted::wrap(
+        sqlite.backends(),
+        Arc::new(ManagedKeyrings::new(kek(), store.clone())),
+    );
+    for backends in [&b, &restarted] {
+        let gone = backends
+            .messages
+            .get(&tenant, &a.conversation, &a.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((gone.body, gone.edits.len(), gone.seq), (None, 0, a.seq));
+        let kept = backends
+            .messages
+            .get(&tenant, &bob.conversation, &bob.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.body.as_deref(), Some("bob's damson"));
+        let log = backends
+            .events
+            .read_tenant(&tenant, Cursor(0), 10)
+            .await
+            .unwrap();
+        let json =
+            serde_json::to_string(&log.iter().map(|l| &l.event).collect::<Vec<_>>()).unwrap();
+        assert!(
+            !json.contains("quince") && !json.contains("medlar"),
+            "{json}"
+        );
+        assert!(json.contains("bob's damson"), "{json}");
+    }
+    // What she would write next gets a new key and reads back.
+    let later = b
+        .messages
+        .append(send("k3", "alice", "a new start"), announce())
+        .await
+        .unwrap()
+        .message()
+        .clone();
+    let read = restarted
+        .messages
+        .get(&tenant, &later.conversation, &later.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.body.as_deref(), Some("a new start"));
+}
+
+#[tokio::test]
+async fn installed_keyrings_shred_a_users_scope_and_hand_the_keyring_back() {
+    let tenant = TenantId::parse("acme").unwrap();
+    let (mut ring, kek) = keyring(&tenant);
+    ring.create_data_key(
+        &kek,
+        KeyScope::User("alice".into()),
+        AeadAlgorithm::Aes256Gcm,
+    )
+    .unwrap();
+    let keys = Arc::new(TenantKeyrings::new());
+    keys.insert(&tenant, ring, kek).unwrap();
+    let store = EncryptedMessageStore::new(Arc::new(MemoryMessageStore::default()), keys.clone());
+    let alices = store
+        .append(message(&tenant, "k1", "under her own key"), announce())
+        .await
+        .unwrap()
+        .message()
+        .clone();
+    let bobs = store
+        .append(
+            NewMessage {
+                sender: UserId::parse("bob").unwrap(),
+                ..message(&tenant, "k2", "under the tenant's key")
+            },
+            announce(),
+        )
+        .await
+        .unwrap()
+        .message()
+        .clone();
+    let alice = UserId::parse("alice").unwrap();
+    assert_eq!(keys.shred_user(&tenant, &alice).await.unwrap(), 1);
+    let mut bodies = Vec::new();
+    for m in [&alices, &bobs] {
+        let read = store.get(&tenant, &m.conversation, &m.id).await.unwrap();
+        bodies.push(read.unwrap().body);
+    }
+    assert_eq!(bodies, [None, Some("under the tenant's key".to_owned())]);
+    // The host saves what it gets back: alice's key is destroyed in it.
+    let saved = keys.keyring(&tenant).unwrap().unwrap();
+    assert!(
+        saved.current_key(&KeyScope::User("alice".into())).is_none() && saved.entries().len() == 3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,12 +680,14 @@ async fn managed_keyrings_are_made_on_first_use_and_survive_a_restart() {
     let sqlite = SqliteStore::open_temp().unwrap();
     let tenant = TenantId::parse("acme").unwrap();
     let kek = || KeyEncryptionKey::from_bytes(KeyId::new("kek-1").unwrap(), &[7u8; 32]).unwrap();
-    let store: Arc<dyn KeyringStore> = Arc::new(sqlite.clone());
+    let dir = sqlite.path().parent().unwrap().to_path_buf();
+    let (file, _) = KeyFile::open(dir.join("keys.db")).unwrap();
+    let store: Arc<dyn KeyringStore> = Arc::new(file);
     let first = encrypted::wrap(
         sqlite.backends(),
         Arc::new(ManagedKeyrings::new(kek(), store.clone())),
     );
-    assert!(sqlite.load_keyring(&tenant).await.unwrap().is_none());
+    assert!(store.load_keyring(&tenant).await.unwrap().is_none());
     let m = first
         .messages
         .append(message(&tenant, "k1", "marmalade"), announce())
@@ -377,7 +695,7 @@ async fn managed_keyrings_are_made_on_first_use_and_survive_a_restart() {
         .unwrap()
         .message()
         .clone();
-    let ring = sqlite
+    let ring = store
         .load_keyring(&tenant)
         .await
         .unwrap()
@@ -385,7 +703,6 @@ async fn managed_keyrings_are_made_on_first_use_and_survive_a_restart() {
     assert!(ring.current_key(&KeyScope::Tenant).is_some());
     assert!(ring.current_key(&KeyScope::Search).is_some());
     assert!(!file_contains(&sqlite, "marmalade"));
-
     // Another process with the same KEK reads what the first sealed.
     let again = encrypted::wrap(
         sqlite.backends(),
