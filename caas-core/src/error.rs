@@ -25,6 +25,8 @@ pub enum EntityKind {
     Webhook,
     /// A webhook dead letter.
     DeadLetter,
+    /// A data export job.
+    Export,
 }
 
 impl std::fmt::Display for EntityKind {
@@ -39,6 +41,7 @@ impl std::fmt::Display for EntityKind {
             EntityKind::DeviceKeys => "device keys",
             EntityKind::Webhook => "webhook",
             EntityKind::DeadLetter => "dead letter",
+            EntityKind::Export => "export",
         })
     }
 }

@@ -183,6 +183,10 @@ string_id!(
     /// A tenant's webhook endpoint.
     WebhookId, "webhook_id", "wh_"
 );
+string_id!(
+    /// A data export job.
+    ExportId, "export_id", "exp_"
+);
 
 /// A message's position in its conversation: 1 for the first message, then gap-free.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]

@@ -46,6 +46,8 @@ impl Modify for BearerAuth {
         crate::routes::receipts::read, crate::routes::receipts::list,
         crate::routes::presence::lookup,
         crate::routes::keys::publish, crate::routes::keys::claim, crate::routes::audit::list, crate::routes::audit::verify, crate::routes::compliance::export, crate::routes::compliance::erase,
+        crate::routes::compliance::start_export, crate::routes::compliance::export_job,
+        crate::routes::compliance::download_export, crate::routes::compliance::delete_export,
         crate::routes::media::upload, crate::routes::media::complete, crate::routes::media::url,
         crate::routes::media::delete, crate::routes::media::put_bytes, crate::routes::media::get_bytes,
         crate::routes::moderation::flag, crate::routes::moderation::list,

@@ -6,6 +6,7 @@ mod billing;
 mod cluster;
 mod crash;
 mod erasure;
+mod exports;
 mod keys;
 mod media;
 mod moderation;

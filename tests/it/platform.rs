@@ -301,7 +301,7 @@ async fn with_encryption_on_no_body_reaches_the_file_and_everything_still_works(
     for word in ["xylophone", "quokka", "museum", "garden"] {
         assert!(!holds(&stored, word), "`{word}` is in the database files");
     }
-        // The keys live in a file of their own, private, apart from the data.
+    // The keys live in a file of their own, private, apart from the data.
     let keys_mode = {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(dir.join("keys.db"))

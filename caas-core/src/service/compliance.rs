@@ -67,6 +67,22 @@ pub enum ExportItem {
     },
 }
 
+impl ExportItem {
+    /// The item as a line of an export's JSON lines: the one encoding the
+    /// stream and the job's download share.
+    pub fn to_line(&self) -> Result<Vec<u8>> {
+        let mut line = serde_json::to_vec(self)
+            .map_err(|e| Error::internal(format!("encode an export item: {e}")))?;
+        line.push(b'\n');
+        Ok(line)
+    }
+
+    /// The last line of a whole export, `{"kind":"end","items":N}`.
+    pub fn end_line(items: u64) -> Vec<u8> {
+        format!("{{\"kind\":\"end\",\"items\":{items}}}\n").into_bytes()
+    }
+}
+
 /// Messages read per store call while exporting.
 const EXPORT_PAGE: usize = 200;
 
@@ -87,6 +103,7 @@ pub struct UserExport {
     /// `None` once all were read.
     media_after: Option<Option<BlobId>>,
     items: u64,
+    conversations_total: u64,
 }
 
 impl UserExport {
@@ -141,6 +158,15 @@ impl UserExport {
     /// How many items have been given so far.
     pub fn items(&self) -> u64 {
         self.items
+    }
+
+    /// Conversations whose messages were read, and how many there are.
+    pub fn conversations(&self) -> (u64, u64) {
+        let left = self.conversations.len() as u64;
+        (
+            self.conversations_total.saturating_sub(left),
+            self.conversations_total,
+        )
     }
 
     /// Keeps what of `message` is the user's: the message if they sent it,
@@ -242,10 +268,11 @@ impl Caas {
             tenant: ctx.tenant.clone(),
             user: user.clone(),
             ready,
-            conversations,
             after: Seq(0),
             media_after: Some(None),
             items: 0,
+            conversations_total: conversations.len() as u64,
+            conversations,
         })
     }
 }

@@ -13,6 +13,7 @@ mod compliance;
 mod config;
 mod conversations;
 mod ephemeral;
+mod exports;
 mod keys;
 mod media;
 mod members;
@@ -39,6 +40,10 @@ pub use billing::{Invoice, InvoiceLine, PaymentChange, PaymentEvent, PaymentOutc
 pub use compliance::{ERASED_ATTRIBUTE, Erasure, ExportItem, UserExport};
 pub use config::{Config, Plan};
 pub use conversations::{ConversationDetails, NewConversation};
+pub use exports::{
+    EXPORT_KEPT_FOR, ExportDownload, ExportFailure, ExportJob, ExportRun, ExportStatus,
+    MAX_KEPT_EXPORTS, MAX_RUNNING_EXPORTS,
+};
 pub use media::{DownloadUrl, NewUpload, UploadTicket};
 pub use members::MemberChange;
 pub use messages::{SendMessage, Sent};
@@ -98,6 +103,7 @@ pub struct Caas {
     meters: usage::Meters,
     billing_seen: billing::SeenEvents,
     webhook_sender: Option<Arc<dyn crate::ports::WebhookSender>>,
+    exports: exports::ExportJobs,
 }
 
 /// A user as the pipeline needs it between store reads.
@@ -147,6 +153,7 @@ impl Caas {
             meters: usage::Meters::default(),
             billing_seen: billing::SeenEvents::default(),
             webhook_sender: None,
+            exports: exports::ExportJobs::default(),
         }
     }
 

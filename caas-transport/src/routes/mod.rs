@@ -120,6 +120,18 @@ pub(crate) fn routes(max_media_bytes: u64) -> Router<AppState> {
             "/v1/compliance/users/{user_id}",
             axum::routing::delete(compliance::erase),
         )
+        .route(
+            "/v1/compliance/users/{user_id}/exports",
+            post(compliance::start_export),
+        )
+        .route(
+            "/v1/compliance/exports/{export_id}",
+            get(compliance::export_job).delete(compliance::delete_export),
+        )
+        .route(
+            "/v1/compliance/exports/{export_id}/download",
+            get(compliance::download_export),
+        )
         .route("/v1/media/uploads", post(media::upload))
         .route("/v1/media/{blob_id}/complete", post(media::complete))
         .route("/v1/media/{blob_id}/url", get(media::url))

@@ -808,6 +808,136 @@ async fn a_users_export_streams_json_lines_ending_with_a_count() {
 }
 
 #[tokio::test]
+async fn an_export_job_runs_in_the_background_and_downloads_the_same_lines() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let conv = group(&s, &alice, &["bob"], "g").await;
+    for i in 0..3 {
+        say(&s, &alice, &conv, &format!("m{i}"), &format!("note {i}")).await;
+    }
+    let started = s
+        .call(
+            Method::POST,
+            "/v1/compliance/users/alice/exports",
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+    let id = started.body["export_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("exp_"), "{id}");
+    assert_eq!(
+        started.headers["location"],
+        format!("/v1/compliance/exports/{id}").as_str()
+    );
+    assert_eq!(started.body["user_id"], "alice");
+    assert_eq!(started.body["conversations_total"], 1);
+
+    // Follow it until it is complete.
+    let mut job = started.body.clone();
+    for _ in 0..200 {
+        job = s
+            .call(
+                Method::GET,
+                &format!("/v1/compliance/exports/{id}"),
+                Some(&secret),
+                None,
+            )
+            .await
+            .body;
+        if job["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(job["status"], "complete", "{job}");
+    assert_eq!(job["conversations_done"], 1);
+    assert!(job["expires_at"].is_string(), "{job}");
+
+    let download = s
+        .call(
+            Method::GET,
+            &format!("/v1/compliance/exports/{id}/download"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert_eq!(download.headers["content-type"], "application/x-ndjson");
+    let text = download.body.as_str().expect("JSON lines").to_owned();
+    assert_eq!(job["bytes"].as_u64(), Some(text.len() as u64));
+    assert_eq!(
+        download.headers["content-length"],
+        text.len().to_string().as_str()
+    );
+    let streamed = s
+        .call(
+            Method::GET,
+            "/v1/compliance/users/alice/export",
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(streamed.body.as_str(), Some(text.as_str()));
+    assert_eq!(text.matches("\"kind\":\"message\"").count(), 3);
+
+    let job_path = format!("/v1/compliance/exports/{id}");
+    for (method, path, who, status, code) in [
+        (
+            Method::POST,
+            "/v1/compliance/users/alice/exports".to_owned(),
+            &alice,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            Method::POST,
+            "/v1/compliance/users/nobody/exports".to_owned(),
+            &secret,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            job_path.clone(),
+            &alice,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            Method::GET,
+            "/v1/compliance/exports/exp_unknown".to_owned(),
+            &secret,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/v1/compliance/exports/%20/download".to_owned(),
+            &secret,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+        ),
+    ] {
+        problem(&s.call(method, &path, Some(who), None).await, status, code);
+    }
+    let deleted = s.call(Method::DELETE, &job_path, Some(&secret), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    problem(
+        &s.call(
+            Method::GET,
+            &format!("{job_path}/download"),
+            Some(&secret),
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test]
 async fn stored_user_attributes_reach_policy_decisions() {
     let s = Server::start().await;
     let policy = r#"{"version":1,"extends":"default","rules":[{"id":"staff-only-send","effect":"deny","actions":["message.send"],"when":{"not":{"attr":"subject.attr.department","eq":"staff"}}}]}"#;
