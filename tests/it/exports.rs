@@ -182,4 +182,29 @@ async fn export_jobs_keep_their_limits_and_rules(set: Set) {
         let job = w.caas.export_job(&server, id).await.unwrap();
         assert_eq!(job.status, ExportStatus::Complete);
     }
+
+    // A run that is dropped unfinished fails its job, which frees its slot.
+    let (dropped, run) = w.caas.start_export(&server, &uid("bob")).await.unwrap();
+    drop(run);
+    let failed = w
+        .caas
+        .export_job(&server, &dropped.export_id)
+        .await
+        .unwrap();
+    assert_eq!(failed.status, ExportStatus::Failed);
+    assert_eq!(failed.error.unwrap().code, "unavailable");
+    assert_eq!(failed.expires_at, Some(w.clock.now().plus(EXPORT_KEPT_FOR)));
+    let refused = w.caas.download_export(&server, &dropped.export_id).await;
+    assert!(
+        matches!(refused, Err(Error::Conflict { .. })),
+        "{refused:?}"
+    );
+
+    // Erasing alice takes her exports with her; bob's stays.
+    let erased = w.caas.erase_user(&server, &alice).await.unwrap();
+    // Bob's job pushed one more of hers out of the tenant's ten.
+    assert_eq!(erased.exports, MAX_KEPT_EXPORTS as u64 - 1, "{erased:?}");
+    let gone = w.caas.export_job(&server, &newest.export_id).await;
+    assert!(matches!(gone, Err(Error::NotFound { .. })), "{gone:?}");
+    assert!(w.caas.export_job(&server, &dropped.export_id).await.is_ok());
 }

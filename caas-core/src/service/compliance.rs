@@ -300,6 +300,8 @@ pub struct Erasure {
     /// at rest: what those keys sealed is unreadable from then on, in backups
     /// too. 0 where bodies are stored in clear, and on a repeat.
     pub keys_destroyed: u64,
+    /// Export jobs of the user stopped or dropped, with their spools.
+    pub exports: u64,
 }
 
 /// The attribute that marks an erased user: such a user can no longer act.
@@ -330,6 +332,7 @@ impl Caas {
             devices: 0,
             events_scrubbed: 0,
             keys_destroyed: 0,
+            exports: 0,
         };
 
         // First, so the user cannot add anything while the rest goes.
@@ -351,6 +354,7 @@ impl Caas {
         // Before the stores are walked: once the keys are gone, what this run
         // might not reach (an interrupted run, a backup) is unreadable already.
         done.keys_destroyed = self.b.shredder.shred_user(&ctx.tenant, user).await?;
+        done.exports = self.exports.forget_user(&ctx.tenant, user)?;
 
         // Where the user wrote: the conversations they belong to, and those
         // they left, which their own event stream still names (so a repeat

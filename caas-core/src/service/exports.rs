@@ -111,6 +111,16 @@ impl Job {
         change(&mut state);
         Ok(())
     }
+
+    /// Marks it failed; kept (with why) as long as a complete one would be.
+    fn fail(&self, why: ExportFailure, now: Timestamp) -> Result<()> {
+        self.update(|state| {
+            state.status = ExportStatus::Failed;
+            state.finished_at = Some(now);
+            state.expires_at = Some(now.plus(EXPORT_KEPT_FOR));
+            state.error = Some(why);
+        })
+    }
 }
 
 impl ExportFailure {
@@ -199,6 +209,21 @@ impl ExportJobs {
         self.jobs.lock().map_err(|_| poisoned())?.remove(id);
         Ok(())
     }
+
+    /// Stops and drops every job exporting `user` of `tenant`; returns how many.
+    pub(super) fn forget_user(&self, tenant: &TenantId, user: &UserId) -> Result<u64> {
+        let mut jobs = self.jobs.lock().map_err(|_| poisoned())?;
+        let mut forgotten = 0;
+        jobs.retain(|_, job| {
+            let theirs = job.tenant == *tenant && job.view().is_ok_and(|s| s.user_id == *user);
+            if theirs {
+                job.cancelled.store(true, Ordering::Relaxed);
+                forgotten += 1;
+            }
+            !theirs
+        });
+        Ok(forgotten)
+    }
 }
 
 /// An export job's work: spawn [`ExportRun::run`] on the runtime (the REST
@@ -217,18 +242,13 @@ impl ExportRun {
     pub async fn run(mut self) {
         let outcome = self.fill().await;
         let now = self.caas.b.clock.now();
-        let finish = |state: &mut ExportJob| state.finished_at = Some(now);
         let recorded = match outcome {
             Ok(true) => self.complete(now),
             // Deleted: the job is no longer listed; the spool goes with `self`.
             Ok(false) => Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "an export job failed");
-                self.job.update(|state| {
-                    finish(state);
-                    state.status = ExportStatus::Failed;
-                    state.error = Some(ExportFailure::of(&e));
-                })
+                self.job.fail(ExportFailure::of(&e), now)
             }
         };
         if let Err(e) = recorded {
@@ -282,6 +302,24 @@ impl ExportRun {
             state.conversations_total = total;
         })?;
         Ok(!self.job.cancelled.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for ExportRun {
+    /// A run dropped unfinished (never spawned, its task aborted or the
+    /// runtime shut down) fails its job, so the job leaves its slot.
+    fn drop(&mut self) {
+        let running = self
+            .job
+            .view()
+            .is_ok_and(|s| s.status == ExportStatus::Running);
+        if running {
+            let why = ExportFailure {
+                code: "unavailable".to_owned(),
+                detail: "the export stopped before it finished; start a new one".to_owned(),
+            };
+            let _ = self.job.fail(why, self.caas.b.clock.now());
+        }
     }
 }
 

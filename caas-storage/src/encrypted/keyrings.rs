@@ -109,6 +109,13 @@ fn poisoned<T>(_: T) -> Error {
     Error::internal("encryption: key table lock poisoned by an earlier panic")
 }
 
+/// The refusal of a new key for a user whose keys were destroyed.
+pub(crate) fn erased(user: &UserId) -> Error {
+    Error::conflict(format!(
+        "user `{user}` was erased: their data key is destroyed and no new one is made"
+    ))
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -202,6 +209,10 @@ impl BodyKeys for TenantKeyrings {
         }
     }
 
+    async fn seals(&self, tenant: &TenantId) -> Result<bool> {
+        Ok(self.get(tenant)?.is_some())
+    }
+
     async fn opening_key(&self, tenant: &TenantId, key: &KeyId) -> Result<Option<Arc<DataKey>>> {
         match self.get(tenant)? {
             Some(keys) => keys
@@ -261,7 +272,10 @@ pub trait KeyringStore: Send + Sync + std::fmt::Debug {
     async fn user_key(&self, tenant: &TenantId, user: &UserId) -> Result<Option<WrappedKey>>;
 
     /// Saves `key` as `user`'s live key unless they have one already; returns
-    /// the live key after the call (of two racing creators, both use the kept one).
+    /// the live key after the call (of two racing creators, both use the kept
+    /// one). [`Error::Conflict`] once the user's keys were destroyed: an erased
+    /// user gets no new key, so nothing written in a race with the erasure
+    /// outlives it readable.
     async fn create_user_key(
         &self,
         tenant: &TenantId,
@@ -354,6 +368,12 @@ impl KeyringStore for MemoryKeyrings {
         if let Some(live) = Self::live_key(&users, tenant, user) {
             return Ok(live);
         }
+        if users
+            .iter()
+            .any(|((t, _), k)| t == tenant && k.user == *user)
+        {
+            return Err(erased(user));
+        }
         users.insert(
             (tenant.clone(), key.key_id.clone()),
             MemoryUserKey {
@@ -392,6 +412,9 @@ impl KeyringStore for MemoryKeyrings {
     }
 }
 
+/// User keys kept unwrapped in memory at most.
+const MAX_CACHED_USER_KEYS: usize = 65_536;
+
 /// A user key as the opening side caches it: whose, and the key (`None` once
 /// destroyed).
 type CachedKey = (UserId, Option<Arc<DataKey>>);
@@ -419,6 +442,12 @@ impl UserKeyCache {
     ) {
         if self.shreddings != since {
             return;
+        }
+        // Bounded: past the cap it starts over (a miss is one point read of
+        // the key file and an unwrap), rather than track recency on every seal.
+        if self.opening.len() >= MAX_CACHED_USER_KEYS {
+            self.sealing.clear();
+            self.opening.clear();
         }
         if let Some(live) = &key {
             self.sealing
@@ -548,6 +577,10 @@ impl BodyKeys for ManagedKeyrings {
         // The tenant must still have its keys: an erased tenant stores nothing.
         self.keys(tenant).await?.tenant_key_id(tenant)?;
         self.user_key(tenant, owner).await.map(Some)
+    }
+
+    async fn seals(&self, _: &TenantId) -> Result<bool> {
+        Ok(true)
     }
 
     async fn opening_key(&self, tenant: &TenantId, key: &KeyId) -> Result<Option<Arc<DataKey>>> {

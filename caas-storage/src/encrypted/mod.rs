@@ -59,6 +59,7 @@ use caas_crypto::blind::BlindIndex;
 use caas_crypto::envelope::{AssociatedData, DataKey, Envelope};
 
 pub use events::EncryptedEventLog;
+pub(crate) use keyrings::erased;
 pub use keyrings::{KeyringStore, ManagedKeyrings, MemoryKeyrings, TenantKeyrings};
 pub use messages::EncryptedMessageStore;
 pub use search::EncryptedSearchIndex;
@@ -73,6 +74,9 @@ pub trait BodyKeys: Shredder + Send + Sync + std::fmt::Debug {
     /// sender, for its body and every edit of it), or `None` to store them in
     /// clear.
     async fn sealing_key(&self, tenant: &TenantId, owner: &UserId) -> Result<Option<Arc<DataKey>>>;
+
+    /// Whether `tenant`'s bodies are sealed (asking makes no key).
+    async fn seals(&self, tenant: &TenantId) -> Result<bool>;
 
     /// The key a stored envelope names; `Ok(None)` when that key was destroyed
     /// (crypto-shredded), an error when it is unknown.

@@ -61,12 +61,7 @@ fn blind_query(index: &BlindIndex, query: &str) -> String {
 #[async_trait]
 impl SearchIndex for EncryptedSearchIndex {
     async fn index_message(&self, message: &Message) -> Result<()> {
-        if self
-            .keys
-            .sealing_key(&message.tenant, &message.sender)
-            .await?
-            .is_none()
-        {
+        if !self.keys.seals(&message.tenant).await? {
             return self.inner.index_message(message).await;
         }
         match self.keys.search_index(&message.tenant).await? {

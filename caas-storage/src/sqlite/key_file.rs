@@ -129,7 +129,21 @@ impl KeyFile {
             return Ok(0);
         }
         for keyring in &legacy {
-            self.create_keyring(keyring).await?;
+            let kept = self.create_keyring(keyring).await?;
+            if kept != *keyring {
+                // Both hold keys: dropping either could make bodies unreadable.
+                return Err(Error::Unavailable {
+                    backend: "encryption",
+                    context: format!(
+                        "tenant `{}` has one keyring in the database and another in {}; \
+                         restore the key file that belongs with this database",
+                        keyring.tenant(),
+                        self.path.display()
+                    ),
+                    temporary: false,
+                    source: None,
+                });
+            }
         }
         store.forget_legacy_keyrings().await?;
         Ok(legacy.len())
@@ -253,6 +267,16 @@ impl KeyringStore for KeyFile {
                     .ctx("read a user key")?;
                 if let Some(live) = live {
                     return Ok(live);
+                }
+                let erased_before: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM user_keys WHERE tenant = ?1 AND user = ?2)",
+                        params![tenant.as_str(), user.as_str()],
+                        |r| r.get(0),
+                    )
+                    .ctx("read a user's keys")?;
+                if erased_before {
+                    return Err(crate::encrypted::erased(&user));
                 }
                 tx.execute(
                     "INSERT INTO user_keys (tenant, key_id, user, wrapped) VALUES (?1, ?2, ?3, ?4)",

@@ -48,6 +48,10 @@ impl BodyKeys for EveryTenant {
         Ok(Some(self.0.clone()))
     }
 
+    async fn seals(&self, _: &TenantId) -> caas_core::Result<bool> {
+        Ok(true)
+    }
+
     async fn opening_key(
         &self,
         _: &TenantId,
@@ -439,12 +443,14 @@ async fn keyring_store_contract(store: &dyn KeyringStore) {
         Some((alice.clone(), KeyState::Destroyed { at: 5 }))
     );
     assert_eq!(store.user_key(&tenant, &bob).await.unwrap(), Some(b1));
-    // A new key after the destruction is a new live key.
-    assert_eq!(
-        store.create_user_key(&tenant, &alice, &a2).await.unwrap(),
-        a2
+    // An erased user gets no new key: what a racing send would seal could
+    // otherwise outlive the erasure.
+    let refused = store.create_user_key(&tenant, &alice, &a2).await;
+    assert!(
+        matches!(refused, Err(caas_core::Error::Conflict { .. })),
+        "{refused:?}"
     );
-    assert_eq!(store.user_key(&tenant, &alice).await.unwrap(), Some(a2));
+    assert!(store.user_key(&tenant, &alice).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -517,7 +523,21 @@ async fn keyrings_kept_in_the_database_by_older_versions_move_to_the_key_file() 
         )
         .unwrap();
     }
+    assert!(
+        file_contains(&sqlite, "kek-1"),
+        "the keyring is in the database"
+    );
     let dir = sqlite.path().parent().unwrap().to_path_buf();
+    // A key file that holds another keyring for the tenant is not overruled.
+    let (other_file, _) = KeyFile::open(dir.join("other-keys.db")).unwrap();
+    let (other, _) = keyring(&tenant);
+    other_file.save_keyring(&other).await.unwrap();
+    let refused = other_file.adopt_keyrings_of(&sqlite).await;
+    assert!(
+        matches!(refused, Err(caas_core::Error::Unavailable { .. })),
+        "{refused:?}"
+    );
+    assert!(file_contains(&sqlite, "kek-1"), "nothing was dropped");
     let (file, _) = KeyFile::open(dir.join("keys.db")).unwrap();
     assert_eq!(file.adopt_keyrings_of(&sqlite).await.unwrap(), 1);
     assert_eq!(file.load_keyring(&tenant).await.unwrap(), Some(ring));
@@ -612,21 +632,18 @@ async fn managed_keys_seal_each_user_apart_and_shredding_one_leaves_the_others()
         );
         assert!(json.contains("bob's damson"), "{json}");
     }
-    // What she would write next gets a new key and reads back.
-    let later = b
-        .messages
-        .append(send("k3", "alice", "a new start"), announce())
-        .await
-        .unwrap()
-        .message()
-        .clone();
-    let read = restarted
-        .messages
-        .get(&tenant, &later.conversation, &later.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(read.body.as_deref(), Some("a new start"));
+    // What a send racing the erasure would store is refused, not sealed under
+    // a new key that would outlive it.
+    for backends in [&b, &restarted] {
+        let late = backends
+            .messages
+            .append(send("k3", "alice", "a late one"), announce())
+            .await;
+        assert!(
+            matches!(late, Err(caas_core::Error::Conflict { .. })),
+            "{late:?}"
+        );
+    }
 }
 
 #[tokio::test]
