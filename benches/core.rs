@@ -217,6 +217,17 @@ fn setup(
     (caas, principal, convs)
 }
 
+/// Memory backends with at-rest encryption under managed per-user keys.
+fn sealed() -> caas::core::ports::Backends {
+    use caas::storage::encrypted::{self, ManagedKeyrings, MemoryKeyrings};
+    let kek = caas_crypto::keys::KeyEncryptionKey::generate(
+        caas_crypto::KeyId::new("kek-bench").unwrap(),
+    )
+    .unwrap();
+    let keys = ManagedKeyrings::new(kek, std::sync::Arc::new(MemoryKeyrings::default()));
+    encrypted::wrap(caas::storage::memory::backends(), std::sync::Arc::new(keys))
+}
+
 fn send(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -239,6 +250,9 @@ fn send(c: &mut Criterion) {
             1000,
         ),
         ("send_memory_no_sync_log_no_search", lean, 1000),
+        // At-rest encryption as the platform runs it (each body sealed under its
+        // sender's key, search by blind tokens), keys in memory.
+        ("send_memory_sealed_1000_conversations", sealed(), 1000),
     ];
     for (name, backends, n) in cases {
         let (caas, principal, convs) = setup(&rt, backends, n);
