@@ -98,8 +98,10 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }
-        serde_json::from_slice(&bytes)
-            .map(|v| OptionalJson(Some(v)))
+        // `null` is an absent body too, as an optional request body's schema
+        // allows it.
+        serde_json::from_slice::<Option<T>>(&bytes)
+            .map(OptionalJson)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
     }
 }

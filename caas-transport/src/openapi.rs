@@ -59,7 +59,10 @@ impl Modify for BearerAuth {
         crate::routes::sync::sync, crate::routes::search::messages,
         crate::routes::search::conversations, crate::routes::search::users,
     ),
-    components(schemas(crate::problem::Problem, caas_core::events::Event, caas_core::events::LoggedEvent)),
+    components(schemas(crate::problem::Problem, caas_core::events::Event, caas_core::events::LoggedEvent,
+        caas_core::ids::ExportId, caas_core::ids::WebhookId, caas_core::ids::ConversationId,
+        caas_core::ids::MessageId, caas_core::ids::UserId, caas_core::ids::BlobId,
+        caas_core::ids::DeviceId, caas_core::ids::TenantId)),
     modifiers(&BearerAuth),
 )]
 #[derive(Debug)]

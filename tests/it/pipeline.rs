@@ -1187,7 +1187,7 @@ async fn keys_need_a_verifier_and_one_time_keys_go_once(set: Set) {
     assert!(second[0].one_time_prekey.is_none());
     let r = caas.publish_keys(&w.server(), &dev, &keys("valid")).await;
     assert!(
-        matches!(&r, Err(Error::InvalidArgument { field, .. }) if field == "principal"),
+        matches!(&r, Err(Error::Forbidden { rule }) if rule == caas::core::service::USER_TOKEN_REQUIRED),
         "keys belong to a user's device: {r:?}"
     );
 }

@@ -571,10 +571,8 @@ impl Caas {
         let (Some(tenant), Some(user), PrincipalKind::User) =
             (p.tenant.clone(), p.user.clone(), p.kind)
         else {
-            return Err(Error::invalid(
-                "principal",
-                "TOTP belongs to a user; use a user token",
-            ));
+            // TOTP belongs to a user.
+            return Err(Error::forbidden(super::USER_TOKEN_REQUIRED));
         };
         let login = self
             .b

@@ -127,15 +127,19 @@ struct Ctx<'p> {
     user_attributes: Option<Arc<crate::model::Attributes>>,
 }
 
+/// The rule that refuses an operation only users can do (a send, a read
+/// mark, a device's keys, TOTP) to a tenant server's or the operator's
+/// credential.
+pub const USER_TOKEN_REQUIRED: &str = "user-token-required";
+
 impl Ctx<'_> {
-    /// The acting user, for operations only users can do.
+    /// The acting user, for operations only users can do: any other
+    /// credential is refused by the built-in rule [`USER_TOKEN_REQUIRED`].
     fn user(&self) -> Result<&UserId> {
-        self.p.user.as_ref().ok_or_else(|| {
-            Error::invalid(
-                "principal",
-                "this operation acts as a user; use a user token",
-            )
-        })
+        self.p
+            .user
+            .as_ref()
+            .ok_or_else(|| Error::forbidden(USER_TOKEN_REQUIRED))
     }
 }
 

@@ -111,6 +111,7 @@ impl Default for WebhookConfig {
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// Where deliveries are POSTed.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^https://", max_length = 2048))]
     pub url: String,
     /// The kinds delivered (see [`WEBHOOK_KINDS`]), or `["*"]` for all.
     pub kinds: Vec<String>,
@@ -125,6 +126,7 @@ pub struct NewWebhook {
 #[serde(deny_unknown_fields)]
 pub struct WebhookChange {
     /// A new URL.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^https://", max_length = 2048))]
     pub url: Option<String>,
     /// New kinds.
     pub kinds: Option<Vec<String>>,

@@ -16,6 +16,7 @@ use crate::problem::ApiError;
 #[serde(deny_unknown_fields)]
 pub(super) struct AuditQuery {
     after: Option<u64>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 

@@ -32,7 +32,9 @@ fn tokens(t: SessionTokens) -> Json<serde_json::Value> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Register {
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     tenant_id: String,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     user_id: String,
     password: String,
     name: Option<String>,
@@ -57,10 +59,13 @@ pub(super) async fn register(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Login {
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     tenant_id: String,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     user_id: String,
     password: String,
     totp_code: Option<String>,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     device_id: Option<String>,
 }
 
@@ -90,6 +95,7 @@ pub(super) async fn login(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RefreshBody {
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     tenant_id: String,
     refresh_token: String,
 }
@@ -107,7 +113,7 @@ pub(super) async fn refresh_tokens(
     ))
 }
 
-#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshBody, responses((status = 204, description = "logged out (also for unknown tokens)")))]
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshBody, responses((status = 204, description = "logged out (also for unknown tokens)"), crate::problem::Problems))]
 /// `POST /v1/auth/logout`: revokes the login the refresh token belongs to.
 pub(super) async fn logout(
     State(state): State<AppState>,

@@ -27,6 +27,7 @@ const TOLERANCE_SECS: u64 = 300;
 #[serde(deny_unknown_fields)]
 pub(super) struct InvoiceQuery {
     /// The month, `YYYY-MM`.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}$")]
     period: String,
 }
 
@@ -75,13 +76,15 @@ pub(super) async fn stripe(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Some(signer) = &state.config.payment_webhook else {
-        return Err(ApiError::not_found("no payment provider is configured"));
-    };
+    // An unsigned call is refused the same way whether or not a provider is
+    // configured.
     let header = headers
         .get(STRIPE_SIGNATURE)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::unauthenticated("missing Stripe-Signature"))?;
+    let Some(signer) = &state.config.payment_webhook else {
+        return Err(ApiError::not_found("no payment provider is configured"));
+    };
     let now = i64::try_from(state.caas.now().as_secs()).unwrap_or(i64::MAX);
     signer
         .verify(header, &body, now, TOLERANCE_SECS)

@@ -23,7 +23,7 @@ use crate::problem::ApiError;
 /// `{"kind":"error",…}` when a store failed part-way, so a reader knows
 /// whether it holds the whole export.
 #[utoipa::path(get, path = "/v1/compliance/users/{user_id}/export", tag = "compliance",
-    params(("user_id" = String, Path, description = "user id")), security(("bearer" = [])),
+    params(("user_id" = caas_core::ids::UserId, Path, description = "user id")), security(("bearer" = [])),
     responses((status = 200, description = "JSON lines, one item each, ending with `{\"kind\":\"end\",\"items\":N}`", content_type = "application/x-ndjson", body = String),
         crate::problem::Problems))]
 pub(super) async fn export(
@@ -74,7 +74,7 @@ fn error_line(e: &ApiError) -> Vec<u8> {
 /// and the profile becomes a tombstone that can no longer act or log in.
 /// Audited; repeating it finishes an interrupted erasure.
 #[utoipa::path(delete, path = "/v1/compliance/users/{user_id}", tag = "compliance",
-    params(("user_id" = String, Path, description = "user id")), security(("bearer" = [])),
+    params(("user_id" = caas_core::ids::UserId, Path, description = "user id")), security(("bearer" = [])),
     responses((status = 200, description = "what was erased", body = caas_core::service::Erasure),
         crate::problem::Problems))]
 pub(super) async fn erase(
@@ -93,7 +93,7 @@ pub(super) async fn erase(
 /// (`conflict` beyond); a complete one stays downloadable for an hour. Jobs
 /// live on the node that runs them and end with it. Audited.
 #[utoipa::path(post, path = "/v1/compliance/users/{user_id}/exports", tag = "compliance",
-    params(("user_id" = String, Path, description = "user id")), security(("bearer" = [])),
+    params(("user_id" = caas_core::ids::UserId, Path, description = "user id")), security(("bearer" = [])),
     responses((status = 202, description = "the job, running", body = caas_core::service::ExportJob),
         crate::problem::Problems))]
 pub(super) async fn start_export(
@@ -116,7 +116,7 @@ pub(super) async fn start_export(
 /// `GET /v1/compliance/exports/{export_id}` (tenant): the job's status and
 /// progress (`items`, `bytes`, `conversations_done` of `conversations_total`).
 #[utoipa::path(get, path = "/v1/compliance/exports/{export_id}", tag = "compliance",
-    params(("export_id" = String, Path, description = "export job id")), security(("bearer" = [])),
+    params(("export_id" = caas_core::ids::ExportId, Path, description = "export job id")), security(("bearer" = [])),
     responses((status = 200, description = "the job", body = caas_core::service::ExportJob),
         crate::problem::Problems))]
 pub(super) async fn export_job(
@@ -136,7 +136,7 @@ const DOWNLOAD_CHUNK: usize = 64 * 1024;
 /// `{"kind":"end","items":N}`; `conflict` while it runs or if it failed.
 /// Audited.
 #[utoipa::path(get, path = "/v1/compliance/exports/{export_id}/download", tag = "compliance",
-    params(("export_id" = String, Path, description = "export job id")), security(("bearer" = [])),
+    params(("export_id" = caas_core::ids::ExportId, Path, description = "export job id")), security(("bearer" = [])),
     responses((status = 200, description = "JSON lines, one item each, ending with `{\"kind\":\"end\",\"items\":N}`", content_type = "application/x-ndjson", body = String),
         crate::problem::Problems))]
 pub(super) async fn download_export(
@@ -181,7 +181,7 @@ pub(super) async fn download_export(
 /// `DELETE /v1/compliance/exports/{export_id}` (tenant): stops a running
 /// export or drops a complete one.
 #[utoipa::path(delete, path = "/v1/compliance/exports/{export_id}", tag = "compliance",
-    params(("export_id" = String, Path, description = "export job id")), security(("bearer" = [])),
+    params(("export_id" = caas_core::ids::ExportId, Path, description = "export job id")), security(("bearer" = [])),
     responses((status = 204, description = "deleted"), crate::problem::Problems))]
 pub(super) async fn delete_export(
     State(state): State<AppState>,

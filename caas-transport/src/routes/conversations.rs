@@ -22,6 +22,7 @@ use crate::requests::ConversationsRequest;
 pub(super) struct Create {
     kind: ConversationKind,
     members: Vec<String>,
+    #[schema(min_length = 1)]
     name: Option<String>,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -58,6 +59,7 @@ pub(super) async fn create(
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     /// At most this many (50 when absent).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -97,7 +99,7 @@ pub(super) async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "conversation id")), responses((status = 200, description = "`{conversation, members}`", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id")), responses((status = 200, description = "`{conversation, members}`", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/conversations/{id}`: details and members (members only).
 pub(super) async fn get(
     State(state): State<AppState>,
@@ -114,12 +116,13 @@ pub(super) async fn get(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Update {
+    #[schema(min_length = 1)]
     name: Option<String>,
     #[schema(value_type = Object)]
     attributes: Option<Attributes>,
 }
 
-#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "conversation id")), request_body = Update, responses((status = 200, description = "after the change", body = caas_core::model::Conversation), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "conversations", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id")), request_body = Update, responses((status = 200, description = "after the change", body = caas_core::model::Conversation), crate::problem::Problems), security(("bearer" = [])))]
 /// `PATCH /v1/conversations/{id}`: rename, change attributes (admins).
 pub(super) async fn update(
     State(state): State<AppState>,
@@ -139,11 +142,12 @@ pub(super) async fn update(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AddMember {
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     user_id: String,
     role: Option<Role>,
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/members", tag = "members", params(("id" = String, Path, description = "conversation id")), request_body = AddMember, responses((status = 201, description = "the membership", body = caas_core::model::Member), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/conversations/{id}/members", tag = "members", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id")), request_body = AddMember, responses((status = 201, description = "the membership", body = caas_core::model::Member), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/conversations/{id}/members`.
 pub(super) async fn add_member(
     State(state): State<AppState>,
@@ -159,7 +163,7 @@ pub(super) async fn add_member(
     ))
 }
 
-#[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = String, Path, description = "conversation id"), ("user_id" = String, Path, description = "user id")), responses((status = 204, description = "removed"), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("user_id" = caas_core::ids::UserId, Path, description = "user id")), responses((status = 204, description = "removed"), crate::problem::Problems), security(("bearer" = [])))]
 /// `DELETE /v1/conversations/{id}/members/{user_id}`: remove, or leave.
 pub(super) async fn remove_member(
     State(state): State<AppState>,
@@ -179,7 +183,7 @@ pub(super) struct UpdateMember {
     banned: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = String, Path, description = "conversation id"), ("user_id" = String, Path, description = "user id")), request_body = UpdateMember, responses((status = 200, description = "the membership after the change", body = caas_core::model::Member), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/conversations/{id}/members/{user_id}", tag = "members", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("user_id" = caas_core::ids::UserId, Path, description = "user id")), request_body = UpdateMember, responses((status = 200, description = "the membership after the change", body = caas_core::model::Member), crate::problem::Problems), security(("bearer" = [])))]
 /// `PATCH /v1/conversations/{id}/members/{user_id}`: role, mute, ban.
 pub(super) async fn update_member(
     State(state): State<AppState>,

@@ -14,7 +14,7 @@ use crate::problem::ApiError;
 /// `PUT /v1/devices/{device_id}/keys` (user): publishes the caller's device keys
 /// after their signatures check out.
 #[utoipa::path(put, path = "/v1/devices/{device_id}/keys", tag = "e2ee", security(("bearer" = [])),
-    params(("device_id" = String, Path, description = "the caller's device")), request_body = caas_core::model::DeviceKeys,
+    params(("device_id" = caas_core::ids::DeviceId, Path, description = "the caller's device")), request_body = caas_core::model::DeviceKeys,
     responses((status = 200, description = "`{one_time_prekeys}`: the device's pool size", body = Object), crate::problem::Problems))]
 pub(super) async fn publish(
     State(state): State<AppState>,
@@ -30,7 +30,7 @@ pub(super) async fn publish(
 /// `GET /v1/users/{user_id}/keys` (user): one bundle per device; each one-time
 /// prekey is handed out once.
 #[utoipa::path(get, path = "/v1/users/{user_id}/keys", tag = "e2ee", security(("bearer" = [])),
-    params(("user_id" = String, Path, description = "whose devices")),
+    params(("user_id" = caas_core::ids::UserId, Path, description = "whose devices")),
     responses((status = 200, description = "`{items: [KeyBundle]}`: one bundle per device, with a one-time prekey while the claimer's budget for this user (10 a day, bursts of 5) and the user's budget across claimers (100 a day, bursts of 20) last, then with the signed prekey alone; 30 claims a minute per claimer", body = Object), crate::problem::Problems))]
 pub(super) async fn claim(
     State(state): State<AppState>,

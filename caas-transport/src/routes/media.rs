@@ -26,12 +26,14 @@ pub(super) struct NewUpload {
     #[schema(value_type = String)]
     conversation_id: ConversationId,
     /// Its MIME type, e.g. `image/png`.
+    #[schema(min_length = 1, max_length = 128)]
     content_type: String,
     /// Its exact size in bytes.
     size: u64,
     /// Its hex SHA-256; when given, completion checks the bytes against it.
     sha256: Option<String>,
     /// A file name.
+    #[schema(min_length = 1)]
     name: Option<String>,
 }
 
@@ -99,7 +101,7 @@ pub(super) async fn upload(
 }
 
 #[utoipa::path(post, path = "/v1/media/{blob_id}/complete", tag = "media",
-    params(("blob_id" = String, Path, description = "the upload")),
+    params(("blob_id" = caas_core::ids::BlobId, Path, description = "the upload")),
     responses((status = 200, description = "the completed upload", body = caas_core::model::Media), crate::problem::Problems),
     security(("bearer" = [])))]
 /// `POST /v1/media/{blob_id}/complete` (the uploader): checks the bytes that
@@ -114,7 +116,7 @@ pub(super) async fn complete(
 }
 
 #[utoipa::path(get, path = "/v1/media/{blob_id}/url", tag = "media",
-    params(("blob_id" = String, Path, description = "the upload")),
+    params(("blob_id" = caas_core::ids::BlobId, Path, description = "the upload")),
     responses((status = 200, description = "a download URL", body = DownloadResult), crate::problem::Problems),
     security(("bearer" = [])))]
 /// `GET /v1/media/{blob_id}/url` (the uploader, or a member of a conversation
@@ -131,7 +133,7 @@ pub(super) async fn url(
 }
 
 #[utoipa::path(delete, path = "/v1/media/{blob_id}", tag = "media",
-    params(("blob_id" = String, Path, description = "the upload")),
+    params(("blob_id" = caas_core::ids::BlobId, Path, description = "the upload")),
     responses((status = 204, description = "deleted"), crate::problem::Problems),
     security(("bearer" = [])))]
 /// `DELETE /v1/media/{blob_id}` (the uploader): deletes the upload and its bytes.
@@ -146,7 +148,7 @@ pub(super) async fn delete(
 }
 
 #[utoipa::path(put, path = "/v1/blobs/{tenant}/{blob_id}", tag = "media",
-    params(("tenant" = String, Path, description = "the tenant"), ("blob_id" = String, Path, description = "the upload"),
+    params(("tenant" = caas_core::ids::TenantId, Path, description = "the tenant"), ("blob_id" = caas_core::ids::BlobId, Path, description = "the upload"),
         ("expires" = u64, Query, description = "from the signed URL"), ("signature" = String, Query, description = "from the signed URL")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "exactly the announced bytes, with the announced Content-Type"),
     responses((status = 204, description = "stored; now complete the upload"), crate::problem::Problems))]
@@ -180,7 +182,7 @@ pub(super) async fn put_bytes(
 }
 
 #[utoipa::path(get, path = "/v1/blobs/{tenant}/{blob_id}", tag = "media",
-    params(("tenant" = String, Path, description = "the tenant"), ("blob_id" = String, Path, description = "the upload"),
+    params(("tenant" = caas_core::ids::TenantId, Path, description = "the tenant"), ("blob_id" = caas_core::ids::BlobId, Path, description = "the upload"),
         ("expires" = u64, Query, description = "from the signed URL"), ("signature" = String, Query, description = "from the signed URL")),
     responses((status = 200, description = "the bytes, with their content type", content_type = "application/octet-stream"), crate::problem::Problems))]
 /// `GET` of a download URL this server signed: the signature is the credential.

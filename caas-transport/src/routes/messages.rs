@@ -37,6 +37,7 @@ fn ids(c: &str, m: &str) -> Result<(ConversationId, MessageId), ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Send {
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     client_msg_id: String,
     body: Option<String>,
     ciphertext: Option<Ciphertext>,
@@ -47,7 +48,7 @@ pub(super) struct Send {
     mentions: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "conversation id")), request_body = Send, responses((status = 201, description = "stored", body = caas_core::model::Message), (status = 200, description = "a retry: the original message", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id")), request_body = Send, responses((status = 201, description = "stored", body = caas_core::model::Message), (status = 200, description = "a retry: the original message", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/conversations/{id}/messages`: 201 with the stored message; a retry
 /// with the same `client_msg_id` gets 200 and the original.
 pub(super) async fn send(
@@ -78,11 +79,12 @@ pub(super) async fn send(
 pub(super) struct HistoryQuery {
     before_seq: Option<u64>,
     after_seq: Option<u64>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = String, Path, description = "conversation id"), HistoryQuery), responses((status = 200, description = "`{items: [Message], next_cursor}` in ascending seq", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), HistoryQuery), responses((status = 200, description = "`{items: [Message], next_cursor}` in ascending seq", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/conversations/{id}/messages?before_seq=|after_seq=&limit=`: ascending
 /// seq. `next_cursor` continues in the same direction (pass it as `cursor`).
 pub(super) async fn history(
@@ -104,17 +106,19 @@ pub(super) async fn history(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Edit {
+/// The body of an edit (`EditBody` in the OpenAPI document: the model's
+/// `Edit` is an earlier version of a message).
+pub(super) struct EditBody {
     body: String,
 }
 
-#[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), request_body = Edit, responses((status = 200, description = "the message after the edit", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id")), request_body = EditBody, responses((status = 200, description = "the message after the edit", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `PATCH …/messages/{message_id}`: the sender edits the body.
 pub(super) async fn edit(
     State(state): State<AppState>,
     Auth(p): Auth,
     Api(Path((c, m))): Api<Path<(String, String)>>,
-    Api(Json(body)): Api<Json<Edit>>,
+    Api(Json(body)): Api<Json<EditBody>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (conversation_id, message_id) = ids(&c, &m)?;
     let request = EditRequest {
@@ -125,7 +129,7 @@ pub(super) async fn edit(
     Ok(Json(dispatch(&state.caas, &p, request).await?))
 }
 
-#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), responses((status = 200, description = "the tombstone", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id")), responses((status = 200, description = "the tombstone", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `DELETE …/messages/{message_id}`: tombstone (sender or moderator).
 pub(super) async fn delete(
     State(state): State<AppState>,
@@ -144,13 +148,15 @@ pub(super) async fn delete(
 #[serde(deny_unknown_fields)]
 pub(super) struct Forward {
     /// Where to forward.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     to_conversation_id: String,
     /// Makes the forward idempotent: a retry with the same key returns the
     /// first copy. Without one, each call makes a new copy.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     client_msg_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/forward", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), request_body = Forward, responses((status = 201, description = "the copy", body = caas_core::model::Message), (status = 200, description = "a retry: the first copy", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/forward", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id")), request_body = Forward, responses((status = 201, description = "the copy", body = caas_core::model::Message), (status = 200, description = "a retry: the first copy", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST …/messages/{message_id}/forward`: `{to_conversation_id, client_msg_id?}`;
 /// the caller must be able to read the source and send to the target. The copy
 /// names where it came from; encrypted messages cannot be forwarded by the
@@ -188,7 +194,7 @@ async fn reaction(
     ))
 }
 
-#[utoipa::path(put, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message with its reactions", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message with its reactions", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `PUT …/reactions/{emoji}`.
 pub(super) async fn react(
     State(state): State<AppState>,
@@ -198,7 +204,7 @@ pub(super) async fn react(
     reaction(&state, &p, path, true).await
 }
 
-#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message with its reactions", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id"), ("emoji" = String, Path, description = "the emoji, percent-encoded")), responses((status = 200, description = "the message with its reactions", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `DELETE …/reactions/{emoji}`.
 pub(super) async fn unreact(
     State(state): State<AppState>,
@@ -224,7 +230,7 @@ async fn pinning(
     ))
 }
 
-#[utoipa::path(put, path = "/v1/conversations/{id}/messages/{message_id}/pin", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), responses((status = 200, description = "the message, pinned", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/conversations/{id}/messages/{message_id}/pin", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id")), responses((status = 200, description = "the message, pinned", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `PUT …/messages/{message_id}/pin`: pins a message (moderators and above,
 /// under the default policy); pinning a pinned message changes nothing.
 pub(super) async fn pin(
@@ -235,7 +241,7 @@ pub(super) async fn pin(
     pinning(&state, &p, path, true).await
 }
 
-#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}/pin", tag = "messages", params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")), responses((status = 200, description = "the message, unpinned", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{message_id}/pin", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id")), responses((status = 200, description = "the message, unpinned", body = caas_core::model::Message), crate::problem::Problems), security(("bearer" = [])))]
 /// `DELETE …/messages/{message_id}/pin`: unpins it.
 pub(super) async fn unpin(
     State(state): State<AppState>,
@@ -245,7 +251,7 @@ pub(super) async fn unpin(
     pinning(&state, &p, path, false).await
 }
 
-#[utoipa::path(get, path = "/v1/conversations/{id}/pins", tag = "messages", params(("id" = String, Path, description = "conversation id")), responses((status = 200, description = "`{items: [Message], next_cursor: null}`: the pinned messages in seq order", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/conversations/{id}/pins", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id")), responses((status = 200, description = "`{items: [Message], next_cursor: null}`: the pinned messages in seq order", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/conversations/{id}/pins`: the pinned messages (members).
 pub(super) async fn pins(
     State(state): State<AppState>,

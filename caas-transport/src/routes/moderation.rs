@@ -35,6 +35,7 @@ pub(super) struct Settle {
 #[serde(deny_unknown_fields)]
 pub(super) struct FlagsQuery {
     /// At most this many (50 by default).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
@@ -43,7 +44,7 @@ fn ids(path: (String, String)) -> Result<(ConversationId, MessageId), ApiError> 
 }
 
 #[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/flag", tag = "moderation",
-    params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")),
+    params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id")),
     request_body = NewFlag,
     responses((status = 201, description = "the report (a repeat returns the first)", body = caas_core::model::Flag), crate::problem::Problems),
     security(("bearer" = [])))]
@@ -64,7 +65,7 @@ pub(super) async fn flag(
 }
 
 #[utoipa::path(get, path = "/v1/conversations/{id}/flags", tag = "moderation",
-    params(("id" = String, Path, description = "conversation id"), FlagsQuery),
+    params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), FlagsQuery),
     responses((status = 200, description = "`{items: [Flag], next_cursor: null}`: the open reports, oldest first", body = Object), crate::problem::Problems),
     security(("bearer" = [])))]
 /// `GET /v1/conversations/{id}/flags` (moderators): the open reports.
@@ -81,7 +82,7 @@ pub(super) async fn list(
 }
 
 #[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/flags/resolve", tag = "moderation",
-    params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")),
+    params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id")),
     request_body = Settle,
     responses((status = 200, description = "`{resolved: N}`: how many reports were settled", body = Object), crate::problem::Problems),
     security(("bearer" = [])))]
@@ -100,7 +101,7 @@ pub(super) async fn resolve(
 }
 
 #[utoipa::path(get, path = "/v1/conversations/{id}/messages/{message_id}/edits", tag = "moderation",
-    params(("id" = String, Path, description = "conversation id"), ("message_id" = String, Path, description = "message id")),
+    params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id"), ("message_id" = caas_core::ids::MessageId, Path, description = "message id")),
     responses((status = 200, description = "`{items: [Edit], next_cursor: null}`: the earlier bodies, oldest first", body = Object), crate::problem::Problems),
     security(("bearer" = [])))]
 /// `GET …/messages/{message_id}/edits` (moderators and the sender): the

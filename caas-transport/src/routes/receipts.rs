@@ -23,7 +23,7 @@ pub(super) struct Read {
     delivered_only: bool,
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/read", tag = "messages", params(("id" = String, Path, description = "conversation id")), request_body = Read, responses((status = 200, description = "the receipt after the call", body = caas_core::model::Receipt), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/conversations/{id}/read", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id")), request_body = Read, responses((status = 200, description = "the receipt after the call", body = caas_core::model::Receipt), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/conversations/{id}/read`: `{seq, delivered_only?}` moves the read
 /// (or only the delivered) watermark forward; backwards changes nothing.
 pub(super) async fn read(
@@ -40,7 +40,7 @@ pub(super) async fn read(
     Ok(Json(dispatch(&state.caas, &p, request).await?))
 }
 
-#[utoipa::path(get, path = "/v1/conversations/{id}/receipts", tag = "messages", params(("id" = String, Path, description = "conversation id")), responses((status = 200, description = "`{items: [Receipt], next_cursor: null}`: every member's delivered and read watermarks", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/conversations/{id}/receipts", tag = "messages", params(("id" = caas_core::ids::ConversationId, Path, description = "conversation id")), responses((status = 200, description = "`{items: [Receipt], next_cursor: null}`: every member's delivered and read watermarks", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/conversations/{id}/receipts`: every member's receipt (members).
 pub(super) async fn list(
     State(state): State<AppState>,

@@ -21,6 +21,7 @@ pub(super) struct SearchQuery {
     /// The words; each must be a prefix of a word of a match.
     q: String,
     /// At most this many (20 when absent).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -18,6 +18,7 @@ use crate::ws::frames::{EventRef, SyncRequest};
 #[serde(deny_unknown_fields)]
 pub(super) struct SyncQuery {
     since: Option<u64>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 

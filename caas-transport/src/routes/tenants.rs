@@ -20,6 +20,7 @@ use crate::problem::ApiError;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateTenant {
+    #[schema(min_length = 1)]
     name: String,
     #[serde(default)]
     settings: TenantSettings,
@@ -59,7 +60,7 @@ pub(super) async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), responses((status = 200, description = "the tenant (never credential hashes)", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = caas_core::ids::TenantId, Path, description = "tenant id")), responses((status = 200, description = "the tenant (never credential hashes)", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/tenants/{id}`.
 pub(super) async fn get(
     State(state): State<AppState>,
@@ -76,12 +77,13 @@ pub(super) async fn get(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PatchTenant {
+    #[schema(min_length = 1)]
     name: Option<String>,
     settings: Option<TenantSettings>,
     status: Option<TenantStatus>,
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), request_body = PatchTenant, responses((status = 200, description = "the tenant after the change", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = caas_core::ids::TenantId, Path, description = "tenant id")), request_body = PatchTenant, responses((status = 200, description = "the tenant after the change", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `PATCH /v1/tenants/{id}` (operator): name, settings (limits, policy), status.
 pub(super) async fn patch(
     State(state): State<AppState>,
@@ -111,7 +113,7 @@ pub(super) async fn patch(
     Ok(Json(view(state.caas.now(), &tenant)))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "tenant id")), responses((status = 200, description = "the suspended tenant", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = caas_core::ids::TenantId, Path, description = "tenant id")), responses((status = 200, description = "the suspended tenant", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `DELETE /v1/tenants/{id}` (operator): suspends; data is kept.
 pub(super) async fn suspend(
     State(state): State<AppState>,
@@ -132,10 +134,11 @@ pub(super) async fn suspend(
 #[serde(deny_unknown_fields)]
 pub(super) struct Rotate {
     /// How long the current secrets keep working (default one hour, at most 30 days).
+    #[schema(maximum = 2592000)]
     grace_secs: Option<u64>,
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{id}/secrets", tag = "tenants", params(("id" = String, Path, description = "tenant id")), request_body = Option<Rotate>, responses((status = 201, description = "`{secret, key_id, previous_valid_for_secs}`", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{id}/secrets", tag = "tenants", params(("id" = caas_core::ids::TenantId, Path, description = "tenant id")), request_body = Option<Rotate>, responses((status = 201, description = "`{secret, key_id, previous_valid_for_secs}`", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/tenants/{id}/secrets` (operator, tenant): a new secret, shown once;
 /// the old ones keep working for the grace period.
 pub(super) async fn rotate_secret(

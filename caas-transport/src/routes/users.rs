@@ -22,7 +22,7 @@ pub(super) struct Upsert {
     attributes: Attributes,
 }
 
-#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "user id")), request_body = Upsert, responses((status = 200, description = "the user as stored", body = caas_core::model::User), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = caas_core::ids::UserId, Path, description = "user id")), request_body = Upsert, responses((status = 200, description = "the user as stored", body = caas_core::model::User), crate::problem::Problems), security(("bearer" = [])))]
 /// `PUT /v1/users/{user_id}` (tenant).
 pub(super) async fn upsert(
     State(state): State<AppState>,
@@ -39,7 +39,7 @@ pub(super) async fn upsert(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = String, Path, description = "user id")), responses((status = 200, description = "the user", body = caas_core::model::User), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", params(("user_id" = caas_core::ids::UserId, Path, description = "user id")), responses((status = 200, description = "the user", body = caas_core::model::User), crate::problem::Problems), security(("bearer" = [])))]
 /// `GET /v1/users/{user_id}`.
 pub(super) async fn get(
     State(state): State<AppState>,
@@ -53,11 +53,14 @@ pub(super) async fn get(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Mint {
+    /// Seconds the token lives (900 by default, at most a day).
+    #[schema(minimum = 1, maximum = 86400)]
     ttl_s: Option<u64>,
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     device_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/users/{user_id}/tokens", tag = "users", params(("user_id" = String, Path, description = "user id")), request_body = Option<Mint>, responses((status = 200, description = "`{access_token, token_type, expires_at}`", body = Object), crate::problem::Problems), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/users/{user_id}/tokens", tag = "users", params(("user_id" = caas_core::ids::UserId, Path, description = "user id")), request_body = Option<Mint>, responses((status = 200, description = "`{access_token, token_type, expires_at}`", body = Object), crate::problem::Problems), security(("bearer" = [])))]
 /// `POST /v1/users/{user_id}/tokens` (tenant): `{ttl_s?, device_id?}` →
 /// `{access_token, expires_at}`. Only a tenant server mints, for its own users.
 pub(super) async fn mint_token(
@@ -76,7 +79,7 @@ pub(super) async fn mint_token(
     ))
 }
 
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "users", responses((status = 200, description = "the JWKS document of the platform's token keys", body = Object)))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "users", responses((status = 200, description = "the JWKS document of the platform's token keys", content_type = "application/jwk-set+json", body = Object), crate::problem::Problems))]
 /// `GET /.well-known/jwks.json`: the platform's token verification keys.
 pub(super) async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok((

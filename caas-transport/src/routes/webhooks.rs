@@ -21,6 +21,7 @@ use crate::problem::ApiError;
 pub(super) struct Rotation {
     /// How long the previous secrets keep signing, in seconds (default one
     /// day, at most 7 days; 0 stops them at once).
+    #[schema(maximum = 604800)]
     grace_secs: Option<u64>,
 }
 
@@ -59,7 +60,7 @@ pub(super) async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id")),
+    params(("id" = caas_core::ids::WebhookId, Path, description = "webhook id")),
     responses((status = 200, description = "the endpoint and where its delivery stands", body = caas_core::service::Webhook), crate::problem::Problems),
     security(("bearer" = [])))]
 /// `GET /v1/webhooks/{id}` (tenant server).
@@ -73,7 +74,7 @@ pub(super) async fn get(
 }
 
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id")),
+    params(("id" = caas_core::ids::WebhookId, Path, description = "webhook id")),
     request_body = WebhookChange,
     responses((status = 200, description = "the endpoint after the change", body = caas_core::service::Webhook), crate::problem::Problems),
     security(("bearer" = [])))]
@@ -90,7 +91,7 @@ pub(super) async fn update(
 }
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id")),
+    params(("id" = caas_core::ids::WebhookId, Path, description = "webhook id")),
     responses((status = 204, description = "removed, with its dead letters"), crate::problem::Problems),
     security(("bearer" = [])))]
 /// `DELETE /v1/webhooks/{id}` (tenant server). Audited.
@@ -105,7 +106,7 @@ pub(super) async fn delete(
 }
 
 #[utoipa::path(post, path = "/v1/webhooks/{id}/secrets", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id")),
+    params(("id" = caas_core::ids::WebhookId, Path, description = "webhook id")),
     request_body = Option<Rotation>,
     responses((status = 201, description = "the endpoint and its new secret, shown only here; deliveries carry one `v1` per secret until the old ones expire", body = caas_core::service::WebhookWithSecret), crate::problem::Problems),
     security(("bearer" = [])))]
@@ -124,7 +125,7 @@ pub(super) async fn rotate(
 }
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}/dead-letters", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id")),
+    params(("id" = caas_core::ids::WebhookId, Path, description = "webhook id")),
     responses((status = 200, description = "`{items: [DeadLetter], next_cursor: null}`: deliveries given up, oldest first", body = Object), crate::problem::Problems),
     security(("bearer" = [])))]
 /// `GET /v1/webhooks/{id}/dead-letters` (tenant server).
@@ -138,7 +139,7 @@ pub(super) async fn dead_letters(
 }
 
 #[utoipa::path(post, path = "/v1/webhooks/{id}/dead-letters/replay", tag = "webhooks",
-    params(("id" = String, Path, description = "webhook id")),
+    params(("id" = caas_core::ids::WebhookId, Path, description = "webhook id")),
     request_body = Option<ReplayRequest>,
     responses((status = 200, description = "which letters were delivered (and removed), skipped, or failed again (and kept)", body = caas_core::service::Replay), crate::problem::Problems),
     security(("bearer" = [])))]
