@@ -15,6 +15,7 @@ use crate::problem::ApiError;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AuditQuery {
+    #[serde(default, deserialize_with = "super::position")]
     after: Option<u64>,
     #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,

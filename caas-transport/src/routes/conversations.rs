@@ -75,7 +75,8 @@ pub(super) async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     let request = ConversationsRequest {
         limit: q.limit,
-        cursor: q.cursor,
+        // An empty cursor is no cursor: the first page.
+        cursor: q.cursor.filter(|c| !c.is_empty()),
     };
     let page = dispatch(&state.caas, &p, request).await?;
     let items = page

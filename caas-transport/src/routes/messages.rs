@@ -77,7 +77,9 @@ pub(super) async fn send(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HistoryQuery {
+    #[serde(default, deserialize_with = "super::position")]
     before_seq: Option<u64>,
+    #[serde(default, deserialize_with = "super::position")]
     after_seq: Option<u64>,
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
@@ -98,7 +100,8 @@ pub(super) async fn history(
         before_seq: q.before_seq.map(Seq),
         after_seq: q.after_seq.map(Seq),
         limit: q.limit,
-        cursor: q.cursor,
+        // An empty cursor is no cursor: the first page.
+        cursor: q.cursor.filter(|c| !c.is_empty()),
     };
     let page = dispatch(&state.caas, &p, request).await?;
     Ok(Json(super::Page::from(page)))

@@ -192,6 +192,18 @@ impl<T> From<caas_core::service::Page<T>> for Page<T> {
     }
 }
 
+/// A position in a query (`since`, `after`, a seq): at most `i64::MAX`, the
+/// largest any store keeps and what the document's `int64` promises.
+pub(super) fn position<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match <Option<u64> as serde::Deserialize>::deserialize(d)? {
+        Some(n) if i64::try_from(n).is_err() => Err(serde::de::Error::custom(format!(
+            "{n} is over the largest position, {}",
+            i64::MAX
+        ))),
+        v => Ok(v),
+    }
+}
+
 /// Parses an id from a path or body, naming the field on failure.
 pub(crate) fn id<T: std::str::FromStr<Err = caas_core::Error>>(s: &str) -> Result<T, ApiError> {
     s.parse::<T>().map_err(ApiError::from)

@@ -27,6 +27,7 @@ pub(super) struct NewFlag {
 #[serde(deny_unknown_fields)]
 pub(super) struct Settle {
     /// `dismiss` (the message stays) or `delete` (it becomes a tombstone).
+    #[schema(pattern = "^(dismiss|delete)$")]
     action: String,
 }
 

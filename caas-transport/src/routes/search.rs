@@ -19,6 +19,7 @@ use crate::requests::SearchRequest;
 #[serde(deny_unknown_fields)]
 pub(super) struct SearchQuery {
     /// The words; each must be a prefix of a word of a match.
+    #[param(min_length = 1)]
     q: String,
     /// At most this many (20 when absent).
     #[param(minimum = 1, maximum = 200)]

@@ -17,6 +17,7 @@ use crate::ws::frames::{EventRef, SyncRequest};
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SyncQuery {
+    #[serde(default, deserialize_with = "super::position")]
     since: Option<u64>,
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,

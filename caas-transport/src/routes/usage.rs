@@ -15,10 +15,10 @@ use crate::problem::ApiError;
 #[serde(deny_unknown_fields)]
 pub(super) struct UsageQuery {
     /// The first day, `YYYY-MM-DD` (UTC); the first of `to`'s month by default.
-    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[param(format = Date)]
     from: Option<String>,
     /// The last day, included; today by default. At most 366 days after `from`.
-    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[param(format = Date)]
     to: Option<String>,
 }
 

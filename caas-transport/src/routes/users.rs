@@ -16,6 +16,7 @@ use crate::problem::ApiError;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Upsert {
+    #[schema(min_length = 1)]
     name: String,
     #[serde(default)]
     #[schema(value_type = Object)]

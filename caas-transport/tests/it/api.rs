@@ -938,6 +938,83 @@ async fn an_export_job_runs_in_the_background_and_downloads_the_same_lines() {
 }
 
 #[tokio::test]
+async fn what_the_schema_check_found_stays_fixed() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let conv = group(&s, &alice, &["bob"], "g").await;
+    // An operation only a user can do, with the tenant's credential: refused by
+    // the built-in rule, not as a bad argument.
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&secret),
+            Some(json!({"client_msg_id": "m1", "body": "as the server"})),
+        )
+        .await;
+    problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("user-token-required"),
+        "{:?}",
+        r.body
+    );
+    // An empty cursor is the first page.
+    for path in [
+        "/v1/conversations?cursor=".to_owned(),
+        format!("/v1/conversations/{conv}/messages?cursor="),
+    ] {
+        let r = s.call(Method::GET, &path, Some(&alice), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {:?}", r.body);
+    }
+    // Positions past what the document's int64 allows are refused.
+    for path in [
+        "/v1/sync?since=9223372036854775808",
+        "/v1/sync?since=18446744073709551615",
+    ] {
+        let r = s.call(Method::GET, path, Some(&alice), None).await;
+        problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    }
+    let r = s
+        .call(
+            Method::GET,
+            "/v1/sync?since=9223372036854775807",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // `null` for an optional body is no body.
+    let webhook = s
+        .call(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&secret),
+            Some(json!({"url": "https://hooks.example.com/caas", "kinds": ["*"]})),
+        )
+        .await;
+    assert_eq!(webhook.status, StatusCode::CREATED, "{:?}", webhook.body);
+    let id = webhook.body["webhook"]["id"].as_str().unwrap().to_owned();
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/webhooks/{id}/secrets"),
+            Some(&secret),
+            Some(serde_json::Value::Null),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // An unsigned payment-provider call is refused as unsigned, configured or not.
+    let r = s
+        .call(Method::POST, "/v1/billing/stripe", None, Some(json!({})))
+        .await;
+    problem(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+#[tokio::test]
 async fn stored_user_attributes_reach_policy_decisions() {
     let s = Server::start().await;
     let policy = r#"{"version":1,"extends":"default","rules":[{"id":"staff-only-send","effect":"deny","actions":["message.send"],"when":{"not":{"attr":"subject.attr.department","eq":"staff"}}}]}"#;
