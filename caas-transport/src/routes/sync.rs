@@ -32,11 +32,18 @@ pub(super) async fn sync(
     Auth(p): Auth,
     Api(Query(q)): Api<Query<SyncQuery>>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let max_page = state.caas.config().max_page;
+    // Refused over the page size, as on every list (a WebSocket `sync` is
+    // served up to it instead: a catching-up client takes what it can).
+    if q.limit
+        .is_some_and(|l| l == 0 || usize::try_from(l).map_or(true, |l| l > max_page))
+    {
+        return Err(caas_core::Error::invalid("limit", format!("must be 1 to {max_page}")).into());
+    }
     let request = SyncRequest {
         since: Some(Cursor(q.since.unwrap_or(0))),
         limit: Some(q.limit.unwrap_or(DEFAULT_LIMIT)),
     };
-    let max_page = state.caas.config().max_page;
     let page = dispatch(&state.caas, &p, Sync { request, max_page }).await?;
     let items: Vec<_> = page
         .events

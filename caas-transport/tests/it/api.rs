@@ -974,6 +974,8 @@ async fn what_the_schema_check_found_stays_fixed() {
     for path in [
         "/v1/sync?since=9223372036854775808",
         "/v1/sync?since=18446744073709551615",
+        "/v1/sync?limit=201",
+        "/v1/sync?limit=0",
     ] {
         let r = s.call(Method::GET, path, Some(&alice), None).await;
         problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
