@@ -177,7 +177,7 @@ impl Default for Limits {
     /// search 30/min, webhook changes 60/min, 100 requests/min per IP at the edge; sending 600/min with
     /// bursts of 60, typing 60/min, call signals 600/min; edits 60/min, reactions
     /// 120/min, pins 30/min, new conversations 30/min, member adds 120/min,
-    /// receipts 600/min, presence reports 120/min, key claims 60/min.
+    /// receipts 600/min, presence reports 120/min, key claims 30/min.
     fn default() -> Self {
         let mut by_action = BTreeMap::new();
         by_action.insert("media.upload".to_owned(), Quota::per_minute(10));
