@@ -1017,6 +1017,113 @@ async fn what_the_schema_check_found_stays_fixed() {
 }
 
 #[tokio::test]
+async fn field_and_page_limits_answer_their_documented_codes() {
+    let s = Server::start().await;
+    let (_, secret) = s.tenant(&["alice", "bob"]).await;
+    let alice = s.token(&secret, "alice").await;
+    let conv = group(&s, &alice, &["bob"], "g").await;
+    let send = |body: serde_json::Value| {
+        let (s, alice, conv) = (&s, alice.clone(), conv.clone());
+        async move {
+            s.call(
+                Method::POST,
+                &format!("/v1/conversations/{conv}/messages"),
+                Some(&alice),
+                Some(body),
+            )
+            .await
+        }
+    };
+    // Attachments: at most 10 a message; mentions: at most 50.
+    let attachment = json!({"blob_id": "b_x", "content_type": "text/plain", "size": 1});
+    let r =
+        send(json!({"client_msg_id": "a", "body": "x", "attachments": vec![attachment; 11]})).await;
+    problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("attachments"),
+        "{:?}",
+        r.body
+    );
+    let mentions: Vec<String> = (0..51).map(|i| format!("u{i}")).collect();
+    let r = send(json!({"client_msg_id": "m", "body": "x", "mentions": mentions})).await;
+    problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("mentions"),
+        "{:?}",
+        r.body
+    );
+    let sent = say(&s, &alice, &conv, "ok", "fine").await;
+    let id = sent["id"].as_str().unwrap();
+    // An emoji is at most 64 bytes.
+    let long = "😀".repeat(17);
+    let r = s
+        .call(
+            Method::PUT,
+            &format!("/v1/conversations/{conv}/messages/{id}/reactions/{long}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    // Pages: 1 to 200 on every list; a search query is 1 to 256 bytes.
+    for path in [
+        format!("/v1/conversations/{conv}/messages?limit=201"),
+        "/v1/conversations?limit=201".to_owned(),
+        format!("/v1/search/messages?q={}", "a".repeat(257)),
+        format!(
+            "/v1/presence?users={}",
+            (0..201)
+                .map(|i| format!("u{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    ] {
+        let r = s.call(Method::GET, &path, Some(&alice), None).await;
+        problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    }
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/conversations/{conv}/messages?limit=200"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // Names are at most 256 bytes, past it `payload_too_large`.
+    let r = s
+        .call(
+            Method::PUT,
+            "/v1/users/carol",
+            Some(&secret),
+            Some(json!({"name": "n".repeat(257)})),
+        )
+        .await;
+    problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let r = s
+        .call(
+            Method::PATCH,
+            &format!("/v1/conversations/{conv}"),
+            Some(&alice),
+            Some(json!({"name": "n".repeat(257)})),
+        )
+        .await;
+    problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // Minted tokens live 1 s to a day.
+    for ttl in [0, 86_401] {
+        let r = s
+            .call(
+                Method::POST,
+                "/v1/users/alice/tokens",
+                Some(&secret),
+                Some(json!({"ttl_s": ttl})),
+            )
+            .await;
+        problem(&r, StatusCode::BAD_REQUEST, "invalid_argument");
+    }
+}
+
+#[tokio::test]
 async fn stored_user_attributes_reach_policy_decisions() {
     let s = Server::start().await;
     let policy = r#"{"version":1,"extends":"default","rules":[{"id":"staff-only-send","effect":"deny","actions":["message.send"],"when":{"not":{"attr":"subject.attr.department","eq":"staff"}}}]}"#;
