@@ -59,6 +59,7 @@ use caas_crypto::blind::BlindIndex;
 use caas_crypto::envelope::{AssociatedData, DataKey, Envelope};
 
 pub use events::EncryptedEventLog;
+#[cfg(feature = "sqlite")]
 pub(crate) use keyrings::erased;
 pub use keyrings::{KeyringStore, ManagedKeyrings, MemoryKeyrings, TenantKeyrings};
 pub use messages::EncryptedMessageStore;
