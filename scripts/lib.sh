@@ -21,6 +21,26 @@ apt_install() {
     --no-install-recommends "$@" >/dev/null
 }
 
+# A venv under the cache with the hash-pinned wheels of requirements file $2
+# installed (extra pip options after it), keyed by the file's hash so a change
+# of pins makes a fresh one; sets PINNED_VENV to its path. $1 names it and is
+# shown while it installs.
+pinned_venv() {
+  local name=$1 req=$2
+  shift 2
+  PINNED_VENV="$CACHE/$name-$(sha256sum "$req" | cut -c1-16)"
+  if [[ ! -e "$PINNED_VENV/.installed" ]]; then
+    step "installing $name from hash-pinned wheels"
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+      apt_install python3-venv
+    fi
+    rm -rf "$PINNED_VENV"
+    python3 -m venv "$PINNED_VENV"
+    "$PINNED_VENV/bin/pip" install -q --disable-pip-version-check --require-hashes "$@" -r "$req"
+    touch "$PINNED_VENV/.installed"
+  fi
+}
+
 # Cleanups run at exit, newest first, each even when another fails: every
 # provisioner stops what it started and nothing else.
 CLEANUPS=()

